@@ -1,0 +1,30 @@
+//! shoal's wire format and transports.
+//!
+//! # Layout
+//!
+//! - [`frame`]: one message on the wire = a msgpack control part followed by raw data
+//!   frames; encoding, decoding and size limits, with no I/O.
+//! - [`message`]: the control messages, one enum per direction
+//!   (client → scheduler, scheduler → client, worker → scheduler, scheduler → worker,
+//!   worker ↔ worker data requests).
+//! - [`ids`]: typed integer ids shared by every crate.
+//! - [`auth`]: the versioned, HMAC challenge-response handshake every connection starts with.
+//! - [`transport`]: the [`transport::MessageRead`] / [`transport::MessageWrite`] traits every
+//!   transport implements, and the TCP implementation.
+//! - [`secret`]: the cluster secret (random, never sent in clear).
+
+pub mod auth;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod message;
+pub mod secret;
+pub mod transport;
+
+pub use error::CommError;
+pub use frame::{Limits, RawMessage};
+pub use secret::Secret;
+
+/// Version of the protocol spoken by this build. Peers with another version are refused
+/// during the handshake, with both versions named.
+pub const PROTOCOL_VERSION: u32 = 1;

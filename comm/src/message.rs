@@ -1,0 +1,359 @@
+//! Control messages, one enum per direction.
+//!
+//! Payloads never appear inline: fields named `payload`/`frame` are indices into the data
+//! frames of the [`crate::RawMessage`] that carries the control message.
+
+use crate::ids::{TaskId, WorkerId};
+use serde::{Deserialize, Serialize};
+
+/// How a task is executed on a worker. The scheduler only routes on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Does nothing, produces an empty result.
+    Noop,
+    /// Sleeps for `ms` milliseconds (payload: msgpack `{ms}`), produces an empty result.
+    Sleep,
+    /// Produces `size` bytes of value `fill` (payload: msgpack `{size, fill}`).
+    Bytes,
+    /// Concatenates its inputs in dependency order.
+    Concat,
+    /// Interprets inputs as little-endian u64 and adds them, plus `add` from the payload.
+    Sum,
+    /// Fails with the message in the payload.
+    Fail,
+    /// A pickled Python callable; needs a worker hosted in a Python interpreter.
+    Python,
+}
+
+impl ExecutorKind {
+    /// Every kind, for error messages.
+    pub const ALL: &'static [&'static str] =
+        &["noop", "sleep", "bytes", "concat", "sum", "fail", "python"];
+}
+
+/// A named amount of an abstract resource (`GPU = 1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    pub amount: f64,
+}
+
+/// One task as a client submits it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Unique key chosen by the client.
+    pub key: String,
+    /// Keys whose results are this task's inputs, in order. They may name tasks of the same
+    /// submission or results already held by the cluster.
+    pub deps: Vec<String>,
+    pub kind: ExecutorKind,
+    /// Data frame holding the opaque payload, if any.
+    pub payload: Option<u32>,
+    /// Higher runs first; ties run in submission order.
+    pub priority: i32,
+    /// Resources one run of the task occupies on its worker.
+    pub resources: Vec<Resource>,
+    /// How many times a failing task is retried before it errs.
+    pub retries: u32,
+    /// If non-empty, only workers with one of these names or addresses may run the task.
+    pub workers: Vec<String>,
+}
+
+impl TaskSpec {
+    /// A task with defaults for everything but key, kind and dependencies.
+    pub fn new(key: impl Into<String>, kind: ExecutorKind, deps: Vec<String>) -> Self {
+        TaskSpec {
+            key: key.into(),
+            deps,
+            kind,
+            payload: None,
+            priority: 0,
+            resources: Vec::new(),
+            retries: 0,
+            workers: Vec::new(),
+        }
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// The key of the task that failed first (for a dependent, the failed dependency).
+    pub key: String,
+    /// Category: `TaskFailed`, `KilledWorker`, `DependencyFailed`, `Cancelled`, `Unsupported`.
+    pub kind: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Remote traceback, where the executor has one.
+    pub traceback: Option<String>,
+    /// Executor-specific encoded exception (a pickled Python exception), if any.
+    #[serde(with = "serde_bytes")]
+    pub exception: Vec<u8>,
+}
+
+/// Final state of a key a client asked to hear about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum KeyState {
+    /// The result is held in the cluster; `size` is its size in bytes.
+    Memory { size: u64 },
+    /// The task failed.
+    Erred(TaskError),
+    /// The key was cancelled or released before it finished.
+    Cancelled,
+}
+
+/// Update about one wanted key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyUpdate {
+    pub key: String,
+    pub state: KeyState,
+}
+
+/// Where a client can fetch a key's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyLocation {
+    pub key: String,
+    /// The id the holders store the result under.
+    pub task: Option<TaskId>,
+    /// Data-server addresses of the workers holding it (empty if not in memory).
+    pub holders: Vec<String>,
+    /// The current state, if the key is finished.
+    pub state: Option<KeyState>,
+}
+
+/// Worker figures shown by `shoal status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerMetrics {
+    /// Resident set size of the worker process.
+    pub rss: u64,
+    /// Bytes of results held.
+    pub stored_bytes: u64,
+    /// Number of results held.
+    pub stored_count: u64,
+    /// Tasks running now.
+    pub executing: u32,
+    /// Tasks waiting on the worker (inputs being fetched or threads busy).
+    pub queued: u32,
+}
+
+/// One worker as `shoal status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: WorkerId,
+    pub name: String,
+    pub address: String,
+    pub nthreads: u32,
+    pub memory_limit: u64,
+    pub resources: Vec<Resource>,
+    pub metrics: WorkerMetrics,
+    /// Tasks the scheduler has assigned to the worker and not yet heard back about.
+    pub assigned: u64,
+}
+
+/// The cluster as `shoal status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub scheduler_id: String,
+    pub address: String,
+    pub workers: Vec<WorkerInfo>,
+    /// Task counts by state name (`waiting`, `ready`, `queued`, `running`, `memory`, `erred`, `released`).
+    pub tasks: Vec<(String, u64)>,
+    pub clients: u32,
+    /// Tasks finished since the scheduler started.
+    pub tasks_finished: u64,
+}
+
+/// Client → scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromClient {
+    /// Add tasks; the client wants to hear about (and keeps alive) the `wants` keys, which
+    /// may also name keys already in the cluster.
+    Submit {
+        request: u64,
+        tasks: Vec<TaskSpec>,
+        wants: Vec<String>,
+    },
+    /// The client no longer needs these keys; data nobody else needs is freed.
+    Release { keys: Vec<String> },
+    /// Stop computing these keys (and what only they need); they end as `Cancelled`.
+    Cancel { keys: Vec<String> },
+    /// Where are these keys held?
+    WhoHas { request: u64, keys: Vec<String> },
+    /// Report the cluster state.
+    Status { request: u64 },
+    /// Stop the whole cluster: workers, then the scheduler.
+    Shutdown,
+    /// I am alive.
+    Heartbeat,
+}
+
+/// Scheduler → client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToClient {
+    /// Answer to `Submit`; on error nothing of the submission was added.
+    SubmitReply { request: u64, error: Option<String> },
+    /// Wanted keys that reached a final state.
+    Updates(Vec<KeyUpdate>),
+    /// Answer to `WhoHas`.
+    WhoHasReply {
+        request: u64,
+        locations: Vec<KeyLocation>,
+    },
+    /// Answer to `Status`.
+    StatusReply {
+        request: u64,
+        status: Box<ClusterStatus>,
+    },
+    /// A message the scheduler could not accept (malformed, unknown); it kept serving.
+    Error { message: String },
+    /// I am alive.
+    Heartbeat,
+}
+
+/// A worker's first message after the handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub name: String,
+    pub nthreads: u32,
+    pub memory_limit: u64,
+    pub resources: Vec<Resource>,
+    /// Address of the worker's data server (`tcp://host:port`).
+    pub data_address: String,
+    pub host: String,
+    pub pid: u32,
+    /// Executor kinds this worker can run.
+    pub executors: Vec<ExecutorKind>,
+}
+
+/// A task result a worker reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFinished {
+    pub id: TaskId,
+    pub size: u64,
+}
+
+/// A task failure a worker reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFailed {
+    pub id: TaskId,
+    /// `key` is filled in by the scheduler; workers leave it empty.
+    pub error: TaskError,
+}
+
+/// Worker → scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// First message: who I am.
+    Register(Registration),
+    /// These tasks started running.
+    Started(Vec<TaskId>),
+    /// These tasks finished; their results are held here.
+    Finished(Vec<TaskFinished>),
+    /// These tasks failed.
+    Failed(Vec<TaskFailed>),
+    /// Answer to `Steal`: `true` where the task was handed back, `false` where it already
+    /// ran or runs.
+    StealReply(Vec<(TaskId, bool)>),
+    /// An input could not be fetched from any holder the scheduler named.
+    MissingData {
+        task: TaskId,
+        missing: TaskId,
+        holders: Vec<WorkerId>,
+    },
+    /// I am alive; here are my figures.
+    Heartbeat(WorkerMetrics),
+}
+
+/// An input of a task to compute: its id and where it is held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    pub id: TaskId,
+    /// Workers holding it; may include the receiving worker itself.
+    pub holders: Vec<WorkerId>,
+}
+
+/// One task a worker must run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputeTask {
+    pub id: TaskId,
+    pub kind: ExecutorKind,
+    /// Data frame holding the payload.
+    pub payload: Option<u32>,
+    pub priority: i32,
+    /// Inputs in dependency order.
+    pub inputs: Vec<Input>,
+    pub resources: Vec<Resource>,
+}
+
+/// Scheduler → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Answer to `Register`: the worker's id, the heartbeat period and its peers.
+    Registered {
+        id: WorkerId,
+        heartbeat_ms: u64,
+        peers: Vec<(WorkerId, String)>,
+    },
+    /// Run these tasks.
+    Compute(Vec<ComputeTask>),
+    /// Hand these tasks back if they have not started.
+    Steal(Vec<TaskId>),
+    /// Drop these results (and forget these tasks if queued).
+    Release(Vec<TaskId>),
+    /// A peer joined.
+    PeerJoined(WorkerId, String),
+    /// A peer left.
+    PeerLeft(WorkerId),
+    /// I am alive.
+    Heartbeat,
+    /// Exit cleanly.
+    Shutdown,
+}
+
+/// Data requests between workers (and from clients to workers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DataRequest {
+    /// Send the results of these tasks.
+    Get(Vec<TaskId>),
+}
+
+/// Answer to [`DataRequest::Get`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataReply {
+    /// Found results and the data frame each travels in.
+    pub found: Vec<(TaskId, u32)>,
+    /// Ids this worker does not hold.
+    pub missing: Vec<TaskId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RawMessage;
+
+    #[test]
+    fn submit_round_trips_and_unknown_kind_is_named() {
+        let mut spec = TaskSpec::new("a", ExecutorKind::Sum, vec!["b".into()]);
+        spec.resources.push(Resource {
+            name: "GPU".into(),
+            amount: 1.0,
+        });
+        let msg = FromClient::Submit {
+            request: 7,
+            tasks: vec![spec.clone()],
+            wants: vec!["a".into()],
+        };
+        let raw = RawMessage::encode(&msg, vec![]).unwrap();
+        match raw.decode::<FromClient>().unwrap() {
+            FromClient::Submit { request, tasks, .. } => {
+                assert_eq!(request, 7);
+                assert_eq!(tasks, vec![spec]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let kind: Result<ExecutorKind, _> = serde_json::from_str("\"frobnicate\"");
+        let err = kind.unwrap_err().to_string();
+        assert!(err.contains("frobnicate") && err.contains("noop"), "{err}");
+    }
+}
