@@ -1,0 +1,352 @@
+//! The scheduler's state and the transitions every event goes through.
+//!
+//! All bookkeeping that must stay consistent (pending dependents, worker assignment,
+//! state counts, releasing data nobody needs, forgetting records nobody refers to) lives
+//! in [`Core::set_state`] and [`Core::settle`], so event handlers only decide *what*
+//! happens.
+
+use super::comm::Comm;
+use super::task::{Task, TaskState};
+use super::worker::WorkerState;
+use rustc_hash::{FxHashMap, FxHashSet};
+use shoal_comm::ids::{ClientId, TaskId, WorkerId};
+use shoal_comm::message::{KeyState, KeyUpdate, TaskError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tunables of the scheduling core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// A task running on this many workers that died errs with `KilledWorker`.
+    pub allowed_failures: u32,
+    /// Workers silent this long are dropped.
+    pub worker_timeout: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            allowed_failures: 3,
+            worker_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A connected client.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    /// Tasks this client holds futures on.
+    pub wants: FxHashSet<TaskId>,
+}
+
+/// The whole scheduler state.
+#[derive(Debug, Default)]
+pub struct Core {
+    pub config: CoreConfig,
+    pub tasks: FxHashMap<TaskId, Task>,
+    pub keys: FxHashMap<Arc<str>, TaskId>,
+    pub workers: FxHashMap<WorkerId, WorkerState>,
+    pub clients: FxHashMap<ClientId, ClientState>,
+    /// Tasks that became ready and await placement (may hold stale entries: check state).
+    pub ready: Vec<TaskId>,
+    /// Ready tasks no current worker can run (resources, restrictions, executor kind).
+    pub unplaced: Vec<TaskId>,
+    /// Steal requests in flight: task → the idle worker it should move to.
+    pub steals: FxHashMap<TaskId, WorkerId>,
+    /// Tasks that finished since start.
+    pub finished_count: u64,
+    next_task: u64,
+    next_worker: u32,
+    next_client: u32,
+    /// Tasks whose need or references changed; examined by `settle`.
+    dirty: Vec<TaskId>,
+}
+
+impl Core {
+    pub fn new(config: CoreConfig) -> Self {
+        Core {
+            config,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn new_task_id(&mut self) -> TaskId {
+        self.next_task += 1;
+        TaskId(self.next_task)
+    }
+
+    pub(crate) fn new_worker_id(&mut self) -> WorkerId {
+        self.next_worker += 1;
+        WorkerId(self.next_worker)
+    }
+
+    pub fn new_client_id(&mut self) -> ClientId {
+        self.next_client += 1;
+        ClientId(self.next_client)
+    }
+
+    /// The task with this id; panics with the id if it is unknown (an internal bug).
+    pub fn task(&self, id: TaskId) -> &Task {
+        self.tasks
+            .get(&id)
+            .unwrap_or_else(|| panic!("unknown task {id}"))
+    }
+
+    pub(crate) fn task_mut(&mut self, id: TaskId) -> &mut Task {
+        self.tasks
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("unknown task {id}"))
+    }
+
+    /// Find a task by key.
+    pub fn find_key(&self, key: &str) -> Option<TaskId> {
+        self.keys.get(key).copied()
+    }
+
+    /// Move a task to a new state, keeping every derived count right.
+    pub(crate) fn set_state(&mut self, id: TaskId, new: TaskState, comm: &mut impl Comm) {
+        let task = self.task_mut(id);
+        let old = std::mem::replace(&mut task.state, new);
+        let was_unfinished = old.is_unfinished();
+        let now_unfinished = task.state.is_unfinished();
+        let new_worker = task.state.assigned_worker();
+        let is_ready = task.state == TaskState::Ready;
+        if let Some(w) = old.assigned_worker() {
+            if Some(w) != new_worker {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.assigned.remove(&id);
+                }
+                self.steals.remove(&id);
+            }
+        }
+        if let Some(w) = new_worker {
+            if let Some(worker) = self.workers.get_mut(&w) {
+                worker.assigned.insert(id);
+            }
+        }
+        if let TaskState::Memory(holders) = &old {
+            if !matches!(self.task(id).state, TaskState::Memory(_)) {
+                for &w in holders {
+                    comm.release(w, id);
+                }
+            }
+        }
+        if was_unfinished != now_unfinished {
+            let deps = self.task(id).deps.clone();
+            for dep in deps.iter() {
+                let d = self.task_mut(*dep);
+                if now_unfinished {
+                    d.pending_dependents += 1;
+                } else {
+                    d.pending_dependents -= 1;
+                    self.dirty.push(*dep);
+                }
+            }
+        }
+        if is_ready {
+            self.ready.push(id);
+        }
+        self.dirty.push(id);
+    }
+
+    /// Result of `id` reached memory or failed: tell clients that want it.
+    pub(crate) fn notify_wanters(&mut self, id: TaskId, comm: &mut impl Comm) {
+        let task = self.task(id);
+        let state = match &task.state {
+            TaskState::Memory(_) => KeyState::Memory { size: task.size },
+            TaskState::Erred(e) => KeyState::Erred(TaskError::clone(e)),
+            _ => return,
+        };
+        for &client in &task.wanted_by {
+            comm.key_update(
+                client,
+                KeyUpdate {
+                    key: task.key.to_string(),
+                    state: state.clone(),
+                },
+            );
+        }
+    }
+
+    /// Put a released task that is needed again back on the way to memory, with every
+    /// released input it needs (lineage recomputation).
+    pub(crate) fn revive(&mut self, id: TaskId, comm: &mut impl Comm) {
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            if self.task(id).state != TaskState::Released {
+                continue;
+            }
+            let deps = self.task(id).deps.clone();
+            if let Some(err) = deps.iter().find_map(|d| match &self.task(*d).state {
+                TaskState::Erred(e) => Some(e.clone()),
+                _ => None,
+            }) {
+                self.set_state(id, TaskState::Erred(err), comm);
+                self.notify_wanters(id, comm);
+                continue;
+            }
+            let missing = deps
+                .iter()
+                .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
+                .count() as u32;
+            self.task_mut(id).missing_deps = missing;
+            let state = if missing == 0 {
+                TaskState::Ready
+            } else {
+                TaskState::Waiting
+            };
+            self.set_state(id, state, comm);
+            stack.extend(deps.iter().copied());
+        }
+    }
+
+    /// Fail `id` and every unfinished task that depends on it, transitively.
+    pub(crate) fn fail_with_dependents(
+        &mut self,
+        id: TaskId,
+        error: Arc<TaskError>,
+        comm: &mut impl Comm,
+    ) {
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            let task = self.task(id);
+            if !(task.state.is_unfinished() || task.state == TaskState::Released) {
+                continue;
+            }
+            let was_unfinished = task.state.is_unfinished();
+            if let Some(w) = task.state.assigned_worker() {
+                comm.release(w, id);
+            }
+            let dependents = task.dependents.clone();
+            self.set_state(id, TaskState::Erred(error.clone()), comm);
+            self.notify_wanters(id, comm);
+            if was_unfinished {
+                stack.extend(dependents);
+            }
+        }
+    }
+
+    /// Release results nobody needs, drop unfinished work nobody needs, and forget records
+    /// nothing refers to. Runs after every event.
+    pub(crate) fn settle(&mut self, comm: &mut impl Comm) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
+            if task.is_needed() {
+                continue;
+            }
+            if task.state.is_unfinished() || matches!(task.state, TaskState::Memory(_)) {
+                if let Some(w) = task.state.assigned_worker() {
+                    comm.release(w, id);
+                }
+                self.set_state(id, TaskState::Released, comm);
+                continue; // set_state marked it dirty again
+            }
+            if task.dependents.is_empty() {
+                self.forget(id);
+            }
+        }
+    }
+
+    fn forget(&mut self, id: TaskId) {
+        let Some(task) = self.tasks.remove(&id) else {
+            return;
+        };
+        self.keys.remove(&task.key);
+        for dep in task.deps.iter() {
+            if let Some(d) = self.tasks.get_mut(dep) {
+                if let Some(pos) = d.dependents.iter().position(|x| *x == id) {
+                    d.dependents.swap_remove(pos);
+                }
+                self.dirty.push(*dep);
+            }
+        }
+    }
+
+    pub(crate) fn mark_dirty(&mut self, ids: impl IntoIterator<Item = TaskId>) {
+        self.dirty.extend(ids);
+    }
+
+    /// Check every cross-structure invariant; used after each step in tests.
+    pub fn sanity_check(&self) {
+        for (&id, task) in &self.tasks {
+            assert_eq!(self.keys.get(&task.key), Some(&id), "key map of {id}");
+            // `dependents` lists each dependent once per occurrence, so divide back.
+            let mut distinct: Vec<TaskId> = task.dependents.clone();
+            distinct.sort();
+            distinct.dedup();
+            let expected: u32 = distinct
+                .iter()
+                .map(|d| {
+                    let dt = self.task(*d);
+                    dt.deps.iter().filter(|x| **x == id).count() as u32
+                        * u32::from(dt.state.is_unfinished())
+                })
+                .sum();
+            assert_eq!(
+                task.pending_dependents, expected,
+                "pending dependents of {id} ({})",
+                task.key
+            );
+            for dep in task.deps.iter() {
+                let d = self.task(*dep);
+                assert!(d.dependents.contains(&id), "{dep} lists {id} as dependent");
+                if task.state.is_unfinished() {
+                    assert!(
+                        d.state.is_unfinished() || matches!(d.state, TaskState::Memory(_)),
+                        "unfinished {id} ({}) has input {dep} in state {:?}",
+                        task.key,
+                        d.state
+                    );
+                }
+            }
+            if task.state == TaskState::Waiting {
+                let missing = task
+                    .deps
+                    .iter()
+                    .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
+                    .count() as u32;
+                assert_eq!(task.missing_deps, missing, "missing deps of {id}");
+                assert!(missing > 0, "waiting task {id} has all inputs");
+            }
+            if let Some(w) = task.state.assigned_worker() {
+                assert!(self.workers[&w].assigned.contains(&id), "{w} assigned {id}");
+            }
+            if let TaskState::Memory(holders) = &task.state {
+                assert!(!holders.is_empty(), "memory task {id} without holders");
+                for w in holders {
+                    assert!(self.workers.contains_key(w), "{id} held by gone {w}");
+                }
+            }
+            if !task.is_needed() {
+                assert!(
+                    !task.state.is_unfinished(),
+                    "unneeded {id} still {:?}",
+                    task.state
+                );
+                assert!(
+                    !matches!(task.state, TaskState::Memory(_)),
+                    "unneeded {id} in memory"
+                );
+            }
+            for c in &task.wanted_by {
+                assert!(self.clients[c].wants.contains(&id), "{c} wants {id}");
+            }
+        }
+        for (w, worker) in &self.workers {
+            for t in &worker.assigned {
+                assert_eq!(
+                    self.task(*t).state.assigned_worker(),
+                    Some(*w),
+                    "{w} assigned {t}"
+                );
+            }
+        }
+        for (c, client) in &self.clients {
+            for t in &client.wants {
+                assert!(self.task(*t).wanted_by.contains(c), "{t} wanted by {c}");
+            }
+        }
+    }
+}

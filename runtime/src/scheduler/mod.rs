@@ -1,0 +1,25 @@
+//! The scheduler: a core that is pure state plus event functions (no I/O, time passed
+//! in), and the server that feeds it from the network.
+//!
+//! - [`core`]: state and the transitions that keep it consistent.
+//! - [`graph`]: accepting submitted graphs.
+//! - [`reactor`]: worker and client events.
+//! - [`placement`]: placing ready tasks; stealing for idle workers.
+//! - [`comm`]: the effects trait.
+//! - [`server`]: sockets, batching, heartbeats, the scheduler file.
+
+pub mod comm;
+pub mod core;
+pub mod graph;
+pub mod placement;
+pub mod reactor;
+pub mod server;
+pub mod task;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::comm::Comm;
+pub use self::core::{Core, CoreConfig};
+pub use graph::GraphError;

@@ -1,0 +1,153 @@
+//! Placing ready tasks on workers (data locality, then load) and stealing queued work
+//! for idle workers.
+
+use super::comm::Comm;
+use super::core::Core;
+use super::task::TaskState;
+use rustc_hash::FxHashMap;
+use shoal_comm::ids::{TaskId, WorkerId};
+use shoal_comm::message::{ComputeTask, Input};
+
+/// Most tasks one steal round moves to one idle worker.
+const MAX_STEAL_PER_WORKER: usize = 256;
+
+impl Core {
+    /// Place every ready task.
+    pub fn schedule(&mut self, comm: &mut impl Comm) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let mut local_bytes: FxHashMap<WorkerId, u64> = FxHashMap::default();
+        for id in ready {
+            match self.tasks.get(&id) {
+                Some(t) if t.state == TaskState::Ready => {}
+                _ => continue,
+            }
+            match self.choose_worker(id, &mut local_bytes) {
+                Some(w) => self.assign(id, w, comm),
+                None => self.unplaced.push(id),
+            }
+        }
+    }
+
+    /// Workers changed: give unplaced tasks another chance.
+    pub(crate) fn requeue_unplaced(&mut self) {
+        let unplaced = std::mem::take(&mut self.unplaced);
+        self.ready.extend(unplaced);
+    }
+
+    /// The worker holding most input bytes among those that can run the task; ties go to
+    /// the least loaded. `None` if no worker can run it.
+    fn choose_worker(
+        &self,
+        id: TaskId,
+        local_bytes: &mut FxHashMap<WorkerId, u64>,
+    ) -> Option<WorkerId> {
+        let task = self.task(id);
+        local_bytes.clear();
+        for dep in task.deps.iter() {
+            let d = self.task(*dep);
+            if let TaskState::Memory(holders) = &d.state {
+                for h in holders {
+                    *local_bytes.entry(*h).or_default() += d.size.max(1);
+                }
+            }
+        }
+        let (resources, allowed) = (task.resources(), task.allowed_workers());
+        let unconstrained = resources.is_empty() && allowed.is_empty();
+        let mut best: Option<(u64, f64, WorkerId)> = None;
+        for w in self.workers.values() {
+            if !(unconstrained && w.registration.executors.contains(&task.kind)
+                || w.can_run(task.kind, resources, allowed))
+            {
+                continue;
+            }
+            let bytes = local_bytes.get(&w.id).copied().unwrap_or(0);
+            let load = w.load();
+            let better = match best {
+                None => true,
+                Some((b, l, bid)) => {
+                    bytes > b || (bytes == b && (load < l || (load == l && w.id < bid)))
+                }
+            };
+            if better {
+                best = Some((bytes, load, w.id));
+            }
+        }
+        best.map(|(_, _, w)| w)
+    }
+
+    /// Send a ready task to a worker, with where each input lives.
+    pub(crate) fn assign(&mut self, id: TaskId, worker: WorkerId, comm: &mut impl Comm) {
+        let task = self.task(id);
+        let inputs = task
+            .deps
+            .iter()
+            .map(|d| Input {
+                id: *d,
+                holders: match &self.task(*d).state {
+                    TaskState::Memory(h) => h.to_vec(),
+                    _ => Vec::new(),
+                },
+            })
+            .collect();
+        let compute = ComputeTask {
+            id,
+            kind: task.kind,
+            payload: None,
+            priority: task.priority,
+            inputs,
+            resources: task.resources().to_vec(),
+        };
+        let payload = task.payload.clone();
+        comm.compute(worker, compute, payload);
+        self.set_state(id, TaskState::Queued(worker), comm);
+    }
+
+    /// Move queued (not started) tasks from the busiest workers to idle ones.
+    pub fn balance(&mut self, comm: &mut impl Comm) {
+        let mut idle: Vec<(WorkerId, usize)> = self
+            .workers
+            .values()
+            .filter(|w| w.is_idle())
+            .map(|w| (w.id, w.nthreads() as usize - w.assigned.len()))
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        idle.sort_by_key(|(w, _)| *w);
+        for (thief, free) in idle {
+            // The victim with most queued work per thread beyond what it is running.
+            let Some(victim) = self
+                .workers
+                .values()
+                .filter(|w| w.id != thief && w.assigned.len() > w.nthreads() as usize)
+                .max_by(|a, b| a.load().total_cmp(&b.load()).then(b.id.cmp(&a.id)))
+                .map(|w| w.id)
+            else {
+                return;
+            };
+            let victim_state = &self.workers[&victim];
+            let surplus = victim_state.assigned.len() - victim_state.nthreads() as usize;
+            let want = free.max(surplus / 2).min(MAX_STEAL_PER_WORKER).min(surplus);
+            let thief_state = &self.workers[&thief];
+            let picked: Vec<TaskId> = victim_state
+                .assigned
+                .iter()
+                .copied()
+                .filter(|t| {
+                    let task = self.task(*t);
+                    task.state == TaskState::Queued(victim)
+                        && !self.steals.contains_key(t)
+                        && thief_state.can_run(task.kind, task.resources(), task.allowed_workers())
+                })
+                .take(want)
+                .collect();
+            for t in picked {
+                self.steals.insert(t, thief);
+                comm.steal(victim, t);
+            }
+        }
+    }
+}

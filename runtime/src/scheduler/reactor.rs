@@ -1,0 +1,360 @@
+//! Event handlers: what happens when workers and clients report something.
+
+use super::comm::Comm;
+use super::core::{ClientState, Core};
+use super::task::TaskState;
+use super::worker::WorkerState;
+use shoal_comm::ids::{ClientId, TaskId, WorkerId};
+use shoal_comm::message::{
+    KeyState, KeyUpdate, Registration, TaskError, TaskFailed, TaskFinished, ToWorker, WorkerMetrics,
+};
+use smallvec::smallvec;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Core {
+    /// A worker registered. Returns its id; it is told its peers, and they are told of it.
+    pub fn on_worker_added(
+        &mut self,
+        registration: Registration,
+        now: Instant,
+        heartbeat_ms: u64,
+        comm: &mut impl Comm,
+    ) -> WorkerId {
+        let id = self.new_worker_id();
+        let address = registration.data_address.clone();
+        let peers = self
+            .workers
+            .values()
+            .map(|w| (w.id, w.registration.data_address.clone()))
+            .collect();
+        for &other in self.workers.keys() {
+            comm.send_worker(other, ToWorker::PeerJoined(id, address.clone()));
+        }
+        tracing::info!(worker = %id, name = %registration.name, address = %address, nthreads = registration.nthreads, "worker joined");
+        self.workers
+            .insert(id, WorkerState::new(id, registration, now));
+        comm.send_worker(
+            id,
+            ToWorker::Registered {
+                id,
+                heartbeat_ms,
+                peers,
+            },
+        );
+        self.requeue_unplaced();
+        id
+    }
+
+    /// A worker left (closed, timed out or died): reschedule its work, recompute lost data.
+    pub fn on_worker_lost(&mut self, id: WorkerId, reason: &str, comm: &mut impl Comm) {
+        let Some(worker) = self.workers.remove(&id) else {
+            return;
+        };
+        tracing::warn!(worker = %id, name = %worker.registration.name, %reason, "worker lost");
+        for &other in self.workers.keys() {
+            comm.send_worker(other, ToWorker::PeerLeft(id));
+        }
+        self.steals.retain(|_, thief| *thief != id);
+        for task_id in worker.assigned {
+            let Some(task) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            if task.state.assigned_worker() != Some(id) {
+                continue; // failed meanwhile as a dependent of a KilledWorker task
+            }
+            if let TaskState::Running(_) = task.state {
+                task.worker_deaths += 1;
+                if task.worker_deaths >= self.config.allowed_failures {
+                    let error = Arc::new(TaskError {
+                        key: task.key.to_string(),
+                        kind: "KilledWorker".into(),
+                        message: format!(
+                            "task {:?} was running on {} workers that died; it is probably what kills them (allowed-failures = {})",
+                            task.key, task.worker_deaths, self.config.allowed_failures
+                        ),
+                        traceback: None,
+                        exception: Vec::new(),
+                    });
+                    self.fail_with_dependents(task_id, error, comm);
+                    continue;
+                }
+            }
+            self.set_state(task_id, TaskState::Ready, comm);
+        }
+        // Results only this worker held are lost.
+        let held: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| matches!(&t.state, TaskState::Memory(h) if h.contains(&id)))
+            .map(|(id, _)| *id)
+            .collect();
+        for task_id in held {
+            self.drop_holder(task_id, id, comm);
+        }
+        self.settle(comm);
+    }
+
+    /// `worker` no longer holds `task`'s result; if nobody does, recompute it where needed.
+    fn drop_holder(&mut self, task_id: TaskId, worker: WorkerId, comm: &mut impl Comm) {
+        let TaskState::Memory(holders) = &mut self.task_mut(task_id).state else {
+            return;
+        };
+        holders.retain(|w| *w != worker);
+        if !holders.is_empty() {
+            return;
+        }
+        // Lost: dependents that were ready wait again; queued ones report missing data.
+        self.task_mut(task_id).state = TaskState::Released;
+        let dependents = self.task(task_id).dependents.clone();
+        for d in dependents {
+            match self.task(d).state {
+                TaskState::Waiting => self.task_mut(d).missing_deps += 1,
+                TaskState::Ready => {
+                    self.task_mut(d).missing_deps = 1;
+                    self.set_state(d, TaskState::Waiting, comm);
+                }
+                _ => {}
+            }
+        }
+        if self.task(task_id).is_needed() {
+            self.revive(task_id, comm);
+        }
+        self.mark_dirty([task_id]);
+    }
+
+    /// Tasks started running on `worker`.
+    pub fn on_tasks_started(&mut self, worker: WorkerId, ids: &[TaskId], comm: &mut impl Comm) {
+        for &id in ids {
+            if let Some(task) = self.tasks.get(&id) {
+                if task.state == TaskState::Queued(worker) {
+                    self.set_state(id, TaskState::Running(worker), comm);
+                }
+            }
+        }
+    }
+
+    /// Tasks finished on `worker`.
+    pub fn on_tasks_finished(
+        &mut self,
+        worker: WorkerId,
+        finished: &[TaskFinished],
+        comm: &mut impl Comm,
+    ) {
+        for f in finished {
+            let Some(task) = self.tasks.get_mut(&f.id) else {
+                comm.release(worker, f.id);
+                continue;
+            };
+            match task.state {
+                TaskState::Queued(w) | TaskState::Running(w) if w == worker => {}
+                TaskState::Memory(ref mut holders) => {
+                    // A stolen or re-run task finished twice: keep the extra copy.
+                    if !holders.contains(&worker) {
+                        holders.push(worker);
+                    }
+                    continue;
+                }
+                _ => {
+                    comm.release(worker, f.id);
+                    continue;
+                }
+            }
+            task.size = f.size;
+            self.finished_count += 1;
+            self.set_state(f.id, TaskState::Memory(smallvec![worker]), comm);
+            let dependents = std::mem::take(&mut self.task_mut(f.id).dependents);
+            for &d in &dependents {
+                let dt = self.task_mut(d);
+                if dt.state == TaskState::Waiting {
+                    dt.missing_deps -= 1;
+                    if dt.missing_deps == 0 {
+                        self.set_state(d, TaskState::Ready, comm);
+                    }
+                }
+            }
+            self.task_mut(f.id).dependents = dependents;
+            self.notify_wanters(f.id, comm);
+        }
+        self.settle(comm);
+    }
+
+    /// Tasks failed on `worker`: retry, or fail them and their dependents.
+    pub fn on_tasks_failed(
+        &mut self,
+        worker: WorkerId,
+        failed: Vec<TaskFailed>,
+        comm: &mut impl Comm,
+    ) {
+        for f in failed {
+            let Some(task) = self.tasks.get_mut(&f.id) else {
+                continue;
+            };
+            if task.state.assigned_worker() != Some(worker) {
+                continue;
+            }
+            if task.retries_left > 0 {
+                task.retries_left -= 1;
+                tracing::info!(key = %task.key, retries_left = task.retries_left, "task failed, retrying");
+                self.set_state(f.id, TaskState::Ready, comm);
+                continue;
+            }
+            let mut error = f.error;
+            error.key = task.key.to_string();
+            self.fail_with_dependents(f.id, Arc::new(error), comm);
+        }
+        self.settle(comm);
+    }
+
+    /// A worker could not fetch an input of a queued task from the holders named.
+    pub fn on_missing_data(
+        &mut self,
+        worker: WorkerId,
+        task: TaskId,
+        missing: TaskId,
+        holders: &[WorkerId],
+        comm: &mut impl Comm,
+    ) {
+        for &h in holders {
+            if self.tasks.contains_key(&missing) {
+                self.drop_holder(missing, h, comm);
+                if self.workers.contains_key(&h) {
+                    comm.release(h, missing); // unreachable for now: drop it there too
+                }
+            }
+        }
+        if let Some(t) = self.tasks.get(&task) {
+            if t.state.assigned_worker() == Some(worker) {
+                let missing_now = t
+                    .deps
+                    .iter()
+                    .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
+                    .count() as u32;
+                self.task_mut(task).missing_deps = missing_now;
+                let state = if missing_now == 0 {
+                    TaskState::Ready
+                } else {
+                    TaskState::Waiting
+                };
+                self.set_state(task, state, comm);
+            }
+        }
+        self.settle(comm);
+    }
+
+    /// A worker answered a steal request.
+    pub fn on_steal_reply(
+        &mut self,
+        victim: WorkerId,
+        replies: &[(TaskId, bool)],
+        comm: &mut impl Comm,
+    ) {
+        for &(id, handed_back) in replies {
+            let Some(thief) = self.steals.remove(&id) else {
+                continue;
+            };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
+            if !handed_back || task.state != TaskState::Queued(victim) {
+                continue;
+            }
+            if self.workers.contains_key(&thief) {
+                self.assign(id, thief, comm);
+            } else {
+                self.set_state(id, TaskState::Ready, comm);
+            }
+        }
+        self.settle(comm);
+    }
+
+    /// A worker's heartbeat.
+    pub fn on_worker_heartbeat(&mut self, worker: WorkerId, metrics: WorkerMetrics, now: Instant) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.metrics = metrics;
+            w.last_seen = now;
+        }
+    }
+
+    /// Any message from a worker proves it alive.
+    pub fn touch_worker(&mut self, worker: WorkerId, now: Instant) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.last_seen = now;
+        }
+    }
+
+    /// Periodic check: drop workers silent for longer than the timeout.
+    pub fn on_tick(&mut self, now: Instant, comm: &mut impl Comm) {
+        let timeout = self.config.worker_timeout;
+        let silent: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| now.duration_since(w.last_seen) > timeout)
+            .map(|w| w.id)
+            .collect();
+        for id in silent {
+            self.on_worker_lost(id, &format!("no heartbeat for {timeout:?}"), comm);
+        }
+    }
+
+    /// A client connected.
+    pub fn on_client_added(&mut self) -> ClientId {
+        let id = self.new_client_id();
+        self.clients.insert(id, ClientState::default());
+        id
+    }
+
+    /// A client left: everything it wanted is released.
+    pub fn on_client_lost(&mut self, client: ClientId, comm: &mut impl Comm) {
+        let Some(state) = self.clients.remove(&client) else {
+            return;
+        };
+        for id in state.wants {
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.wanted_by.retain(|c| *c != client);
+                self.mark_dirty([id]);
+            }
+        }
+        self.settle(comm);
+    }
+
+    /// The client drops its futures on these keys.
+    pub fn on_release(&mut self, client: ClientId, keys: &[String], comm: &mut impl Comm) {
+        for key in keys {
+            let Some(id) = self.find_key(key) else {
+                continue;
+            };
+            if let Some(state) = self.clients.get_mut(&client) {
+                if state.wants.remove(&id) {
+                    self.task_mut(id).wanted_by.retain(|c| *c != client);
+                    self.mark_dirty([id]);
+                }
+            }
+        }
+        self.settle(comm);
+    }
+
+    /// Cancel keys for every client that wants them; work only they needed stops.
+    pub fn on_cancel(&mut self, keys: &[String], comm: &mut impl Comm) {
+        for key in keys {
+            let Some(id) = self.find_key(key) else {
+                continue;
+            };
+            let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
+            for client in wanters {
+                if let Some(state) = self.clients.get_mut(&client) {
+                    state.wants.remove(&id);
+                }
+                comm.key_update(
+                    client,
+                    KeyUpdate {
+                        key: key.clone(),
+                        state: KeyState::Cancelled,
+                    },
+                );
+            }
+            self.mark_dirty([id]);
+        }
+        self.settle(comm);
+    }
+}

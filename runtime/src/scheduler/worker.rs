@@ -1,0 +1,71 @@
+//! A worker as the scheduler sees it.
+
+use rustc_hash::FxHashSet;
+use shoal_comm::ids::{TaskId, WorkerId};
+use shoal_comm::message::{ExecutorKind, Registration, Resource, WorkerInfo, WorkerMetrics};
+use std::time::Instant;
+
+/// The scheduler's view of one worker.
+#[derive(Debug)]
+pub struct WorkerState {
+    pub id: WorkerId,
+    pub registration: Registration,
+    /// Tasks queued on or running on this worker.
+    pub assigned: FxHashSet<TaskId>,
+    pub last_seen: Instant,
+    pub metrics: WorkerMetrics,
+}
+
+impl WorkerState {
+    pub fn new(id: WorkerId, registration: Registration, now: Instant) -> Self {
+        WorkerState {
+            id,
+            registration,
+            assigned: FxHashSet::default(),
+            last_seen: now,
+            metrics: WorkerMetrics::default(),
+        }
+    }
+
+    pub fn nthreads(&self) -> u32 {
+        self.registration.nthreads.max(1)
+    }
+
+    /// Assigned tasks per thread: the placement load measure.
+    pub fn load(&self) -> f64 {
+        self.assigned.len() as f64 / self.nthreads() as f64
+    }
+
+    /// Fewer tasks than threads: it could start more now.
+    pub fn is_idle(&self) -> bool {
+        (self.assigned.len() as u64) < self.nthreads() as u64
+    }
+
+    /// Could this worker ever run a task with these needs?
+    pub fn can_run(&self, kind: ExecutorKind, resources: &[Resource], allowed: &[String]) -> bool {
+        let reg = &self.registration;
+        reg.executors.contains(&kind)
+            && resources.iter().all(|need| {
+                reg.resources
+                    .iter()
+                    .any(|have| have.name == need.name && have.amount >= need.amount)
+            })
+            && (allowed.is_empty()
+                || allowed
+                    .iter()
+                    .any(|w| *w == reg.name || *w == reg.data_address || *w == reg.host))
+    }
+
+    pub fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            id: self.id,
+            name: self.registration.name.clone(),
+            address: self.registration.data_address.clone(),
+            nthreads: self.registration.nthreads,
+            memory_limit: self.registration.memory_limit,
+            resources: self.registration.resources.clone(),
+            metrics: self.metrics.clone(),
+            assigned: self.assigned.len() as u64,
+        }
+    }
+}
