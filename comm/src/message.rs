@@ -149,6 +149,8 @@ pub struct WorkerInfo {
     pub metrics: WorkerMetrics,
     /// Tasks the scheduler has assigned to the worker and not yet heard back about.
     pub assigned: u64,
+    /// Tasks this worker finished since it joined.
+    pub finished: u64,
 }
 
 /// The cluster as `shoal status` shows it.

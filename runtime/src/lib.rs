@@ -3,5 +3,17 @@
 //! # Layout
 //!
 //! - [`scheduler`]: the scheduling core (pure state and event functions) and its server.
+//! - [`worker`]: executor threads, data store, data server, fetching, the session loop.
+//! - [`executor`]: the executor thread pool and the built-in task kinds.
+//! - [`client`]: the Rust client.
+//! - [`scheduler_file`]: how workers and clients find a scheduler and its secret.
+//! - [`net`]: authenticated connections and batching writers shared by every role.
+//! - [`sys`]: process and machine facts.
 
+pub mod client;
+pub mod executor;
+pub mod net;
 pub mod scheduler;
+pub mod scheduler_file;
+pub mod sys;
+pub mod worker;

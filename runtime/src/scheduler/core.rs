@@ -75,6 +75,11 @@ impl Core {
         TaskId(self.next_task)
     }
 
+    /// The id the next worker will get (so the server can route its first messages).
+    pub(crate) fn next_worker_id_hint(&self) -> WorkerId {
+        WorkerId(self.next_worker + 1)
+    }
+
     pub(crate) fn new_worker_id(&mut self) -> WorkerId {
         self.next_worker += 1;
         WorkerId(self.next_worker)

@@ -162,6 +162,9 @@ impl Core {
             }
             task.size = f.size;
             self.finished_count += 1;
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.finished += 1;
+            }
             self.set_state(f.id, TaskState::Memory(smallvec![worker]), comm);
             let dependents = std::mem::take(&mut self.task_mut(f.id).dependents);
             for &d in &dependents {

@@ -1,1 +1,684 @@
+//! The scheduler's network side: accepts authenticated connections, decodes messages in
+//! per-connection tasks, feeds them to the [`Core`] in batches, and flushes the batched
+//! effects once per batch.
 
+use super::comm::Comm;
+use super::core::{Core, CoreConfig};
+use super::task::TaskState;
+use crate::net::{format_address, spawn_writer, Outbox};
+use crate::scheduler_file::{self, SchedulerFile};
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use shoal_comm::auth::{self, Role};
+use shoal_comm::ids::{ClientId, TaskId, WorkerId};
+use shoal_comm::message::{
+    ClusterStatus, ComputeTask, FromClient, FromWorker, KeyLocation, KeyState, KeyUpdate, ToClient,
+    ToWorker,
+};
+use shoal_comm::transport::{tcp_split, MessageRead, TcpReader};
+use shoal_comm::{RawMessage, Secret};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a peer may take to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most events handled before effects are flushed.
+const MAX_BATCH: usize = 4096;
+
+/// Everything needed to start a scheduler.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Address to listen on (`0.0.0.0:0` picks a free port on every interface).
+    pub listen: SocketAddr,
+    /// Host or IP written into the scheduler file for others to connect to.
+    pub contact_host: String,
+    pub secret: Secret,
+    pub scheduler_file: Option<PathBuf>,
+    /// Exit after this long with no clients and no work.
+    pub idle_timeout: Option<Duration>,
+    /// How often the scheduler and workers send heartbeats.
+    pub heartbeat: Duration,
+    pub core: CoreConfig,
+}
+
+/// A bound scheduler, ready to run.
+pub struct Scheduler {
+    listener: TcpListener,
+    options: SchedulerOptions,
+    id: String,
+    address: String,
+}
+
+impl Scheduler {
+    /// Bind the listening socket and write the scheduler file.
+    ///
+    /// # Errors
+    /// The address is in use or the scheduler file cannot be written.
+    pub async fn bind(options: SchedulerOptions) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+        let port = listener.local_addr()?.port();
+        let address = format!("tcp://{}:{port}", options.contact_host);
+        let id = format!("Scheduler-{}", hex::encode(rand::random::<[u8; 8]>()));
+        if let Some(path) = &options.scheduler_file {
+            scheduler_file::write(path, &SchedulerFile::new(&id, &address, &options.secret))?;
+        }
+        tracing::info!(%address, %id, "scheduler listening");
+        Ok(Scheduler {
+            listener,
+            options,
+            id,
+            address,
+        })
+    }
+
+    /// The address clients and workers connect to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The unique id of this scheduler run.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Serve until a client asks for shutdown, `shutdown` resolves, or the idle timeout
+    /// passes. Workers are told to exit; the scheduler file is removed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let acceptor = tokio::spawn(accept_loop(
+            self.listener,
+            self.options.secret.clone(),
+            self.id.clone(),
+            events_tx,
+        ));
+        let mut state = ServerState {
+            core: Core::new(self.options.core.clone()),
+            comm: ServerComm::default(),
+            id: self.id.clone(),
+            address: self.address.clone(),
+            heartbeat: self.options.heartbeat,
+            last_activity: Instant::now(),
+            stop: false,
+        };
+        let result = state
+            .main_loop(events, shutdown, self.options.idle_timeout)
+            .await;
+        acceptor.abort();
+        state.stop_workers().await;
+        if let Some(path) = &self.options.scheduler_file {
+            scheduler_file::remove_if_ours(path, &self.id);
+        }
+        tracing::info!("scheduler stopped");
+        result
+    }
+}
+
+enum Event {
+    WorkerJoined {
+        registration: shoal_comm::message::Registration,
+        outbox: Outbox,
+        reply: oneshot::Sender<WorkerId>,
+    },
+    Worker(WorkerId, FromWorker),
+    WorkerClosed(WorkerId, String),
+    ClientJoined {
+        outbox: Outbox,
+        reply: oneshot::Sender<ClientId>,
+    },
+    Client(ClientId, FromClient, Vec<Bytes>),
+    ClientClosed(ClientId),
+}
+
+type Events = mpsc::UnboundedSender<Event>;
+
+async fn accept_loop(listener: TcpListener, secret: Secret, id: String, events: Events) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(handle_connection(
+                    stream,
+                    peer,
+                    secret.clone(),
+                    id.clone(),
+                    events.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    secret: Secret,
+    id: String,
+    events: Events,
+) {
+    let (mut reader, mut writer) = tcp_split(stream);
+    let hello = match auth::accept(&mut reader, &mut writer, &secret, &id, HANDSHAKE_TIMEOUT).await
+    {
+        Ok(hello) => hello,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "refused connection");
+            return;
+        }
+    };
+    let (outbox, _writer) = spawn_writer(writer, peer.to_string());
+    match hello.role {
+        Role::Worker => worker_connection(reader, outbox, peer, events).await,
+        Role::Client => client_connection(reader, outbox, peer, events).await,
+        Role::Peer => {
+            tracing::warn!(%peer, "refused a data request: the scheduler holds no data, ask a worker")
+        }
+    }
+}
+
+async fn worker_connection(
+    mut reader: TcpReader,
+    outbox: Outbox,
+    peer: SocketAddr,
+    events: Events,
+) {
+    let registration = match reader
+        .recv()
+        .await
+        .map(|m| m.map(|m| m.decode::<FromWorker>()))
+    {
+        Ok(Some(Ok(FromWorker::Register(r)))) => r,
+        other => {
+            tracing::warn!(%peer, "worker did not register: {other:?}");
+            return;
+        }
+    };
+    let (reply, id) = oneshot::channel();
+    if events
+        .send(Event::WorkerJoined {
+            registration,
+            outbox,
+            reply,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let Ok(id) = id.await else { return };
+    let reason = loop {
+        match reader.recv().await {
+            Ok(Some(raw)) => match raw.decode::<FromWorker>() {
+                Ok(msg) => {
+                    if events.send(Event::Worker(id, msg)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => break format!("sent a malformed message: {e}"),
+            },
+            Ok(None) => break "connection closed".to_string(),
+            Err(e) => break format!("connection failed: {e}"),
+        }
+    };
+    let _ = events.send(Event::WorkerClosed(id, reason));
+}
+
+async fn client_connection(
+    mut reader: TcpReader,
+    outbox: Outbox,
+    peer: SocketAddr,
+    events: Events,
+) {
+    let (reply, id) = oneshot::channel();
+    if events
+        .send(Event::ClientJoined {
+            outbox: outbox.clone(),
+            reply,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let Ok(id) = id.await else { return };
+    loop {
+        match reader.recv().await {
+            Ok(Some(raw)) => match raw.decode::<FromClient>() {
+                Ok(msg) => {
+                    if events.send(Event::Client(id, msg, raw.frames)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, client = %id, error = %e, "malformed client message");
+                    let message = format!("the scheduler could not read your message: {e}");
+                    if let Ok(reply) = RawMessage::encode(&ToClient::Error { message }, Vec::new())
+                    {
+                        let _ = outbox.send(reply);
+                    }
+                }
+            },
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(%peer, client = %id, error = %e, "client connection failed");
+                break;
+            }
+        }
+    }
+    let _ = events.send(Event::ClientClosed(id));
+}
+
+struct ServerState {
+    core: Core,
+    comm: ServerComm,
+    id: String,
+    address: String,
+    heartbeat: Duration,
+    last_activity: Instant,
+    stop: bool,
+}
+
+impl ServerState {
+    async fn main_loop(
+        &mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        shutdown: impl Future<Output = ()>,
+        idle_timeout: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let mut balance = tokio::time::interval(Duration::from_millis(100));
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        while !self.stop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    self.handle(event);
+                    let mut handled = 1;
+                    while handled < MAX_BATCH {
+                        let Ok(event) = events.try_recv() else { break };
+                        self.handle(event);
+                        handled += 1;
+                    }
+                    self.core.schedule(&mut self.comm);
+                }
+                _ = balance.tick() => {
+                    self.core.balance(&mut self.comm);
+                }
+                _ = heartbeat.tick() => {
+                    let now = Instant::now();
+                    self.core.on_tick(now, &mut self.comm);
+                    self.core.schedule(&mut self.comm);
+                    for &w in self.core.workers.keys() {
+                        self.comm.send_worker(w, ToWorker::Heartbeat);
+                    }
+                    if self.is_busy() {
+                        self.last_activity = now;
+                    } else if let Some(limit) = idle_timeout {
+                        if now.duration_since(self.last_activity) >= limit {
+                            tracing::info!("no clients and no work for {limit:?} (--idle-timeout): stopping");
+                            self.stop = true;
+                        }
+                    }
+                }
+                () = &mut shutdown => {
+                    tracing::info!("shutdown requested");
+                    self.stop = true;
+                }
+            }
+            self.comm.flush();
+        }
+        Ok(())
+    }
+
+    fn is_busy(&self) -> bool {
+        !self.core.clients.is_empty() || self.core.tasks.values().any(|t| t.state.is_unfinished())
+    }
+
+    fn handle(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::WorkerJoined {
+                registration,
+                outbox,
+                reply,
+            } => {
+                let id = self.core.next_worker_id_hint();
+                self.comm.add_worker(id, outbox);
+                let assigned = self.core.on_worker_added(
+                    registration,
+                    now,
+                    self.heartbeat.as_millis() as u64,
+                    &mut self.comm,
+                );
+                debug_assert_eq!(assigned, id);
+                let _ = reply.send(id);
+            }
+            Event::WorkerClosed(id, reason) => {
+                self.core.on_worker_lost(id, &reason, &mut self.comm);
+                self.comm.workers.remove(&id);
+            }
+            Event::Worker(id, msg) => self.on_worker_message(id, msg, now),
+            Event::ClientJoined { outbox, reply } => {
+                let id = self.core.on_client_added();
+                self.comm.clients.insert(id, PeerQueue::new(outbox));
+                tracing::debug!(client = %id, "client connected");
+                let _ = reply.send(id);
+            }
+            Event::ClientClosed(id) => {
+                tracing::debug!(client = %id, "client disconnected");
+                self.core.on_client_lost(id, &mut self.comm);
+                self.comm.clients.remove(&id);
+            }
+            Event::Client(id, msg, frames) => self.on_client_message(id, msg, frames),
+        }
+    }
+
+    fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
+        let (core, comm) = (&mut self.core, &mut self.comm);
+        core.touch_worker(id, now);
+        match msg {
+            FromWorker::Register(_) => {
+                tracing::warn!(worker = %id, "worker registered twice; ignored")
+            }
+            FromWorker::Started(ids) => core.on_tasks_started(id, &ids, comm),
+            FromWorker::Finished(done) => core.on_tasks_finished(id, &done, comm),
+            FromWorker::Failed(failed) => core.on_tasks_failed(id, failed, comm),
+            FromWorker::StealReply(replies) => core.on_steal_reply(id, &replies, comm),
+            FromWorker::MissingData {
+                task,
+                missing,
+                holders,
+            } => core.on_missing_data(id, task, missing, &holders, comm),
+            FromWorker::Heartbeat(metrics) => core.on_worker_heartbeat(id, metrics, now),
+        }
+    }
+
+    fn on_client_message(&mut self, id: ClientId, msg: FromClient, frames: Vec<Bytes>) {
+        self.last_activity = Instant::now();
+        match msg {
+            FromClient::Submit {
+                request,
+                tasks,
+                wants,
+            } => {
+                let n = tasks.len();
+                let error = self
+                    .core
+                    .on_submit(id, tasks, wants, &frames, &mut self.comm)
+                    .err()
+                    .map(|e| {
+                        tracing::warn!(client = %id, error = %e, "refused a graph");
+                        e.to_string()
+                    });
+                if error.is_none() {
+                    tracing::debug!(client = %id, tasks = n, "graph accepted");
+                }
+                self.comm
+                    .send_client(id, ToClient::SubmitReply { request, error });
+            }
+            FromClient::Release { keys } => self.core.on_release(id, &keys, &mut self.comm),
+            FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
+            FromClient::WhoHas { request, keys } => {
+                let locations = keys.into_iter().map(|key| self.locate(key)).collect();
+                self.comm
+                    .send_client(id, ToClient::WhoHasReply { request, locations });
+            }
+            FromClient::Status { request } => {
+                let status = Box::new(self.status());
+                self.comm
+                    .send_client(id, ToClient::StatusReply { request, status });
+            }
+            FromClient::Shutdown => {
+                tracing::info!(client = %id, "shutdown requested by a client");
+                self.stop = true;
+            }
+            FromClient::Heartbeat => {}
+        }
+    }
+
+    fn locate(&self, key: String) -> KeyLocation {
+        let Some(id) = self.core.find_key(&key) else {
+            return KeyLocation {
+                key,
+                task: None,
+                holders: Vec::new(),
+                state: None,
+            };
+        };
+        let task = self.core.task(id);
+        let (holders, state) = match &task.state {
+            TaskState::Memory(h) => (
+                h.iter()
+                    .filter_map(|w| self.core.workers.get(w))
+                    .map(|w| w.registration.data_address.clone())
+                    .collect(),
+                Some(KeyState::Memory { size: task.size }),
+            ),
+            TaskState::Erred(e) => (Vec::new(), Some(KeyState::Erred((**e).clone()))),
+            _ => (Vec::new(), None),
+        };
+        KeyLocation {
+            key,
+            task: Some(id),
+            holders,
+            state,
+        }
+    }
+
+    fn status(&self) -> ClusterStatus {
+        let mut counts: FxHashMap<&'static str, u64> = FxHashMap::default();
+        for task in self.core.tasks.values() {
+            *counts.entry(task.state.name()).or_default() += 1;
+        }
+        let mut tasks: Vec<(String, u64)> = counts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        tasks.sort();
+        let mut workers: Vec<_> = self.core.workers.values().map(|w| w.info()).collect();
+        workers.sort_by_key(|w| w.id);
+        ClusterStatus {
+            scheduler_id: self.id.clone(),
+            address: self.address.clone(),
+            workers,
+            tasks,
+            clients: self.core.clients.len() as u32,
+            tasks_finished: self.core.finished_count,
+        }
+    }
+
+    /// Tell every worker to exit and give the writers a moment to deliver it.
+    async fn stop_workers(&mut self) {
+        let workers: Vec<WorkerId> = self.core.workers.keys().copied().collect();
+        for w in workers {
+            self.comm.send_worker(w, ToWorker::Shutdown);
+        }
+        self.comm.flush();
+        let closed: Vec<_> = self.comm.workers.drain().map(|(_, q)| q.outbox).collect();
+        self.comm.clients.clear();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for outbox in closed {
+            while !outbox.is_closed() && outbox.strong_count() > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // Let writer tasks flush what is queued.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One item queued for a peer; runs of the same kind are sent as one message.
+enum Queued<M> {
+    Compute(ComputeTask, Option<Bytes>),
+    Release(TaskId),
+    Steal(TaskId),
+    Update(KeyUpdate),
+    Other(M),
+}
+
+struct PeerQueue<M> {
+    outbox: Outbox,
+    queue: Vec<Queued<M>>,
+}
+
+impl<M> PeerQueue<M> {
+    fn new(outbox: Outbox) -> Self {
+        PeerQueue {
+            outbox,
+            queue: Vec::new(),
+        }
+    }
+}
+
+/// Batches every effect per peer until [`ServerComm::flush`].
+#[derive(Default)]
+struct ServerComm {
+    workers: FxHashMap<WorkerId, PeerQueue<ToWorker>>,
+    clients: FxHashMap<ClientId, PeerQueue<ToClient>>,
+}
+
+impl ServerComm {
+    fn add_worker(&mut self, id: WorkerId, outbox: Outbox) {
+        self.workers.insert(id, PeerQueue::new(outbox));
+    }
+
+    fn push_worker(&mut self, id: WorkerId, item: Queued<ToWorker>) {
+        if let Some(q) = self.workers.get_mut(&id) {
+            q.queue.push(item);
+        }
+    }
+
+    fn flush(&mut self) {
+        for q in self.workers.values_mut() {
+            flush_queue(q, worker_message);
+        }
+        for q in self.clients.values_mut() {
+            flush_queue(q, client_message);
+        }
+    }
+}
+
+/// Encode a run of queued items (all of the first item's kind) into one message.
+fn worker_message(run: Vec<Queued<ToWorker>>) -> Option<RawMessage> {
+    let mut frames = Vec::new();
+    let msg = match run.first()? {
+        Queued::Compute(..) => ToWorker::Compute(
+            run.into_iter()
+                .filter_map(|q| match q {
+                    Queued::Compute(mut task, payload) => {
+                        if let Some(p) = payload {
+                            task.payload = Some(frames.len() as u32);
+                            frames.push(p);
+                        }
+                        Some(task)
+                    }
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Queued::Release(_) => ToWorker::Release(
+            run.into_iter()
+                .filter_map(|q| match q {
+                    Queued::Release(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Queued::Steal(_) => ToWorker::Steal(
+            run.into_iter()
+                .filter_map(|q| match q {
+                    Queued::Steal(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Queued::Update(_) => return None,
+        Queued::Other(_) => match run.into_iter().next()? {
+            Queued::Other(m) => m,
+            _ => return None,
+        },
+    };
+    RawMessage::encode(&msg, frames).ok()
+}
+
+fn client_message(run: Vec<Queued<ToClient>>) -> Option<RawMessage> {
+    let msg = match run.first()? {
+        Queued::Update(_) => ToClient::Updates(
+            run.into_iter()
+                .filter_map(|q| match q {
+                    Queued::Update(u) => Some(u),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Queued::Other(_) => match run.into_iter().next()? {
+            Queued::Other(m) => m,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    RawMessage::encode(&msg, Vec::new()).ok()
+}
+
+fn same_kind<M>(a: &Queued<M>, b: &Queued<M>) -> bool {
+    match (a, b) {
+        (Queued::Other(_), _) | (_, Queued::Other(_)) => false,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
+fn flush_queue<M>(q: &mut PeerQueue<M>, encode: fn(Vec<Queued<M>>) -> Option<RawMessage>) {
+    if q.queue.is_empty() {
+        return;
+    }
+    let mut items = std::mem::take(&mut q.queue).into_iter().peekable();
+    while let Some(first) = items.next() {
+        let mut run = vec![first];
+        while let Some(next) = items.peek() {
+            if !same_kind(&run[0], next) {
+                break;
+            }
+            run.extend(items.next());
+        }
+        if let Some(msg) = encode(run) {
+            let _ = q.outbox.send(msg);
+        }
+    }
+}
+
+impl Comm for ServerComm {
+    fn compute(&mut self, worker: WorkerId, task: ComputeTask, payload: Option<Bytes>) {
+        self.push_worker(worker, Queued::Compute(task, payload));
+    }
+    fn release(&mut self, worker: WorkerId, task: TaskId) {
+        self.push_worker(worker, Queued::Release(task));
+    }
+    fn steal(&mut self, worker: WorkerId, task: TaskId) {
+        self.push_worker(worker, Queued::Steal(task));
+    }
+    fn send_worker(&mut self, worker: WorkerId, msg: ToWorker) {
+        self.push_worker(worker, Queued::Other(msg));
+    }
+    fn key_update(&mut self, client: ClientId, update: KeyUpdate) {
+        if let Some(q) = self.clients.get_mut(&client) {
+            q.queue.push(Queued::Update(update));
+        }
+    }
+    fn send_client(&mut self, client: ClientId, msg: ToClient) {
+        if let Some(q) = self.clients.get_mut(&client) {
+            q.queue.push(Queued::Other(msg));
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Scheduler>();
+    let _ = format_address;
+}

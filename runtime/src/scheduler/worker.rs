@@ -14,6 +14,8 @@ pub struct WorkerState {
     pub assigned: FxHashSet<TaskId>,
     pub last_seen: Instant,
     pub metrics: WorkerMetrics,
+    /// Tasks finished here since the worker joined.
+    pub finished: u64,
 }
 
 impl WorkerState {
@@ -24,6 +26,7 @@ impl WorkerState {
             assigned: FxHashSet::default(),
             last_seen: now,
             metrics: WorkerMetrics::default(),
+            finished: 0,
         }
     }
 
@@ -66,6 +69,7 @@ impl WorkerState {
             resources: self.registration.resources.clone(),
             metrics: self.metrics.clone(),
             assigned: self.assigned.len() as u64,
+            finished: self.finished,
         }
     }
 }

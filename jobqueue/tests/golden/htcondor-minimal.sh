@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+
+# Resources and the array are in the HTCondor submit description.
+
+shoal worker --scheduler-file /shared/scheduler-1.json --scheduler-file-timeout 300 --nthreads 1 --memory-limit 4000000000 --name "shoal-worker-${SHOAL_CONDOR_CLUSTER}" --death-timeout 60 --nworkers 4 --lifetime 1665 --lifetime-stagger 45

@@ -1,0 +1,179 @@
+//! Command-line definitions (clap). Values are parsed and validated here; anything that
+//! touches the system happens in `cmd/`.
+
+use crate::parse;
+use clap::{Args, Parser, Subcommand};
+use shoal_comm::message::Resource;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// shoal: a fast distributed task runtime for HPC clusters.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). Also: SHOAL_LOG=debug.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scheduler.
+    Scheduler(SchedulerArgs),
+    /// Run a worker connected to a scheduler.
+    Worker(WorkerArgs),
+    /// Run a scheduler and N worker processes on this machine.
+    Local(LocalArgs),
+    /// Show the workers and tasks of a running cluster.
+    Status(StatusArgs),
+    /// Stop a running cluster (workers and scheduler).
+    Shutdown(ConnectArgs),
+    /// Submit a graph of built-in tasks (JSON file or generated) and print results and timing.
+    Run(RunArgs),
+}
+
+/// Where the scheduler listens.
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// Host name or IP to listen on and advertise.
+    #[arg(long, conflicts_with = "interface")]
+    pub host: Option<String>,
+    /// Network interface whose address to listen on (e.g. ib0).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Port; random when a scheduler file is given, 8786 otherwise.
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Write address and secret here (mode 0600) for workers and clients.
+    #[arg(long)]
+    pub scheduler_file: Option<PathBuf>,
+    /// Exit after this many seconds without clients or work.
+    #[arg(long, value_parser = parse::seconds)]
+    pub idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub tuning: SchedulerTuning,
+}
+
+/// Scheduler tunables.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerTuning {
+    /// Heartbeat period between scheduler and workers, in seconds.
+    #[arg(long, default_value = "1", value_parser = parse::seconds)]
+    pub heartbeat: Duration,
+    /// Drop a worker silent for this many seconds.
+    #[arg(long, default_value = "30", value_parser = parse::seconds)]
+    pub worker_timeout: Duration,
+    /// A task running on this many workers that died fails with KilledWorker.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub allowed_failures: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSettings {
+    /// Executor threads (default: the machine's cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub nthreads: Option<u32>,
+    /// Memory limit: bytes, a fraction of the machine (0.5), a size (4GB, 4GiB), auto, or 0 for none.
+    #[arg(long, default_value = "auto")]
+    pub memory_limit: String,
+    /// Exit with status 3 after this many seconds without the scheduler.
+    #[arg(long, default_value = "60", value_parser = parse::seconds)]
+    pub death_timeout: Duration,
+    /// Scratch directory for this worker.
+    #[arg(long)]
+    pub local_directory: Option<PathBuf>,
+    /// Abstract resources, e.g. "GPU=2 MEM=10e9".
+    #[arg(long, value_parser = parse::resources)]
+    pub resources: Vec<Resource>,
+    /// Report every task done at once without running it (measures scheduler overhead).
+    #[arg(long)]
+    pub zero: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Scheduler address (tcp://host:port); the secret then comes from SHOAL_SECRET.
+    #[arg(conflicts_with = "scheduler_file")]
+    pub address: Option<String>,
+    /// Scheduler file written by the scheduler.
+    #[arg(long)]
+    pub scheduler_file: Option<PathBuf>,
+    /// Worker name (default: host-pid).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Host name or IP of this worker's data server.
+    #[arg(long, conflicts_with = "interface")]
+    pub host: Option<String>,
+    /// Network interface for this worker's data server.
+    #[arg(long)]
+    pub interface: Option<String>,
+    #[command(flatten)]
+    pub settings: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// Worker processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
+    /// Scheduler file (default: a new file under the temporary directory).
+    #[arg(long)]
+    pub scheduler_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Exit after this many seconds without clients or work.
+    #[arg(long, value_parser = parse::seconds)]
+    pub idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub worker: WorkerSettings,
+    #[command(flatten)]
+    pub tuning: SchedulerTuning,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Scheduler file written by the scheduler.
+    #[arg(long)]
+    pub scheduler_file: PathBuf,
+    /// Seconds to wait for the file and the connection.
+    #[arg(long, default_value = "10", value_parser = parse::seconds)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Graph file (JSON: {"tasks": [...], "outputs": [...]}).
+    #[arg(required_unless_present = "generate", conflicts_with = "generate")]
+    pub graph: Option<PathBuf>,
+    /// Generate a benchmark graph instead: independent:N, merge:N or tree:N (N leaves).
+    #[arg(long, value_parser = parse::generated)]
+    pub generate: Option<parse::Generated>,
+    /// Seconds to wait for the results.
+    #[arg(long, default_value = "600", value_parser = parse::seconds)]
+    pub wait: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

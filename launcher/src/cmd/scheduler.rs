@@ -1,0 +1,82 @@
+//! `shoal scheduler`.
+
+use crate::cli::{ListenArgs, SchedulerArgs, SchedulerTuning};
+use crate::iface::choose_host;
+use anyhow::Context;
+use shoal_comm::Secret;
+use shoal_runtime::scheduler::server::{Scheduler, SchedulerOptions};
+use shoal_runtime::scheduler::CoreConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The secret from `SHOAL_SECRET` (hex), or a new random one.
+///
+/// # Errors
+/// `SHOAL_SECRET` is set but not hex.
+pub fn secret_from_env() -> anyhow::Result<Option<Secret>> {
+    match std::env::var("SHOAL_SECRET") {
+        Ok(text) => Secret::from_hex(&text).map(Some).map_err(|e| {
+            anyhow::anyhow!(
+                "SHOAL_SECRET is not a hex string ({e}); generate one with `openssl rand -hex 32`"
+            )
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Build scheduler options from flags.
+///
+/// # Errors
+/// A bad interface, or nobody could ever connect (no scheduler file and no SHOAL_SECRET).
+pub fn options(
+    listen: &ListenArgs,
+    scheduler_file: Option<PathBuf>,
+    idle_timeout: Option<Duration>,
+    tuning: &SchedulerTuning,
+) -> anyhow::Result<SchedulerOptions> {
+    let (bind, contact) = choose_host(listen.host.as_deref(), listen.interface.as_deref())?;
+    let port = listen
+        .port
+        .unwrap_or(if scheduler_file.is_some() { 0 } else { 8786 });
+    let secret = match secret_from_env()? {
+        Some(s) => s,
+        None if scheduler_file.is_some() => Secret::random(),
+        None => anyhow::bail!(
+            "without --scheduler-file nobody could learn this scheduler's secret: pass --scheduler-file F (recommended), or export SHOAL_SECRET=$(openssl rand -hex 32) for the scheduler, its workers and clients"
+        ),
+    };
+    let listen_addr = format!("{bind}:{port}")
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(bind.as_str(), port))
+                .map(|mut a| a.next().unwrap_or(([0, 0, 0, 0], port).into()))
+        })
+        .with_context(|| format!("cannot resolve host {bind:?}"))?;
+    Ok(SchedulerOptions {
+        listen: listen_addr,
+        contact_host: contact,
+        secret,
+        scheduler_file,
+        idle_timeout,
+        heartbeat: tuning.heartbeat.max(Duration::from_millis(10)),
+        core: CoreConfig {
+            allowed_failures: tuning.allowed_failures,
+            worker_timeout: tuning.worker_timeout,
+        },
+    })
+}
+
+/// Run a scheduler until shutdown.
+///
+/// # Errors
+/// Binding or writing the scheduler file failed.
+pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
+    let options = options(
+        &args.listen,
+        args.scheduler_file,
+        args.idle_timeout,
+        &args.tuning,
+    )?;
+    let scheduler = Scheduler::bind(options).await?;
+    scheduler.run(crate::signals::terminated()).await
+}

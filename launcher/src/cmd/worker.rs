@@ -1,0 +1,87 @@
+//! `shoal worker`.
+
+use crate::cli::{WorkerArgs, WorkerSettings};
+use crate::iface::choose_host;
+use crate::parse;
+use shoal_runtime::executor::builtin;
+use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit, WorkerOptions};
+use std::process::ExitCode;
+
+/// Exit status of a worker that lost its scheduler.
+pub const EXIT_SCHEDULER_LOST: u8 = 3;
+
+/// Build worker options from flags.
+///
+/// # Errors
+/// No way to find the scheduler, a bad memory limit, or a bad interface.
+pub fn options(args: &WorkerArgs, processes_on_node: u32) -> anyhow::Result<WorkerOptions> {
+    let scheduler = match (&args.address, &args.scheduler_file) {
+        (_, Some(path)) => SchedulerSource::File(path.clone()),
+        (Some(address), None) => {
+            let secret = super::scheduler::secret_from_env()?.ok_or_else(|| {
+                anyhow::anyhow!("connecting by address needs the cluster secret: set SHOAL_SECRET as for the scheduler, or use --scheduler-file F")
+            })?;
+            SchedulerSource::Address { address: address.clone(), secret }
+        }
+        (None, None) => anyhow::bail!("say where the scheduler is: --scheduler-file F, or an address tcp://host:port with SHOAL_SECRET set"),
+    };
+    let (bind, _) = choose_host(args.host.as_deref(), args.interface.as_deref())?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", shoal_runtime::sys::hostname(), std::process::id()));
+    settings_to_options(&args.settings, scheduler, name, bind, processes_on_node)
+}
+
+/// Worker options shared by `shoal worker` and `shoal local`.
+///
+/// # Errors
+/// A bad memory limit.
+pub fn settings_to_options(
+    s: &WorkerSettings,
+    scheduler: SchedulerSource,
+    name: String,
+    host: String,
+    processes_on_node: u32,
+) -> anyhow::Result<WorkerOptions> {
+    let cores = shoal_runtime::sys::cpu_count();
+    let nthreads = s
+        .nthreads
+        .unwrap_or_else(|| (cores / processes_on_node.max(1)).max(1));
+    let machine = shoal_runtime::sys::total_memory().unwrap_or(0);
+    let share = f64::from(nthreads) / f64::from(cores.max(1));
+    let memory_limit =
+        parse::memory_limit(&s.memory_limit, machine, share).map_err(anyhow::Error::msg)?;
+    Ok(WorkerOptions {
+        scheduler,
+        name,
+        nthreads,
+        memory_limit,
+        resources: s.resources.clone(),
+        death_timeout: s.death_timeout,
+        host: if host == "0.0.0.0" {
+            shoal_runtime::sys::hostname()
+        } else {
+            host
+        },
+        zero: s.zero,
+        runner: None,
+        executors: builtin::KINDS.to_vec(),
+        local_directory: s.local_directory.clone(),
+    })
+}
+
+/// Run a worker; status 3 when the scheduler was lost.
+///
+/// # Errors
+/// Bad options or the data server cannot start.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let options = options(&args, 1)?;
+    match run_worker(options, crate::signals::terminated()).await? {
+        WorkerExit::Shutdown => Ok(ExitCode::SUCCESS),
+        WorkerExit::SchedulerLost(reason) => {
+            tracing::error!(%reason, "worker exits: scheduler lost");
+            Ok(ExitCode::from(EXIT_SCHEDULER_LOST))
+        }
+    }
+}

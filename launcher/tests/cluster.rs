@@ -1,0 +1,218 @@
+//! A real scheduler and real workers on loopback computing real graphs.
+
+mod common;
+
+use common::{sum, Cluster};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn diamond_graph_computes_the_expected_value() {
+    let c = Cluster::start(2, 1, &[], &[]);
+    let graph = json!({
+        "tasks": [sum("a", &[], 1, 0), sum("b", &["a"], 10, 0), sum("c", &["a"], 100, 0), sum("d", &["b", "c"], 0, 0)],
+        "outputs": ["d"],
+    });
+    let (ok, out) = c.run_graph(&graph);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["d"], json!(112));
+}
+
+#[test]
+fn merge_of_ten_thousand_and_tree_of_4096_leaves() {
+    let c = Cluster::start(2, 1, &[], &[]);
+    let (ok, out) = c.run_args(&["--generate", "merge:10000"]);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["merge"], json!(49_995_000u64));
+    assert_eq!(out["tasks"], json!(10_001));
+    let (ok, out) = c.run_args(&["--generate", "tree:4096"]);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["tree-12-0"], json!(4096u64 * 4095 / 2));
+    // Both workers took part, and every intermediate result was released again.
+    let status = c.status();
+    let workers = status["workers"].as_array().unwrap();
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["finished"].as_u64().unwrap() > 100),
+        "{status}"
+    );
+    assert!(status["tasks"].as_object().unwrap().is_empty(), "{status}");
+}
+
+#[test]
+fn killed_worker_midway_the_graph_still_completes() {
+    let c = Cluster::start(2, 1, &[], &[]);
+    let mut tasks: Vec<_> = (0..30)
+        .map(|i| sum(&format!("leaf{i}"), &[], i, 100))
+        .collect();
+    let keys: Vec<String> = (0..30).map(|i| format!("leaf{i}")).collect();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tasks.push(sum("total", &key_refs, 0, 0));
+    let graph = json!({"tasks": tasks, "outputs": ["total"]});
+    let path = c.dir.path().join("kill.json");
+    std::fs::write(&path, serde_json::to_vec(&graph).unwrap()).unwrap();
+    let f = c.file_arg();
+    let runner = std::thread::spawn(move || {
+        common::run(
+            &[
+                "run",
+                "--json",
+                "--scheduler-file",
+                &f,
+                path.to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    c.workers[0].signal(libc::SIGKILL);
+    let out = runner.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", c.scheduler.log_text());
+    assert!(text.contains("\"total\":435"), "{text}");
+    assert!(c.scheduler.log_text().contains("worker lost"));
+}
+
+#[test]
+fn idle_worker_steals_from_a_skewed_graph() {
+    let c = Cluster::start(2, 1, &[], &[]);
+    // Every leaf reads `root`, so locality puts them all where root is; stealing must
+    // move some to the other worker.
+    let mut tasks = vec![sum("root", &[], 1, 0)];
+    let keys: Vec<String> = (0..20).map(|i| format!("leaf{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        tasks.push(sum(k, &["root"], i as u64, 100));
+    }
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tasks.push(sum("total", &key_refs, 0, 0));
+    let (ok, out) = c.run_graph(&json!({"tasks": tasks, "outputs": ["total"]}));
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["total"], json!(20 + 190));
+    let status = c.status();
+    let finished: Vec<u64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["finished"].as_u64().unwrap())
+        .collect();
+    assert!(
+        finished.iter().all(|f| *f >= 3),
+        "stealing moved no work: {finished:?}"
+    );
+    assert!(
+        out["seconds"].as_f64().unwrap() < 1.9,
+        "20 × 100 ms on one worker would take 2 s: {out}"
+    );
+}
+
+#[test]
+fn failure_reaches_the_client_naming_the_failed_key() {
+    let c = Cluster::start(1, 1, &[], &[]);
+    let graph = json!({
+        "tasks": [{"key": "bad", "kind": "fail", "args": {"message": "disk on fire"}}, sum("after", &["bad"], 0, 0)],
+        "outputs": ["after"],
+    });
+    let (ok, out) = c.run_graph(&graph);
+    assert!(!ok);
+    assert_eq!(out["results"]["after"]["failed_key"], json!("bad"));
+    assert_eq!(out["results"]["after"]["error"], json!("disk on fire"));
+}
+
+#[test]
+fn resources_route_tasks_to_capable_workers() {
+    let mut c = Cluster::start(1, 1, &[], &[]);
+    c.add_worker(1, &["--resources", "GPU=1"]);
+    c.wait_for_workers(2);
+    let tasks: Vec<_> = (0..6)
+        .map(|i| json!({"key": format!("g{i}"), "kind": "sum", "args": {"add": i}, "resources": {"GPU": 1}}))
+        .collect();
+    let (ok, out) =
+        c.run_graph(&json!({"tasks": tasks, "outputs": ["g0", "g1", "g2", "g3", "g4", "g5"]}));
+    assert!(ok, "{out}");
+    let status = c.status();
+    for w in status["workers"].as_array().unwrap() {
+        let expected = if w["name"] == "w1" { 6 } else { 0 };
+        assert_eq!(w["finished"], json!(expected), "{status}");
+    }
+}
+
+#[test]
+fn shutdown_stops_every_process_and_removes_the_file() {
+    let mut c = Cluster::start(2, 1, &[], &[]);
+    let out = common::run(
+        &["shutdown", "--scheduler-file", &c.file_arg()],
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(c
+        .scheduler
+        .wait_timeout(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
+    for w in &mut c.workers {
+        let status = w.wait_timeout(Duration::from_secs(5));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{:?}\n{}",
+            status,
+            w.log_text()
+        );
+    }
+    assert!(!c.file.exists(), "scheduler file removed on clean shutdown");
+}
+
+#[test]
+fn local_cluster_runs_and_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.json");
+    let f = file.to_str().unwrap();
+    let mut local = common::spawn(
+        dir.path(),
+        "local",
+        &[
+            "local",
+            "--workers",
+            "2",
+            "--nthreads",
+            "1",
+            "--scheduler-file",
+            f,
+            "--host",
+            "127.0.0.1",
+        ],
+    );
+    let out = common::run(
+        &[
+            "run",
+            "--json",
+            "--scheduler-file",
+            f,
+            "--generate",
+            "tree:64",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        local.log_text()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"tree-6-0\":2016"));
+    let out = common::run(
+        &["shutdown", "--scheduler-file", f],
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success());
+    let status = local.wait_timeout(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        local.log_text()
+    );
+    assert!(!file.exists());
+}

@@ -1,0 +1,481 @@
+//! The Rust client: connect by address or scheduler file, submit graphs, wait for keys,
+//! fetch results straight from the workers holding them, release, cancel, shut down.
+//!
+//! One background task reads the scheduler's messages; key states land in a shared map
+//! and waiters are woken through a generation counter.
+
+use crate::net::{connect, spawn_writer, Outbox};
+use crate::scheduler_file::{self, SchedulerFileError};
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use shoal_comm::auth::Role;
+use shoal_comm::ids::TaskId;
+use shoal_comm::message::{
+    ClusterStatus, DataReply, DataRequest, FromClient, KeyState, TaskError, TaskSpec, ToClient,
+};
+use shoal_comm::transport::{MessageRead, MessageWrite, TcpReader};
+use shoal_comm::{RawMessage, Secret};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// What can go wrong for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The scheduler file is missing, malformed or stale.
+    #[error(transparent)]
+    SchedulerFile(#[from] SchedulerFileError),
+    /// Connecting or authenticating failed.
+    #[error("cannot connect to the scheduler at {address}: {cause}")]
+    Connect { address: String, cause: String },
+    /// The connection to the scheduler closed.
+    #[error("the connection to the scheduler closed: {0}")]
+    Closed(String),
+    /// The scheduler refused a request.
+    #[error("the scheduler refused the request: {0}")]
+    Refused(String),
+    /// Waiting took longer than allowed.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// A task failed.
+    #[error("task {key:?} failed ({kind}): {message}", key = .0.key, kind = .0.kind, message = .0.message)]
+    TaskFailed(Box<TaskError>),
+    /// A key was cancelled.
+    #[error("key {0:?} was cancelled")]
+    Cancelled(String),
+    /// A result could not be fetched from any worker.
+    #[error("cannot fetch {key:?}: {cause}")]
+    Fetch { key: String, cause: String },
+}
+
+#[derive(Default)]
+struct Shared {
+    states: FxHashMap<String, KeyState>,
+    replies: FxHashMap<u64, oneshot::Sender<ToClient>>,
+    closed: Option<String>,
+}
+
+/// A connection to a scheduler.
+pub struct Client {
+    outbox: Outbox,
+    shared: Arc<Mutex<Shared>>,
+    generation: watch::Receiver<u64>,
+    secret: Secret,
+    scheduler_id: String,
+    address: String,
+    next_request: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Client {
+    /// Connect to `address` with the cluster `secret`.
+    ///
+    /// # Errors
+    /// Nothing listens, the handshake is refused (wrong secret, other version), or the
+    /// timeout passes.
+    pub async fn connect(
+        address: &str,
+        secret: Secret,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let (reader, writer, scheduler_id) =
+            connect(address, &secret, Role::Client, "client", timeout)
+                .await
+                .map_err(|e| ClientError::Connect {
+                    address: address.into(),
+                    cause: format!("{e:#}"),
+                })?;
+        let (outbox, _) = spawn_writer(writer, "scheduler".into());
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (bump, generation) = watch::channel(0u64);
+        let reader = tokio::spawn(read_loop(reader, shared.clone(), bump));
+        Ok(Client {
+            outbox,
+            shared,
+            generation,
+            secret,
+            scheduler_id,
+            address: address.into(),
+            next_request: AtomicU64::new(1),
+            reader,
+        })
+    }
+
+    /// Connect through a scheduler file, waiting up to `timeout` for it to appear.
+    ///
+    /// # Errors
+    /// Each bad-file case has its own [`SchedulerFileError`]; a file whose scheduler is
+    /// gone is reported as stale.
+    pub async fn from_scheduler_file(
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let owned = path.to_owned();
+        let file = tokio::task::spawn_blocking(move || scheduler_file::read(&owned, timeout))
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))??;
+        let secret = file.secret(path)?;
+        let stale = |problem: String| SchedulerFileError::Stale {
+            path: path.to_owned(),
+            id: file.id.clone(),
+            problem,
+        };
+        match Client::connect(&file.address, secret, timeout.max(Duration::from_secs(1))).await {
+            Ok(client) if client.scheduler_id != file.id => Err(stale(format!(
+                "another scheduler ({}) now listens at {}",
+                client.scheduler_id, file.address
+            ))
+            .into()),
+            Ok(client) => Ok(client),
+            Err(ClientError::Connect { cause, .. }) if cause.contains("Connection refused") => {
+                Err(stale(format!("nothing listens at {}", file.address)).into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id of the scheduler this client is connected to.
+    pub fn scheduler_id(&self) -> &str {
+        &self.scheduler_id
+    }
+
+    /// The scheduler's address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn send(&self, msg: &FromClient, frames: Vec<Bytes>) -> Result<(), ClientError> {
+        let raw =
+            RawMessage::encode(msg, frames).map_err(|e| ClientError::Refused(e.to_string()))?;
+        self.outbox
+            .send(raw)
+            .map_err(|_| ClientError::Closed(self.closed_reason()))
+    }
+
+    fn closed_reason(&self) -> String {
+        self.lock()
+            .closed
+            .clone()
+            .unwrap_or_else(|| "connection closed".into())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(u64) -> FromClient,
+        frames: Vec<Bytes>,
+    ) -> Result<ToClient, ClientError> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut shared = self.lock();
+            if let Some(reason) = &shared.closed {
+                return Err(ClientError::Closed(reason.clone()));
+            }
+            shared.replies.insert(id, tx);
+        }
+        self.send(&make(id), frames)?;
+        rx.await
+            .map_err(|_| ClientError::Closed(self.closed_reason()))
+    }
+
+    /// Submit tasks; the client will hear about (and keeps alive) the `wants` keys.
+    /// `frames` hold the payloads the specs refer to by index.
+    ///
+    /// # Errors
+    /// The scheduler refused the graph (with its reason) or the connection closed.
+    pub async fn submit(
+        &self,
+        tasks: Vec<TaskSpec>,
+        frames: Vec<Bytes>,
+        wants: Vec<String>,
+    ) -> Result<(), ClientError> {
+        {
+            // Forget earlier outcomes of resubmitted keys.
+            let mut shared = self.lock();
+            for key in &wants {
+                shared.states.remove(key);
+            }
+        }
+        match self
+            .request(
+                |request| FromClient::Submit {
+                    request,
+                    tasks,
+                    wants,
+                },
+                frames,
+            )
+            .await?
+        {
+            ToClient::SubmitReply { error: None, .. } => Ok(()),
+            ToClient::SubmitReply { error: Some(e), .. } => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Wait until every key reached a final state; returns the states in order.
+    ///
+    /// # Errors
+    /// The timeout passes or the connection closes.
+    pub async fn wait(
+        &self,
+        keys: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<KeyState>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut generation = self.generation.clone();
+        let mut remaining: Vec<&String> = keys.iter().collect();
+        loop {
+            generation.borrow_and_update();
+            {
+                let shared = self.lock();
+                remaining.retain(|k| !shared.states.contains_key(*k));
+                if remaining.is_empty() {
+                    return Ok(keys.iter().map(|k| shared.states[k].clone()).collect());
+                }
+                if let Some(reason) = &shared.closed {
+                    return Err(ClientError::Closed(reason.clone()));
+                }
+            }
+            let changed = generation.changed();
+            match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if tokio::time::timeout(left, changed).await.is_err() {
+                        return Err(ClientError::Timeout(
+                            timeout.unwrap_or_default(),
+                            format!("{} keys (first: {:?})", remaining.len(), remaining[0]),
+                        ));
+                    }
+                }
+                None => {
+                    let _ = changed.await;
+                }
+            }
+        }
+    }
+
+    /// The final state of a key, if it has one.
+    pub fn state(&self, key: &str) -> Option<KeyState> {
+        self.lock().states.get(key).cloned()
+    }
+
+    /// Fetch the results of finished keys straight from the workers holding them.
+    ///
+    /// # Errors
+    /// A key failed, was cancelled, is unknown, or no holder could deliver it.
+    pub async fn fetch(&self, keys: &[String]) -> Result<Vec<Bytes>, ClientError> {
+        let reply = self
+            .request(
+                |request| FromClient::WhoHas {
+                    request,
+                    keys: keys.to_vec(),
+                },
+                Vec::new(),
+            )
+            .await?;
+        let ToClient::WhoHasReply { locations, .. } = reply else {
+            return Err(ClientError::Refused("unexpected reply to who-has".into()));
+        };
+        let mut by_holder: FxHashMap<String, Vec<(usize, TaskId)>> = FxHashMap::default();
+        for (i, loc) in locations.iter().enumerate() {
+            match (&loc.state, loc.task, loc.holders.first()) {
+                (Some(KeyState::Erred(e)), _, _) => {
+                    return Err(ClientError::TaskFailed(Box::new(e.clone())))
+                }
+                (_, Some(task), Some(holder)) => {
+                    by_holder.entry(holder.clone()).or_default().push((i, task))
+                }
+                _ => {
+                    return Err(ClientError::Fetch {
+                        key: loc.key.clone(),
+                        cause: "no worker holds it (not computed, released or lost)".into(),
+                    })
+                }
+            }
+        }
+        let mut out = vec![Bytes::new(); keys.len()];
+        for (holder, wanted) in by_holder {
+            let first_key = keys[wanted[0].0].clone();
+            let fail = |cause: String| ClientError::Fetch {
+                key: first_key.clone(),
+                cause,
+            };
+            let (mut reader, mut writer, _) = connect(
+                &holder,
+                &self.secret,
+                Role::Peer,
+                "client",
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|e| fail(format!("{e:#}")))?;
+            let ids: Vec<TaskId> = wanted.iter().map(|(_, t)| *t).collect();
+            let raw = async {
+                writer
+                    .send(&RawMessage::encode(&DataRequest::Get(ids), Vec::new())?)
+                    .await?;
+                writer.flush().await?;
+                reader.recv().await?.ok_or(shoal_comm::CommError::Truncated)
+            }
+            .await
+            .map_err(|e| fail(format!("{holder}: {e}")))?;
+            let reply: DataReply = raw.decode().map_err(|e| fail(e.to_string()))?;
+            let frames: FxHashMap<TaskId, u32> = reply.found.into_iter().collect();
+            for &(i, task) in &wanted {
+                let frame = frames.get(&task).ok_or_else(|| ClientError::Fetch {
+                    key: keys[i].clone(),
+                    cause: format!("{holder} no longer holds it"),
+                })?;
+                out[i] = raw.frame(*frame).map_err(|e| fail(e.to_string()))?.clone();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Wait for keys and fetch their results; a failed key is an error.
+    ///
+    /// # Errors
+    /// As [`Client::wait`] and [`Client::fetch`]; a failed or cancelled key.
+    pub async fn gather(
+        &self,
+        keys: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Bytes>, ClientError> {
+        for (key, state) in keys.iter().zip(self.wait(keys, timeout).await?) {
+            match state {
+                KeyState::Erred(e) => return Err(ClientError::TaskFailed(Box::new(e))),
+                KeyState::Cancelled => return Err(ClientError::Cancelled(key.clone())),
+                KeyState::Memory { .. } => {}
+            }
+        }
+        self.fetch(keys).await
+    }
+
+    /// Drop this client's interest in keys; data nobody needs is freed.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn release(&self, keys: Vec<String>) -> Result<(), ClientError> {
+        {
+            let mut shared = self.lock();
+            for key in &keys {
+                shared.states.remove(key);
+            }
+        }
+        self.send(&FromClient::Release { keys }, Vec::new())
+    }
+
+    /// Cancel keys (for every client that wants them).
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn cancel(&self, keys: Vec<String>) -> Result<(), ClientError> {
+        self.send(&FromClient::Cancel { keys }, Vec::new())
+    }
+
+    /// The cluster's workers and task counts.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
+        match self
+            .request(|request| FromClient::Status { request }, Vec::new())
+            .await?
+        {
+            ToClient::StatusReply { status, .. } => Ok(*status),
+            other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Wait until at least `n` workers are connected.
+    ///
+    /// # Errors
+    /// The timeout passes or the connection closes.
+    pub async fn wait_for_workers(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<ClusterStatus, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status().await?;
+            if status.workers.len() >= n {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Timeout(
+                    timeout,
+                    format!("{n} workers ({} connected)", status.workers.len()),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stop the whole cluster and wait (briefly) for the scheduler to close the connection.
+    ///
+    /// # Errors
+    /// The connection was already closed.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        self.send(&FromClient::Shutdown, Vec::new())?;
+        let mut generation = self.generation.clone();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.lock().closed.is_none() && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(100), generation.changed()).await;
+        }
+        Ok(())
+    }
+}
+
+async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watch::Sender<u64>) {
+    let reason = loop {
+        let raw = match reader.recv().await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break "the scheduler closed the connection".to_string(),
+            Err(e) => break format!("connection failed: {e}"),
+        };
+        let msg = match raw.decode::<ToClient>() {
+            Ok(msg) => msg,
+            Err(e) => break format!("the scheduler sent a malformed message: {e}"),
+        };
+        let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+        match msg {
+            ToClient::Updates(updates) => {
+                for u in updates {
+                    guard.states.insert(u.key, u.state);
+                }
+                drop(guard);
+                bump.send_modify(|g| *g += 1);
+            }
+            ToClient::SubmitReply { request, .. }
+            | ToClient::WhoHasReply { request, .. }
+            | ToClient::StatusReply { request, .. } => {
+                if let Some(tx) = guard.replies.remove(&request) {
+                    let _ = tx.send(msg);
+                }
+            }
+            ToClient::Error { message } => {
+                tracing::error!(%message, "the scheduler reported an error")
+            }
+            ToClient::Heartbeat => {}
+        }
+    };
+    let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+    guard.closed = Some(reason);
+    guard.replies.clear();
+    drop(guard);
+    bump.send_modify(|g| *g += 1);
+}

@@ -1,0 +1,72 @@
+//! The worker's data server: peers and clients fetch results here (authenticated).
+
+use super::store::DataStore;
+use crate::scheduler::server::HANDSHAKE_TIMEOUT;
+use shoal_comm::auth::{self, Role};
+use shoal_comm::message::{DataReply, DataRequest};
+use shoal_comm::transport::{tcp_split, MessageRead, MessageWrite};
+use shoal_comm::{RawMessage, Secret};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serve data requests from `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, store: Arc<dyn DataStore>, secret: Secret, name: String) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (store, secret, name) = (store.clone(), secret.clone(), name.clone());
+        tokio::spawn(async move {
+            let (mut reader, mut writer) = tcp_split(stream);
+            match auth::accept(&mut reader, &mut writer, &secret, &name, HANDSHAKE_TIMEOUT).await {
+                Ok(hello) if hello.role == Role::Peer => {}
+                Ok(hello) => {
+                    tracing::warn!(%peer, role = ?hello.role, "refused: the data server only answers data requests");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "refused data connection");
+                    return;
+                }
+            }
+            loop {
+                let raw = match reader.recv().await {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "data connection failed");
+                        return;
+                    }
+                };
+                let ids = match raw.decode::<DataRequest>() {
+                    Ok(DataRequest::Get(ids)) => ids,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "malformed data request");
+                        return;
+                    }
+                };
+                let mut reply = DataReply {
+                    found: Vec::new(),
+                    missing: Vec::new(),
+                };
+                let mut frames = Vec::new();
+                for id in ids {
+                    match store.get(id) {
+                        Some(bytes) => {
+                            reply.found.push((id, frames.len() as u32));
+                            frames.push(bytes);
+                        }
+                        None => reply.missing.push(id),
+                    }
+                }
+                let sent = match RawMessage::encode(&reply, frames) {
+                    Ok(msg) => writer.send(&msg).await.and(writer.flush().await),
+                    Err(e) => Err(e),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,128 @@
+//! Fetching inputs from peers: one task per peer owns an authenticated connection and
+//! batches every queued request into one round trip.
+
+use crate::net::connect;
+use bytes::Bytes;
+use shoal_comm::auth::Role;
+use shoal_comm::ids::{TaskId, WorkerId};
+use shoal_comm::message::{DataReply, DataRequest};
+use shoal_comm::transport::{MessageRead, MessageWrite};
+use shoal_comm::{RawMessage, Secret};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The outcome of one batch fetched from one peer.
+pub struct FetchDone {
+    pub peer: WorkerId,
+    pub found: Vec<(TaskId, Bytes)>,
+    /// Ids the peer did not have, or could not deliver because the connection failed.
+    pub failed: Vec<TaskId>,
+}
+
+/// Handle to a peer's fetch task.
+pub struct PeerFetcher {
+    requests: mpsc::UnboundedSender<Vec<TaskId>>,
+}
+
+impl PeerFetcher {
+    /// Start the fetch task for the peer at `address`; results go to `done`.
+    pub fn start(
+        peer: WorkerId,
+        address: String,
+        secret: Secret,
+        name: String,
+        done: mpsc::UnboundedSender<FetchDone>,
+    ) -> Self {
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(fetch_loop(peer, address, secret, name, rx, done));
+        PeerFetcher { requests }
+    }
+
+    /// Ask for these ids.
+    pub fn request(&self, ids: Vec<TaskId>) -> bool {
+        self.requests.send(ids).is_ok()
+    }
+}
+
+async fn fetch_loop(
+    peer: WorkerId,
+    address: String,
+    secret: Secret,
+    name: String,
+    mut requests: mpsc::UnboundedReceiver<Vec<TaskId>>,
+    done: mpsc::UnboundedSender<FetchDone>,
+) {
+    let mut conn = None;
+    while let Some(mut ids) = requests.recv().await {
+        while let Ok(more) = requests.try_recv() {
+            ids.extend(more);
+        }
+        if conn.is_none() {
+            match connect(
+                &address,
+                &secret,
+                Role::Peer,
+                &name,
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                Ok((r, w, _)) => conn = Some((r, w)),
+                Err(e) => {
+                    tracing::warn!(%peer, %address, error = %format!("{e:#}"), "cannot reach peer");
+                    let _ = done.send(FetchDone {
+                        peer,
+                        found: Vec::new(),
+                        failed: ids,
+                    });
+                    continue;
+                }
+            }
+        }
+        let Some((reader, writer)) = conn.as_mut() else {
+            continue;
+        };
+        match round_trip(reader, writer, &ids).await {
+            Ok((found, failed)) => {
+                let _ = done.send(FetchDone {
+                    peer,
+                    found,
+                    failed,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%peer, %address, error = %e, "fetch failed");
+                conn = None;
+                let _ = done.send(FetchDone {
+                    peer,
+                    found: Vec::new(),
+                    failed: ids,
+                });
+            }
+        }
+    }
+}
+
+async fn round_trip<R: MessageRead, W: MessageWrite>(
+    reader: &mut R,
+    writer: &mut W,
+    ids: &[TaskId],
+) -> Result<(Vec<(TaskId, Bytes)>, Vec<TaskId>), shoal_comm::CommError> {
+    writer
+        .send(&RawMessage::encode(
+            &DataRequest::Get(ids.to_vec()),
+            Vec::new(),
+        )?)
+        .await?;
+    writer.flush().await?;
+    let raw = reader
+        .recv()
+        .await?
+        .ok_or(shoal_comm::CommError::Truncated)?;
+    let reply: DataReply = raw.decode()?;
+    let mut found = Vec::with_capacity(reply.found.len());
+    for (id, frame) in reply.found {
+        found.push((id, raw.frame(frame)?.clone()));
+    }
+    Ok((found, reply.missing))
+}

@@ -1,0 +1,400 @@
+//! A worker's own bookkeeping of the tasks the scheduler gave it: which inputs are still
+//! being fetched, which tasks are ready (by priority), which run, and which fetched copies
+//! can be dropped. No I/O: the session acts on what these functions return.
+
+use super::store::DataStore;
+use rustc_hash::{FxHashMap, FxHashSet};
+use shoal_comm::ids::{TaskId, WorkerId};
+use shoal_comm::message::{ComputeTask, ExecutorKind, Resource};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// A task accepted but not yet running.
+pub struct LocalTask {
+    pub kind: ExecutorKind,
+    pub payload: Option<bytes::Bytes>,
+    pub priority: i32,
+    pub inputs: Vec<TaskId>,
+    pub resources: Vec<Resource>,
+    /// Inputs not yet here.
+    pub waiting_for: u32,
+}
+
+/// An input being fetched.
+pub struct Fetch {
+    /// Local tasks waiting for it.
+    pub waiters: Vec<TaskId>,
+    /// Holders not tried yet.
+    pub untried: Vec<WorkerId>,
+    /// Holders tried and failed.
+    pub tried: Vec<WorkerId>,
+}
+
+/// The worker's task bookkeeping.
+pub struct Local {
+    pub me: WorkerId,
+    pub tasks: FxHashMap<TaskId, LocalTask>,
+    ready: BinaryHeap<(i32, Reverse<TaskId>)>,
+    /// Running tasks and the resources they hold.
+    pub running: FxHashMap<TaskId, (Vec<TaskId>, Vec<Resource>)>,
+    /// Running tasks the scheduler released: their results are dropped.
+    pub discard: FxHashSet<TaskId>,
+    pub fetching: FxHashMap<TaskId, Fetch>,
+    /// Fetched copies and how many local tasks still read them.
+    pub replicas: FxHashMap<TaskId, u32>,
+    pub free_threads: u32,
+    pub free_resources: Vec<Resource>,
+}
+
+/// What the session must do after `Local` accepted tasks or fetched data.
+#[derive(Default)]
+pub struct Actions {
+    /// (input, holder) pairs to fetch.
+    pub fetch: Vec<(TaskId, WorkerId)>,
+    /// (task, missing input, holders tried) to report to the scheduler.
+    pub missing: Vec<(TaskId, TaskId, Vec<WorkerId>)>,
+}
+
+impl Local {
+    pub fn new(me: WorkerId, nthreads: u32, resources: Vec<Resource>) -> Self {
+        Local {
+            me,
+            tasks: FxHashMap::default(),
+            ready: BinaryHeap::new(),
+            running: FxHashMap::default(),
+            discard: FxHashSet::default(),
+            fetching: FxHashMap::default(),
+            replicas: FxHashMap::default(),
+            free_threads: nthreads.max(1),
+            free_resources: resources,
+        }
+    }
+
+    /// Accept a task from the scheduler.
+    pub fn accept(
+        &mut self,
+        task: ComputeTask,
+        payload: Option<bytes::Bytes>,
+        store: &dyn DataStore,
+        actions: &mut Actions,
+    ) {
+        let unreachable = task.inputs.iter().find(|input| {
+            !self.fetching.contains_key(&input.id)
+                && !store.contains(input.id)
+                && input.holders.iter().all(|w| *w == self.me)
+        });
+        if let Some(input) = unreachable {
+            actions
+                .missing
+                .push((task.id, input.id, input.holders.clone()));
+            return;
+        }
+        let mut waiting_for = 0;
+        for input in &task.inputs {
+            if let Some(fetch) = self.fetching.get_mut(&input.id) {
+                fetch.waiters.push(task.id);
+                waiting_for += 1;
+            } else if store.contains(input.id) {
+                if let Some(refs) = self.replicas.get_mut(&input.id) {
+                    *refs += 1;
+                }
+            } else {
+                let mut untried: Vec<WorkerId> = input
+                    .holders
+                    .iter()
+                    .copied()
+                    .filter(|w| *w != self.me)
+                    .collect();
+                let first = untried.remove(0);
+                actions.fetch.push((input.id, first));
+                self.fetching.insert(
+                    input.id,
+                    Fetch {
+                        waiters: vec![task.id],
+                        untried,
+                        tried: vec![first],
+                    },
+                );
+                waiting_for += 1;
+            }
+        }
+        if waiting_for == 0 {
+            self.ready.push((task.priority, Reverse(task.id)));
+        }
+        self.tasks.insert(
+            task.id,
+            LocalTask {
+                kind: task.kind,
+                payload,
+                priority: task.priority,
+                inputs: task.inputs.into_iter().map(|i| i.id).collect(),
+                resources: task.resources,
+                waiting_for,
+            },
+        );
+    }
+
+    /// A fetched input arrived.
+    pub fn fetched(&mut self, id: TaskId, value: bytes::Bytes, store: &dyn DataStore) {
+        let Some(fetch) = self.fetching.remove(&id) else {
+            return;
+        };
+        let mut refs = 0;
+        for waiter in fetch.waiters {
+            if let Some(task) = self.tasks.get_mut(&waiter) {
+                refs += 1;
+                task.waiting_for -= 1;
+                if task.waiting_for == 0 {
+                    self.ready.push((task.priority, Reverse(waiter)));
+                }
+            }
+        }
+        if refs > 0 && !store.contains(id) {
+            store.put(id, value);
+            self.replicas.insert(id, refs);
+        }
+    }
+
+    /// A fetch of `id` from `holder` failed: try the next holder or give up on its waiters.
+    pub fn fetch_failed(&mut self, id: TaskId, store: &dyn DataStore, actions: &mut Actions) {
+        let Some(fetch) = self.fetching.get_mut(&id) else {
+            return;
+        };
+        if let Some(next) = fetch.untried.pop() {
+            fetch.tried.push(next);
+            actions.fetch.push((id, next));
+            return;
+        }
+        let Some(fetch) = self.fetching.remove(&id) else {
+            return;
+        };
+        for waiter in fetch.waiters {
+            if let Some(task) = self.tasks.remove(&waiter) {
+                actions.missing.push((waiter, id, fetch.tried.clone()));
+                self.forget_inputs(waiter, &task.inputs, store);
+            }
+        }
+    }
+
+    /// Drop a queued task (released or stolen). Returns whether it was queued here.
+    pub fn remove_queued(&mut self, id: TaskId, store: &dyn DataStore) -> bool {
+        match self.tasks.remove(&id) {
+            Some(task) => {
+                self.forget_inputs(id, &task.inputs, store);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next ready task whose resources are free, taking a thread and its resources.
+    pub fn next_to_run(&mut self) -> Option<(TaskId, LocalTask)> {
+        if self.free_threads == 0 {
+            return None;
+        }
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some((priority, Reverse(id))) = self.ready.pop() {
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            }; // stale entry
+            if !fits(&task.resources, &self.free_resources) {
+                skipped.push((priority, Reverse(id)));
+                continue;
+            }
+            found = self.tasks.remove(&id).map(|t| (id, t));
+            break;
+        }
+        self.ready.extend(skipped);
+        let (id, task) = found?;
+        self.free_threads -= 1;
+        take(&task.resources, &mut self.free_resources);
+        self.running
+            .insert(id, (task.inputs.clone(), task.resources.clone()));
+        Some((id, task))
+    }
+
+    /// A running task ended: give back its thread and resources, drop fetched copies
+    /// nobody reads. Returns whether its result should be kept.
+    pub fn finished(&mut self, id: TaskId, store: &dyn DataStore) -> bool {
+        let Some((inputs, resources)) = self.running.remove(&id) else {
+            return false;
+        };
+        self.free_threads += 1;
+        give_back(&resources, &mut self.free_resources);
+        self.forget_inputs(id, &inputs, store);
+        self.replicas.remove(&id);
+        !self.discard.remove(&id)
+    }
+
+    /// `task` no longer reads `inputs`: leave fetch queues, release fetched copies.
+    fn forget_inputs(&mut self, task: TaskId, inputs: &[TaskId], store: &dyn DataStore) {
+        for input in inputs {
+            if let Some(fetch) = self.fetching.get_mut(input) {
+                fetch.waiters.retain(|w| *w != task);
+            } else if let Some(refs) = self.replicas.get_mut(input) {
+                *refs -= 1;
+                if *refs == 0 {
+                    self.replicas.remove(input);
+                    store.remove(*input);
+                }
+            }
+        }
+    }
+
+    /// Tasks queued (not running).
+    pub fn queued(&self) -> usize {
+        self.tasks.len()
+    }
+}
+
+fn fits(need: &[Resource], free: &[Resource]) -> bool {
+    need.iter().all(|n| {
+        free.iter()
+            .any(|f| f.name == n.name && f.amount >= n.amount)
+    })
+}
+
+fn take(need: &[Resource], free: &mut [Resource]) {
+    for n in need {
+        if let Some(f) = free.iter_mut().find(|f| f.name == n.name) {
+            f.amount -= n.amount;
+        }
+    }
+}
+
+fn give_back(need: &[Resource], free: &mut [Resource]) {
+    for n in need {
+        if let Some(f) = free.iter_mut().find(|f| f.name == n.name) {
+            f.amount += n.amount;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::store::MemoryStore;
+    use bytes::Bytes;
+    use shoal_comm::message::Input;
+
+    fn task(id: u64, priority: i32, inputs: Vec<Input>) -> ComputeTask {
+        ComputeTask {
+            id: TaskId(id),
+            kind: ExecutorKind::Noop,
+            payload: None,
+            priority,
+            inputs,
+            resources: vec![],
+        }
+    }
+
+    #[test]
+    fn higher_priority_runs_first_then_submission_order() {
+        let store = MemoryStore::default();
+        let mut local = Local::new(WorkerId(1), 1, vec![]);
+        let mut actions = Actions::default();
+        for (id, p) in [(1, 0), (2, 5), (3, 0)] {
+            local.accept(task(id, p, vec![]), None, &store, &mut actions);
+        }
+        let (first, _) = local.next_to_run().unwrap();
+        assert_eq!(first, TaskId(2));
+        assert!(local.next_to_run().is_none(), "one thread");
+        local.finished(first, &store);
+        assert_eq!(local.next_to_run().unwrap().0, TaskId(1));
+    }
+
+    #[test]
+    fn fetched_copies_are_dropped_after_their_readers() {
+        let store = MemoryStore::default();
+        let mut local = Local::new(WorkerId(1), 2, vec![]);
+        let mut actions = Actions::default();
+        let input = || {
+            vec![Input {
+                id: TaskId(9),
+                holders: vec![WorkerId(2), WorkerId(3)],
+            }]
+        };
+        local.accept(task(1, 0, input()), None, &store, &mut actions);
+        local.accept(task(2, 0, input()), None, &store, &mut actions);
+        assert_eq!(
+            actions.fetch,
+            vec![(TaskId(9), WorkerId(2))],
+            "one fetch for two readers"
+        );
+        local.fetch_failed(TaskId(9), &store, &mut actions);
+        assert_eq!(
+            actions.fetch.last(),
+            Some(&(TaskId(9), WorkerId(3))),
+            "next holder tried"
+        );
+        local.fetched(TaskId(9), Bytes::from_static(b"x"), &store);
+        let (a, _) = local.next_to_run().unwrap();
+        let (b, _) = local.next_to_run().unwrap();
+        local.finished(a, &store);
+        assert!(store.contains(TaskId(9)));
+        local.finished(b, &store);
+        assert!(
+            !store.contains(TaskId(9)),
+            "copy dropped after the last reader"
+        );
+    }
+
+    #[test]
+    fn input_with_no_reachable_holder_is_reported() {
+        let store = MemoryStore::default();
+        let mut local = Local::new(WorkerId(1), 1, vec![]);
+        let mut actions = Actions::default();
+        local.accept(
+            task(
+                1,
+                0,
+                vec![Input {
+                    id: TaskId(9),
+                    holders: vec![WorkerId(2)],
+                }],
+            ),
+            None,
+            &store,
+            &mut actions,
+        );
+        local.fetch_failed(TaskId(9), &store, &mut actions);
+        assert_eq!(
+            actions.missing,
+            vec![(TaskId(1), TaskId(9), vec![WorkerId(2)])]
+        );
+        assert!(local.tasks.is_empty());
+    }
+
+    #[test]
+    fn resources_limit_concurrency() {
+        let store = MemoryStore::default();
+        let mut local = Local::new(
+            WorkerId(1),
+            4,
+            vec![Resource {
+                name: "GPU".into(),
+                amount: 1.0,
+            }],
+        );
+        let mut actions = Actions::default();
+        for id in 1..=2 {
+            let mut t = task(id, 0, vec![]);
+            t.resources.push(Resource {
+                name: "GPU".into(),
+                amount: 1.0,
+            });
+            local.accept(t, None, &store, &mut actions);
+        }
+        local.accept(task(3, 0, vec![]), None, &store, &mut actions);
+        assert_eq!(local.next_to_run().unwrap().0, TaskId(1));
+        assert_eq!(
+            local.next_to_run().unwrap().0,
+            TaskId(3),
+            "GPU task 2 waits for the GPU"
+        );
+        assert!(local.next_to_run().is_none());
+        local.finished(TaskId(1), &store);
+        assert_eq!(local.next_to_run().unwrap().0, TaskId(2));
+    }
+}

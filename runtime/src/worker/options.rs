@@ -1,0 +1,52 @@
+//! What a worker is started with.
+
+use crate::executor::pool::Runner;
+use shoal_comm::message::{ExecutorKind, Resource};
+use shoal_comm::Secret;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the worker finds its scheduler.
+#[derive(Debug, Clone)]
+pub enum SchedulerSource {
+    /// Read address and secret from a scheduler file (re-read on reconnection, so a
+    /// restarted scheduler is found again).
+    File(PathBuf),
+    /// A known address and secret.
+    Address { address: String, secret: Secret },
+}
+
+/// Worker configuration.
+#[derive(Clone)]
+pub struct WorkerOptions {
+    pub scheduler: SchedulerSource,
+    pub name: String,
+    pub nthreads: u32,
+    /// Bytes; 0 = no memory management.
+    pub memory_limit: u64,
+    pub resources: Vec<Resource>,
+    /// Exit non-zero after this long without the scheduler.
+    pub death_timeout: Duration,
+    /// Host or IP to bind the data server to and advertise.
+    pub host: String,
+    /// Report every task done at once without running it (scheduler benchmarks).
+    pub zero: bool,
+    /// Runs tasks; `None` = the built-in executors.
+    pub runner: Option<Runner>,
+    /// Executor kinds the runner supports.
+    pub executors: Vec<ExecutorKind>,
+    /// Scratch directory (spilling arrives with the memory-management work).
+    pub local_directory: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for WorkerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerOptions")
+            .field("scheduler", &self.scheduler)
+            .field("name", &self.name)
+            .field("nthreads", &self.nthreads)
+            .field("memory_limit", &self.memory_limit)
+            .field("zero", &self.zero)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,531 @@
+//! The worker's life: connect to the scheduler, register, run the event loop, and on a
+//! lost connection try again until the death timeout.
+
+use super::data_server;
+use super::fetch::{FetchDone, PeerFetcher};
+use super::local::{Actions, Local};
+use super::options::{SchedulerSource, WorkerOptions};
+use super::store::{DataStore, MemoryStore};
+use crate::executor::builtin;
+use crate::executor::pool::{ExecutorPool, Job, JobResult, Runner};
+use crate::net::{connect, format_address, spawn_writer, Outbox};
+use crate::scheduler_file;
+use anyhow::Context;
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use shoal_comm::auth::Role;
+use shoal_comm::ids::{TaskId, WorkerId};
+use shoal_comm::message::{
+    FromWorker, Registration, TaskFailed, TaskFinished, ToWorker, WorkerMetrics,
+};
+use shoal_comm::transport::{MessageRead, TcpReader};
+use shoal_comm::{RawMessage, Secret};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// How a worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// The scheduler told it to stop, or it was asked to stop locally.
+    Shutdown,
+    /// The scheduler was unreachable for longer than the death timeout.
+    SchedulerLost(String),
+}
+
+/// Run a worker until it is told to stop, `stop` resolves, or the scheduler is gone for
+/// longer than the death timeout.
+///
+/// # Errors
+/// The data server cannot bind.
+pub async fn run_worker(
+    options: WorkerOptions,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<WorkerExit> {
+    let listener = TcpListener::bind((options.host.as_str(), 0))
+        .await
+        .with_context(|| format!("cannot start the data server on {}", options.host))?;
+    let data_address = format_address(listener.local_addr()?);
+    let store = MemoryStore::shared();
+    tokio::pin!(stop);
+    let mut last_contact = Instant::now();
+    let mut data_server: Option<(Secret, tokio::task::JoinHandle<()>)> = None;
+    let mut attempt_error = String::new();
+    let mut listener = Some(listener);
+    loop {
+        if last_contact.elapsed() > options.death_timeout {
+            let reason = format!(
+                "no scheduler for {:?} (--death-timeout): {attempt_error}",
+                options.death_timeout
+            );
+            return Ok(WorkerExit::SchedulerLost(reason));
+        }
+        let connected = tokio::select! {
+            r = connect_scheduler(&options, last_contact) => r,
+            () = &mut stop => return Ok(WorkerExit::Shutdown),
+        };
+        let (reader, writer, secret) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                attempt_error = format!("{e:#}");
+                tracing::debug!(error = %attempt_error, "cannot reach the scheduler; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {},
+                    () = &mut stop => return Ok(WorkerExit::Shutdown),
+                }
+                continue;
+            }
+        };
+        // The data server authenticates with the cluster secret of the current scheduler.
+        if data_server.as_ref().is_none_or(|(s, _)| *s != secret) {
+            let listener = match listener.take() {
+                Some(l) => l,
+                None => {
+                    if let Some((_, h)) = data_server.take() {
+                        h.abort();
+                    }
+                    TcpListener::bind(data_address.trim_start_matches("tcp://")).await?
+                }
+            };
+            let handle = tokio::spawn(data_server::serve(
+                listener,
+                store.clone(),
+                secret.clone(),
+                options.name.clone(),
+            ));
+            data_server = Some((secret.clone(), handle));
+        }
+        let mut session = Session::new(&options, store.clone(), secret, &data_address);
+        let end = session.run(reader, writer, &mut stop).await;
+        last_contact = session.last_heard;
+        match end {
+            SessionEnd::Shutdown => return Ok(WorkerExit::Shutdown),
+            SessionEnd::Lost(reason) => {
+                tracing::warn!(%reason, "lost the scheduler; reconnecting until the death timeout");
+                attempt_error = reason;
+                // Results held for the old session are meaningless to a new one.
+                drop(session);
+                store.clear();
+            }
+        }
+    }
+}
+
+async fn connect_scheduler(
+    options: &WorkerOptions,
+    last_contact: Instant,
+) -> anyhow::Result<(TcpReader, shoal_comm::transport::TcpWriter, Secret)> {
+    let remaining = options.death_timeout.saturating_sub(last_contact.elapsed());
+    let (address, secret) = match &options.scheduler {
+        SchedulerSource::Address { address, secret } => (address.clone(), secret.clone()),
+        SchedulerSource::File(path) => {
+            let path = path.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                scheduler_file::read(&path, remaining.min(Duration::from_secs(1)))
+            })
+            .await??;
+            let secret = file.secret(&path_of(options))?;
+            (file.address, secret)
+        }
+    };
+    let timeout = remaining.clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let (reader, writer, _) =
+        connect(&address, &secret, Role::Worker, &options.name, timeout).await?;
+    Ok((reader, writer, secret))
+}
+
+fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
+    match &options.scheduler {
+        SchedulerSource::File(p) => p.clone(),
+        SchedulerSource::Address { .. } => Default::default(),
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+struct Session<'a> {
+    options: &'a WorkerOptions,
+    store: Arc<dyn DataStore>,
+    secret: Secret,
+    data_address: String,
+    last_heard: Instant,
+    peers: FxHashMap<WorkerId, String>,
+    fetchers: FxHashMap<WorkerId, PeerFetcher>,
+    out_started: Vec<TaskId>,
+    out_finished: Vec<TaskFinished>,
+    out_failed: Vec<TaskFailed>,
+    out_other: Vec<FromWorker>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        options: &'a WorkerOptions,
+        store: Arc<dyn DataStore>,
+        secret: Secret,
+        data_address: &str,
+    ) -> Self {
+        Session {
+            options,
+            store,
+            secret,
+            data_address: data_address.to_string(),
+            last_heard: Instant::now(),
+            peers: FxHashMap::default(),
+            fetchers: FxHashMap::default(),
+            out_started: Vec::new(),
+            out_finished: Vec::new(),
+            out_failed: Vec::new(),
+            out_other: Vec::new(),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        reader: TcpReader,
+        writer: shoal_comm::transport::TcpWriter,
+        stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> SessionEnd {
+        let (outbox, _writer_task) = spawn_writer(writer, "scheduler".into());
+        let options = self.options;
+        let registration = Registration {
+            name: options.name.clone(),
+            nthreads: options.nthreads,
+            memory_limit: options.memory_limit,
+            resources: options.resources.clone(),
+            data_address: self.data_address.clone(),
+            host: options.host.clone(),
+            pid: std::process::id(),
+            executors: options.executors.clone(),
+        };
+        if send(&outbox, &FromWorker::Register(registration)).is_err() {
+            return SessionEnd::Lost("connection closed during registration".into());
+        }
+        let (from_scheduler, mut inbox) = mpsc::unbounded_channel();
+        let reader_task = tokio::spawn(read_scheduler(reader, from_scheduler));
+        let (results_tx, mut results) = mpsc::unbounded_channel::<JobResult>();
+        let runner: Runner = options.runner.clone().unwrap_or_else(|| {
+            Arc::new(|job: &Job| builtin::run(job.kind, job.payload.as_deref(), &job.inputs))
+        });
+        let pool = ExecutorPool::start(options.nthreads, runner, results_tx);
+        let (fetch_tx, mut fetched) = mpsc::unbounded_channel::<FetchDone>();
+        let mut local: Option<Local> = None;
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        let mut death_check = tokio::time::interval(Duration::from_millis(200));
+        let end = loop {
+            tokio::select! {
+                msg = inbox.recv() => {
+                    let Some(msg) = msg else { break SessionEnd::Lost("connection to the scheduler closed".into()) };
+                    self.last_heard = Instant::now();
+                    let mut next = Some(msg);
+                    while let Some(msg) = next {
+                        match msg {
+                            Err(reason) => return self.finish(reader_task, SessionEnd::Lost(reason)),
+                            Ok((msg, frames)) => {
+                                if let Some(end) = self.on_scheduler(msg, frames, &mut local, &mut heartbeat, &fetch_tx) {
+                                    return self.finish(reader_task, end);
+                                }
+                            }
+                        }
+                        next = inbox.try_recv().ok();
+                    }
+                }
+                Some(result) = results.recv() => {
+                    if let Some(local) = local.as_mut() {
+                        self.on_result(result, local);
+                        while let Ok(result) = results.try_recv() {
+                            self.on_result(result, local);
+                        }
+                    }
+                }
+                Some(done) = fetched.recv() => {
+                    if let Some(local) = local.as_mut() {
+                        self.on_fetched(done, local, &fetch_tx);
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let metrics = self.metrics(local.as_ref());
+                    self.out_other.push(FromWorker::Heartbeat(metrics));
+                }
+                _ = death_check.tick() => {
+                    if self.last_heard.elapsed() > options.death_timeout {
+                        break SessionEnd::Lost(format!("the scheduler was silent for {:?}", options.death_timeout));
+                    }
+                }
+                () = stop.as_mut() => break SessionEnd::Shutdown,
+            }
+            if let Some(local) = local.as_mut() {
+                self.start_ready(local, &pool);
+            }
+            if self.flush(&outbox).is_err() {
+                break SessionEnd::Lost("connection to the scheduler closed".into());
+            }
+        };
+        self.finish(reader_task, end)
+    }
+
+    fn finish(&mut self, reader_task: tokio::task::JoinHandle<()>, end: SessionEnd) -> SessionEnd {
+        reader_task.abort();
+        end
+    }
+
+    /// Handle one scheduler message; `Some` ends the session.
+    fn on_scheduler(
+        &mut self,
+        msg: ToWorker,
+        frames: Vec<Bytes>,
+        local: &mut Option<Local>,
+        heartbeat: &mut tokio::time::Interval,
+        fetch_tx: &mpsc::UnboundedSender<FetchDone>,
+    ) -> Option<SessionEnd> {
+        let store = self.store.clone();
+        match msg {
+            ToWorker::Registered {
+                id,
+                heartbeat_ms,
+                peers,
+            } => {
+                tracing::info!(worker = %id, name = %self.options.name, "registered with the scheduler");
+                *heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(10)));
+                self.peers = peers.into_iter().collect();
+                *local = Some(Local::new(
+                    id,
+                    self.options.nthreads,
+                    self.options.resources.clone(),
+                ));
+            }
+            ToWorker::Compute(tasks) => {
+                let Some(local) = local.as_mut() else {
+                    return None;
+                };
+                if self.options.zero {
+                    self.out_finished.extend(
+                        tasks
+                            .into_iter()
+                            .map(|t| TaskFinished { id: t.id, size: 0 }),
+                    );
+                    return None;
+                }
+                let mut actions = Actions::default();
+                for mut task in tasks {
+                    let payload = task
+                        .payload
+                        .take()
+                        .and_then(|i| frames.get(i as usize).cloned());
+                    local.accept(task, payload, store.as_ref(), &mut actions);
+                }
+                self.act(actions, fetch_tx);
+            }
+            ToWorker::Steal(ids) => {
+                let Some(local) = local.as_mut() else {
+                    return None;
+                };
+                let replies = ids
+                    .into_iter()
+                    .map(|id| (id, local.remove_queued(id, store.as_ref())))
+                    .collect();
+                self.out_other.push(FromWorker::StealReply(replies));
+            }
+            ToWorker::Release(ids) => {
+                let Some(local) = local.as_mut() else {
+                    return None;
+                };
+                for id in ids {
+                    if !local.remove_queued(id, store.as_ref()) && local.running.contains_key(&id) {
+                        local.discard.insert(id);
+                    }
+                    if !local.replicas.contains_key(&id) {
+                        store.remove(id);
+                    }
+                }
+            }
+            ToWorker::PeerJoined(id, address) => {
+                self.peers.insert(id, address);
+            }
+            ToWorker::PeerLeft(id) => {
+                self.peers.remove(&id);
+                self.fetchers.remove(&id);
+            }
+            ToWorker::Heartbeat => {}
+            ToWorker::Shutdown => {
+                tracing::info!("shutdown requested by the scheduler");
+                return Some(SessionEnd::Shutdown);
+            }
+        }
+        None
+    }
+
+    fn act(&mut self, actions: Actions, fetch_tx: &mpsc::UnboundedSender<FetchDone>) {
+        let mut by_peer: FxHashMap<WorkerId, Vec<TaskId>> = FxHashMap::default();
+        for (id, holder) in actions.fetch {
+            by_peer.entry(holder).or_default().push(id);
+        }
+        for (peer, ids) in by_peer {
+            let fetcher = match self.fetchers.get(&peer) {
+                Some(f) => f,
+                None => {
+                    let Some(address) = self.peers.get(&peer) else {
+                        let _ = fetch_tx.send(FetchDone {
+                            peer,
+                            found: Vec::new(),
+                            failed: ids,
+                        });
+                        continue;
+                    };
+                    let f = PeerFetcher::start(
+                        peer,
+                        address.clone(),
+                        self.secret.clone(),
+                        self.options.name.clone(),
+                        fetch_tx.clone(),
+                    );
+                    self.fetchers.entry(peer).or_insert(f)
+                }
+            };
+            if !fetcher.request(ids.clone()) {
+                let _ = fetch_tx.send(FetchDone {
+                    peer,
+                    found: Vec::new(),
+                    failed: ids,
+                });
+            }
+        }
+        for (task, missing, holders) in actions.missing {
+            self.out_other.push(FromWorker::MissingData {
+                task,
+                missing,
+                holders,
+            });
+        }
+    }
+
+    fn on_fetched(
+        &mut self,
+        done: FetchDone,
+        local: &mut Local,
+        fetch_tx: &mpsc::UnboundedSender<FetchDone>,
+    ) {
+        let mut actions = Actions::default();
+        for (id, value) in done.found {
+            local.fetched(id, value, self.store.as_ref());
+        }
+        for id in done.failed {
+            local.fetch_failed(id, self.store.as_ref(), &mut actions);
+        }
+        self.act(actions, fetch_tx);
+    }
+
+    fn on_result(&mut self, result: JobResult, local: &mut Local) {
+        if !local.finished(result.id, self.store.as_ref()) {
+            return;
+        }
+        match result.result {
+            Ok(value) => {
+                let size = value.len() as u64;
+                self.store.put(result.id, value);
+                self.out_finished.push(TaskFinished {
+                    id: result.id,
+                    size,
+                });
+            }
+            Err(error) => self.out_failed.push(TaskFailed {
+                id: result.id,
+                error,
+            }),
+        }
+    }
+
+    fn start_ready(&mut self, local: &mut Local, pool: &ExecutorPool) {
+        while let Some((id, task)) = local.next_to_run() {
+            let inputs: Option<Vec<Bytes>> =
+                task.inputs.iter().map(|i| self.store.get(*i)).collect();
+            self.out_started.push(id);
+            match inputs {
+                Some(inputs) => pool.submit(Job {
+                    id,
+                    kind: task.kind,
+                    payload: task.payload,
+                    inputs,
+                }),
+                None => {
+                    local.finished(id, self.store.as_ref());
+                    self.out_failed.push(TaskFailed {
+                        id,
+                        error: shoal_comm::message::TaskError {
+                            key: String::new(),
+                            kind: "MissingData".into(),
+                            message: "an input vanished from the worker before the task started"
+                                .into(),
+                            traceback: None,
+                            exception: Vec::new(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn metrics(&self, local: Option<&Local>) -> WorkerMetrics {
+        let (stored_count, stored_bytes) = self.store.usage();
+        WorkerMetrics {
+            rss: crate::sys::rss_bytes().unwrap_or(0),
+            stored_bytes,
+            stored_count,
+            executing: local.map_or(0, |l| l.running.len() as u32),
+            queued: local.map_or(0, |l| l.queued() as u32),
+        }
+    }
+
+    fn flush(&mut self, outbox: &Outbox) -> Result<(), ()> {
+        if !self.out_started.is_empty() {
+            send(
+                outbox,
+                &FromWorker::Started(std::mem::take(&mut self.out_started)),
+            )?;
+        }
+        if !self.out_finished.is_empty() {
+            send(
+                outbox,
+                &FromWorker::Finished(std::mem::take(&mut self.out_finished)),
+            )?;
+        }
+        if !self.out_failed.is_empty() {
+            send(
+                outbox,
+                &FromWorker::Failed(std::mem::take(&mut self.out_failed)),
+            )?;
+        }
+        for msg in std::mem::take(&mut self.out_other) {
+            send(outbox, &msg)?;
+        }
+        Ok(())
+    }
+}
+
+fn send(outbox: &Outbox, msg: &FromWorker) -> Result<(), ()> {
+    let raw = RawMessage::encode(msg, Vec::new()).map_err(|_| ())?;
+    outbox.send(raw).map_err(|_| ())
+}
+
+type Inbound = Result<(ToWorker, Vec<Bytes>), String>;
+
+async fn read_scheduler(mut reader: TcpReader, tx: mpsc::UnboundedSender<Inbound>) {
+    loop {
+        let item = match reader.recv().await {
+            Ok(Some(raw)) => match raw.decode::<ToWorker>() {
+                Ok(msg) => Ok((msg, raw.frames)),
+                Err(e) => Err(format!("the scheduler sent a malformed message: {e}")),
+            },
+            Ok(None) => Err("the scheduler closed the connection".into()),
+            Err(e) => Err(format!("connection to the scheduler failed: {e}")),
+        };
+        let stop = item.is_err();
+        if tx.send(item).is_err() || stop {
+            return;
+        }
+    }
+}
