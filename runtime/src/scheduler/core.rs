@@ -7,6 +7,7 @@
 
 use super::comm::Comm;
 use super::task::{Task, TaskState};
+use super::task_map::TaskMap;
 use super::worker::WorkerState;
 use rustc_hash::{FxHashMap, FxHashSet};
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
@@ -43,7 +44,7 @@ pub struct ClientState {
 #[derive(Debug, Default)]
 pub struct Core {
     pub config: CoreConfig,
-    pub tasks: FxHashMap<TaskId, Task>,
+    pub tasks: TaskMap,
     pub keys: FxHashMap<Arc<str>, TaskId>,
     pub workers: FxHashMap<WorkerId, WorkerState>,
     pub clients: FxHashMap<ClientId, ClientState>,
@@ -55,11 +56,12 @@ pub struct Core {
     pub steals: FxHashMap<TaskId, WorkerId>,
     /// Tasks that finished since start.
     pub finished_count: u64,
-    next_task: u64,
     next_worker: u32,
     next_client: u32,
     /// Tasks whose need or references changed; examined by `settle`.
     dirty: Vec<TaskId>,
+    /// Scratch stack reused by `revive`.
+    revive_stack: Vec<TaskId>,
 }
 
 impl Core {
@@ -68,11 +70,6 @@ impl Core {
             config,
             ..Default::default()
         }
-    }
-
-    pub(crate) fn new_task_id(&mut self) -> TaskId {
-        self.next_task += 1;
-        TaskId(self.next_task)
     }
 
     /// The id the next worker will get (so the server can route its first messages).
@@ -91,12 +88,14 @@ impl Core {
     }
 
     /// The task with this id; panics with the id if it is unknown (an internal bug).
+    #[inline]
     pub fn task(&self, id: TaskId) -> &Task {
         self.tasks
             .get(&id)
             .unwrap_or_else(|| panic!("unknown task {id}"))
     }
 
+    #[inline]
     pub(crate) fn task_mut(&mut self, id: TaskId) -> &mut Task {
         self.tasks
             .get_mut(&id)
@@ -137,21 +136,27 @@ impl Core {
             }
         }
         if was_unfinished != now_unfinished {
-            let deps = self.task(id).deps.clone();
+            // Borrow the inputs out of the task instead of cloning them.
+            let deps = std::mem::take(&mut self.task_mut(id).deps);
             for dep in deps.iter() {
                 let d = self.task_mut(*dep);
                 if now_unfinished {
                     d.pending_dependents += 1;
                 } else {
                     d.pending_dependents -= 1;
-                    self.dirty.push(*dep);
+                    if !d.is_needed() {
+                        self.dirty.push(*dep);
+                    }
                 }
             }
+            self.task_mut(id).deps = deps;
         }
         if is_ready {
             self.ready.push(id);
         }
-        self.dirty.push(id);
+        if !self.task(id).is_needed() {
+            self.dirty.push(id);
+        }
     }
 
     /// Result of `id` reached memory or failed: tell clients that want it.
@@ -176,24 +181,31 @@ impl Core {
     /// Put a released task that is needed again back on the way to memory, with every
     /// released input it needs (lineage recomputation).
     pub(crate) fn revive(&mut self, id: TaskId, comm: &mut impl Comm) {
-        let mut stack = vec![id];
+        let mut stack = std::mem::take(&mut self.revive_stack);
+        stack.push(id);
         while let Some(id) = stack.pop() {
-            if self.task(id).state != TaskState::Released {
+            let task = self.task(id);
+            if task.state != TaskState::Released {
                 continue;
             }
-            let deps = self.task(id).deps.clone();
-            if let Some(err) = deps.iter().find_map(|d| match &self.task(*d).state {
-                TaskState::Erred(e) => Some(e.clone()),
-                _ => None,
-            }) {
+            let mut missing = 0;
+            let mut erred = None;
+            for d in task.deps.iter() {
+                match &self.task(*d).state {
+                    TaskState::Memory(_) => {}
+                    TaskState::Erred(e) => erred = Some(e.clone()),
+                    TaskState::Released => {
+                        missing += 1;
+                        stack.push(*d);
+                    }
+                    _ => missing += 1,
+                }
+            }
+            if let Some(err) = erred {
                 self.set_state(id, TaskState::Erred(err), comm);
                 self.notify_wanters(id, comm);
                 continue;
             }
-            let missing = deps
-                .iter()
-                .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
-                .count() as u32;
             self.task_mut(id).missing_deps = missing;
             let state = if missing == 0 {
                 TaskState::Ready
@@ -201,8 +213,8 @@ impl Core {
                 TaskState::Waiting
             };
             self.set_state(id, state, comm);
-            stack.extend(deps.iter().copied());
         }
+        self.revive_stack = stack;
     }
 
     /// Fail `id` and every unfinished task that depends on it, transitively.
@@ -275,7 +287,7 @@ impl Core {
 
     /// Check every cross-structure invariant; used after each step in tests.
     pub fn sanity_check(&self) {
-        for (&id, task) in &self.tasks {
+        for (id, task) in self.tasks.iter() {
             assert_eq!(self.keys.get(&task.key), Some(&id), "key map of {id}");
             // `dependents` lists each dependent once per occurrence, so divide back.
             let mut distinct: Vec<TaskId> = task.dependents.clone();

@@ -74,8 +74,6 @@ impl Core {
             if self.keys.contains_key(spec.key.as_str()) {
                 continue; // same key already in the cluster: reuse it
             }
-            let id = self.new_task_id();
-            new_ids.insert(spec.key.as_str(), id);
             let deps: Box<[TaskId]> = spec
                 .deps
                 .iter()
@@ -93,28 +91,27 @@ impl Core {
                 })
             });
             let key: Arc<str> = Arc::from(spec.key.as_str());
-            for dep in deps.iter() {
-                self.task_mut(*dep).dependents.push(id);
+            let id = self.tasks.insert(Task {
+                key: key.clone(),
+                state: TaskState::Released,
+                deps,
+                dependents: Vec::new(),
+                pending_dependents: 0,
+                missing_deps: 0,
+                wanted_by: SmallVec::new(),
+                kind: spec.kind,
+                payload: spec.payload.map(|i| frames[i as usize].clone()),
+                priority: spec.priority,
+                retries_left: spec.retries,
+                worker_deaths: 0,
+                size: 0,
+                constraints,
+            });
+            new_ids.insert(spec.key.as_str(), id);
+            for i in 0..self.task(id).deps.len() {
+                let dep = self.task(id).deps[i];
+                self.task_mut(dep).dependents.push(id);
             }
-            self.tasks.insert(
-                id,
-                Task {
-                    key: key.clone(),
-                    state: TaskState::Released,
-                    deps,
-                    dependents: Vec::new(),
-                    pending_dependents: 0,
-                    missing_deps: 0,
-                    wanted_by: SmallVec::new(),
-                    kind: spec.kind,
-                    payload: spec.payload.map(|i| frames[i as usize].clone()),
-                    priority: spec.priority,
-                    retries_left: spec.retries,
-                    worker_deaths: 0,
-                    size: 0,
-                    constraints,
-                },
-            );
             self.keys.insert(key, id);
             inserted.push(id);
         }

@@ -15,6 +15,7 @@ pub mod placement;
 pub mod reactor;
 pub mod server;
 pub mod task;
+pub mod task_map;
 pub mod worker;
 
 #[cfg(test)]

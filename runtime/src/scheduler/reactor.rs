@@ -87,7 +87,7 @@ impl Core {
             .tasks
             .iter()
             .filter(|(_, t)| matches!(&t.state, TaskState::Memory(h) if h.contains(&id)))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for task_id in held {
             self.drop_holder(task_id, id, comm);
