@@ -9,7 +9,7 @@ use super::comm::Comm;
 use super::task::{Task, TaskState};
 use super::task_map::TaskMap;
 use super::worker::WorkerState;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::{KeyState, KeyUpdate, TaskError};
 use std::sync::Arc;
@@ -35,17 +35,13 @@ impl Default for CoreConfig {
 
 /// A connected client.
 #[derive(Debug, Default)]
-pub struct ClientState {
-    /// Tasks this client holds futures on.
-    pub wants: FxHashSet<TaskId>,
-}
+pub struct ClientState {}
 
 /// The whole scheduler state.
 #[derive(Debug, Default)]
 pub struct Core {
     pub config: CoreConfig,
     pub tasks: TaskMap,
-    pub keys: FxHashMap<Arc<str>, TaskId>,
     pub workers: FxHashMap<WorkerId, WorkerState>,
     pub clients: FxHashMap<ClientId, ClientState>,
     /// Tasks that became ready and await placement (may hold stale entries: check state).
@@ -104,7 +100,7 @@ impl Core {
 
     /// Find a task by key.
     pub fn find_key(&self, key: &str) -> Option<TaskId> {
-        self.keys.get(key).copied()
+        self.tasks.find(key)
     }
 
     /// Move a task to a new state, keeping every derived count right.
@@ -270,7 +266,6 @@ impl Core {
         let Some(task) = self.tasks.remove(&id) else {
             return;
         };
-        self.keys.remove(&task.key);
         for dep in task.deps.iter() {
             if let Some(d) = self.tasks.get_mut(dep) {
                 if let Some(pos) = d.dependents.iter().position(|x| *x == id) {
@@ -288,7 +283,7 @@ impl Core {
     /// Check every cross-structure invariant; used after each step in tests.
     pub fn sanity_check(&self) {
         for (id, task) in self.tasks.iter() {
-            assert_eq!(self.keys.get(&task.key), Some(&id), "key map of {id}");
+            assert_eq!(self.tasks.find(&task.key), Some(id), "key index of {id}");
             // `dependents` lists each dependent once per occurrence, so divide back.
             let mut distinct: Vec<TaskId> = task.dependents.clone();
             distinct.sort();
@@ -348,7 +343,10 @@ impl Core {
                 );
             }
             for c in &task.wanted_by {
-                assert!(self.clients[c].wants.contains(&id), "{c} wants {id}");
+                assert!(
+                    self.clients.contains_key(c),
+                    "{id} wanted by gone client {c}"
+                );
             }
         }
         for (w, worker) in &self.workers {
@@ -360,10 +358,10 @@ impl Core {
                 );
             }
         }
-        for (c, client) in &self.clients {
-            for t in &client.wants {
-                assert!(self.task(*t).wanted_by.contains(c), "{t} wanted by {c}");
-            }
-        }
+        assert_eq!(
+            self.tasks.indexed_keys(),
+            self.tasks.len(),
+            "key index size"
+        );
     }
 }

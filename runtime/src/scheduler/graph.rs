@@ -10,7 +10,6 @@ use rustc_hash::FxHashMap;
 use shoal_comm::ids::{ClientId, TaskId};
 use shoal_comm::message::{KeyState, KeyUpdate, TaskSpec};
 use smallvec::SmallVec;
-use std::sync::Arc;
 
 /// Why a submission was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -71,7 +70,7 @@ impl Core {
         let mut inserted = Vec::with_capacity(order.len());
         for index in order {
             let spec = &specs[index];
-            if self.keys.contains_key(spec.key.as_str()) {
+            if self.tasks.find(&spec.key).is_some() {
                 continue; // same key already in the cluster: reuse it
             }
             let deps: Box<[TaskId]> = spec
@@ -81,7 +80,8 @@ impl Core {
                     new_ids
                         .get(d.as_str())
                         .copied()
-                        .unwrap_or_else(|| self.keys[d.as_str()])
+                        .or_else(|| self.tasks.find(d))
+                        .expect("validated: every dependency exists")
                 })
                 .collect();
             let constraints = (!spec.resources.is_empty() || !spec.workers.is_empty()).then(|| {
@@ -90,9 +90,8 @@ impl Core {
                     workers: spec.workers.clone(),
                 })
             });
-            let key: Arc<str> = Arc::from(spec.key.as_str());
             let id = self.tasks.insert(Task {
-                key: key.clone(),
+                key: spec.key.as_str().into(),
                 state: TaskState::Released,
                 deps,
                 dependents: Vec::new(),
@@ -112,11 +111,13 @@ impl Core {
                 let dep = self.task(id).deps[i];
                 self.task_mut(dep).dependents.push(id);
             }
-            self.keys.insert(key, id);
             inserted.push(id);
         }
         for key in &wants {
-            let id = self.keys[key.as_str()];
+            let id = self
+                .tasks
+                .find(key)
+                .expect("validated: every wanted key exists");
             self.add_want(client, id, comm);
         }
         // New tasks nobody wants and nothing needs are dropped again by settle.
@@ -127,10 +128,7 @@ impl Core {
 
     /// `client` holds a future on `id`: keep it and its lineage alive and report its end.
     pub(crate) fn add_want(&mut self, client: ClientId, id: TaskId, comm: &mut impl Comm) {
-        let Some(state) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if !state.wants.insert(id) {
+        if !self.clients.contains_key(&client) || self.task(id).wanted_by.contains(&client) {
             return;
         }
         self.task_mut(id).wanted_by.push(client);
@@ -193,7 +191,7 @@ impl Core {
             }
         }
         for key in wants {
-            if !index.contains_key(key.as_str()) && !self.keys.contains_key(key.as_str()) {
+            if !index.contains_key(key.as_str()) && self.tasks.find(key).is_none() {
                 return Err(GraphError::UnknownWanted(key.clone()));
             }
         }
@@ -207,7 +205,7 @@ impl Core {
                         missing[i] += 1;
                         dependents[j].push(i);
                     }
-                    None if self.keys.contains_key(dep.as_str()) => {}
+                    None if self.tasks.find(dep).is_some() => {}
                     None => {
                         return Err(GraphError::UnknownDependency {
                             task: spec.key.clone(),

@@ -307,16 +307,21 @@ impl Core {
         id
     }
 
-    /// A client left: everything it wanted is released.
+    /// A client left: everything it wanted is released (one scan of the tasks; clients
+    /// leave rarely, and not keeping a per-client key set saves memory per task).
     pub fn on_client_lost(&mut self, client: ClientId, comm: &mut impl Comm) {
-        let Some(state) = self.clients.remove(&client) else {
+        if self.clients.remove(&client).is_none() {
             return;
-        };
-        for id in state.wants {
-            if let Some(task) = self.tasks.get_mut(&id) {
-                task.wanted_by.retain(|c| *c != client);
-                self.mark_dirty([id]);
-            }
+        }
+        let wanted: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.wanted_by.contains(&client))
+            .map(|(id, _)| id)
+            .collect();
+        for id in wanted {
+            self.task_mut(id).wanted_by.retain(|c| *c != client);
+            self.mark_dirty([id]);
         }
         self.settle(comm);
     }
@@ -327,11 +332,10 @@ impl Core {
             let Some(id) = self.find_key(key) else {
                 continue;
             };
-            if let Some(state) = self.clients.get_mut(&client) {
-                if state.wants.remove(&id) {
-                    self.task_mut(id).wanted_by.retain(|c| *c != client);
-                    self.mark_dirty([id]);
-                }
+            let task = self.task_mut(id);
+            if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
+                task.wanted_by.swap_remove(pos);
+                self.mark_dirty([id]);
             }
         }
         self.settle(comm);
@@ -345,9 +349,6 @@ impl Core {
             };
             let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
             for client in wanters {
-                if let Some(state) = self.clients.get_mut(&client) {
-                    state.wants.remove(&id);
-                }
                 comm.key_update(
                     client,
                     KeyUpdate {

@@ -29,6 +29,18 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most events handled before effects are flushed.
 const MAX_BATCH: usize = 4096;
 
+/// Tasks added or finished between heartbeats above which freed memory is handed back.
+const RELEASE_MEMORY_CHURN: u64 = 10_000;
+
+static MEMORY_RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Install the function that returns freed heap memory to the system (the binary knows
+/// its allocator). The scheduler calls it on a heartbeat after large graphs were added or
+/// freed, so a million-task submission does not stay resident after it is gone.
+pub fn set_memory_release_hook(hook: fn()) {
+    let _ = MEMORY_RELEASE_HOOK.set(hook);
+}
+
 /// Everything needed to start a scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -105,6 +117,7 @@ impl Scheduler {
             heartbeat: self.options.heartbeat,
             last_activity: Instant::now(),
             stop: false,
+            churn_mark: (0, 0),
         };
         let result = state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -281,6 +294,8 @@ struct ServerState {
     heartbeat: Duration,
     last_activity: Instant,
     stop: bool,
+    /// (task count, finished count) at the last memory release check.
+    churn_mark: (u64, u64),
 }
 
 impl ServerState {
@@ -316,6 +331,7 @@ impl ServerState {
                     for &w in self.core.workers.keys() {
                         self.comm.send_worker(w, ToWorker::Heartbeat);
                     }
+                    self.release_memory_after_churn();
                     if self.is_busy() {
                         self.last_activity = now;
                     } else if let Some(limit) = idle_timeout {
@@ -333,6 +349,17 @@ impl ServerState {
             self.comm.flush();
         }
         Ok(())
+    }
+
+    fn release_memory_after_churn(&mut self) {
+        let mark = (self.core.tasks.len() as u64, self.core.finished_count);
+        let churn = mark.0.abs_diff(self.churn_mark.0) + mark.1.abs_diff(self.churn_mark.1);
+        if churn >= RELEASE_MEMORY_CHURN {
+            self.churn_mark = mark;
+            if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
+                hook();
+            }
+        }
     }
 
     fn is_busy(&self) -> bool {

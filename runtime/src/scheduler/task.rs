@@ -68,7 +68,7 @@ pub struct Constraints {
 /// One task.
 #[derive(Debug)]
 pub struct Task {
-    pub key: Arc<str>,
+    pub key: Box<str>,
     pub state: TaskState,
     /// Inputs in the order the executor receives them (duplicates allowed).
     pub deps: Box<[TaskId]>,
