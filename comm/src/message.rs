@@ -151,6 +151,10 @@ pub struct WorkerInfo {
     pub assigned: u64,
     /// Tasks this worker finished since it joined.
     pub finished: u64,
+    /// Host the worker runs on.
+    pub host: String,
+    /// Process id of the worker on its host.
+    pub pid: u32,
 }
 
 /// The cluster as `shoal status` shows it.

@@ -137,6 +137,14 @@ impl BatchSystem for HtCondor {
         &["submitted to cluster {id}"]
     }
 
+    /// `Queue N` numbers the processes of a cluster from 0.
+    fn array_element(&self, id: &JobId, index: u32) -> JobId {
+        JobId {
+            id: format!("{}.{}", id.number, index.saturating_sub(1)),
+            ..id.clone()
+        }
+    }
+
     fn client_tools(&self) -> &'static str {
         "the HTCondor client tools (condor_submit, condor_q, condor_rm) must be on PATH; run on a submit node or load them, e.g. `module load htcondor`"
     }

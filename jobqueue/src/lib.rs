@@ -43,7 +43,7 @@ pub use jobid::{parse_job_id, IdPattern, JobId, JobIdError};
 pub use lifetime::{auto_lifetime, Lifetime};
 pub use memory::{LsfUnit, Memory, MemoryError};
 pub use params::{Deprecation, JobParams, Layer, ParamError};
-pub use script::{render, worker_command, JobScript};
+pub use script::{render, render_scheduler, scheduler_command, worker_command, JobScript};
 pub use status::JobState;
 pub use submit::{
     cancel, status, submit, CommandFailure, CommandOutput, CommandRunner, Invocation,

@@ -137,6 +137,13 @@ impl BatchSystem for Lsf {
         &["Job <{id}> is submitted"]
     }
 
+    fn array_element(&self, id: &JobId, index: u32) -> JobId {
+        JobId {
+            id: format!("{}[{index}]", id.number),
+            ..id.clone()
+        }
+    }
+
     fn client_tools(&self) -> &'static str {
         "the LSF client tools (bsub, bjobs, bkill) must be on PATH; source LSF's profile.lsf or load them, e.g. `module load lsf`"
     }

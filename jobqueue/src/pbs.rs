@@ -148,6 +148,22 @@ impl BatchSystem for Pbs {
         IdForm::WholeToken
     }
 
+    /// `1234[].admin01` becomes `1234[2].admin01`.
+    fn array_element(&self, id: &JobId, index: u32) -> JobId {
+        let element = match id.id.find("[]") {
+            Some(at) => format!("{}[{index}]{}", &id.id[..at], &id.id[at + 2..]),
+            None => {
+                let digits =
+                    id.id.len() - id.id.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                format!("{}[{index}]{}", &id.id[..digits], &id.id[digits..])
+            }
+        };
+        JobId {
+            id: element,
+            ..id.clone()
+        }
+    }
+
     fn client_tools(&self) -> &'static str {
         if self.torque {
             "the Torque client tools (qsub, qstat, qdel) must be on PATH; load them first, e.g. `module load torque`"

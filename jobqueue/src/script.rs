@@ -105,8 +105,38 @@ pub fn worker_command(p: &ValidParams) -> String {
     words.join(" ")
 }
 
-/// Renders the job for its system.
+/// The command of a scheduler job (the Dask docs' "one scheduler job, many
+/// worker jobs" pattern): `{python} {shoal} scheduler --scheduler-file F
+/// [--interface I]`, quoted as in [`worker_command`].
+pub fn scheduler_command(p: &ValidParams) -> String {
+    let g = p.params();
+    let mut words: Vec<String> = Vec::new();
+    if let Some(prefix) = &g.python {
+        words.push(prefix.clone());
+    }
+    words.push(g.shoal.clone());
+    words.push("scheduler".to_string());
+    words.push("--scheduler-file".to_string());
+    words.push(quote_expanding(p.scheduler_file()).into_owned());
+    if let Some(iface) = &g.interface {
+        words.push("--interface".to_string());
+        words.push(quote(iface).into_owned());
+    }
+    words.join(" ")
+}
+
+/// Renders the worker job for its system.
 pub fn render(p: &ValidParams) -> JobScript {
+    render_with(p, &worker_command(p))
+}
+
+/// Renders a job that runs the scheduler ([`scheduler_command`]) with the
+/// same header, prologue and epilogue a worker job would get.
+pub fn render_scheduler(p: &ValidParams) -> JobScript {
+    render_with(p, &scheduler_command(p))
+}
+
+fn render_with(p: &ValidParams, command: &str) -> JobScript {
     let g = p.params();
     let condor = p.system() == System::HtCondor;
     let mut s = String::new();
@@ -125,7 +155,7 @@ pub fn render(p: &ValidParams) -> JobScript {
         s.push_str(line);
         s.push('\n');
     }
-    s.push_str(&worker_command(p));
+    s.push_str(command);
     s.push('\n');
     for line in &g.job_script_epilogue {
         s.push_str(line);
@@ -292,6 +322,22 @@ mod tests {
             assert_eq!(value_after(&argv, "--local-directory"), "/s/x y");
             assert_eq!(&argv[argv.len() - 2..], ["--resources", "GPU=1 MEM='2'"]);
         }
+    }
+
+    #[test]
+    fn scheduler_job_runs_the_scheduler() {
+        let v = valid(
+            System::Slurm,
+            &[("interface", "ib0"), ("shoal", "/opt/shoal")],
+        );
+        let job = render_scheduler(&v);
+        let last = job.script().lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            "/opt/shoal scheduler --scheduler-file \"$HOME/shoal sched.json\" --interface ib0"
+        );
+        assert!(job.script().contains("#SBATCH -J shoal-worker\n"));
+        assert!(!job.script().contains(" worker "));
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl BatchSystem for Sge {
         &["Your job {id} ", "Your job-array {id}"]
     }
 
+    /// `qdel 9.2` deletes task 2 of job 9.
+    fn array_element(&self, id: &JobId, index: u32) -> JobId {
+        JobId {
+            id: format!("{}.{index}", id.number),
+            ..id.clone()
+        }
+    }
+
     fn client_tools(&self) -> &'static str {
         "the Grid Engine client tools (qsub, qstat, qdel) must be on PATH; source the cell's settings.sh or load them, e.g. `module load sge`"
     }

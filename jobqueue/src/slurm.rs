@@ -138,9 +138,19 @@ impl BatchSystem for Slurm {
         Invocation::new(argv)
     }
 
+    /// Rows of the whole array for an array id, the one row of an element
+    /// for an element id (`654321_2`).
     fn parse_status(&self, stdout: &str, id: &JobId) -> Vec<JobState> {
+        let element = id.id.contains('_');
         rows(stdout)
-            .filter(|r| r.len() >= 2 && leading_number(r[0]) == Some(id.number))
+            .filter(|r| {
+                r.len() >= 2
+                    && if element {
+                        r[0] == id.id
+                    } else {
+                        leading_number(r[0]) == Some(id.number)
+                    }
+            })
             .map(|r| state(r[1]))
             .collect()
     }
@@ -151,6 +161,13 @@ impl BatchSystem for Slurm {
 
     fn submit_phrases(&self) -> &'static [&'static str] {
         &["Submitted batch job {id}"]
+    }
+
+    fn array_element(&self, id: &JobId, index: u32) -> JobId {
+        JobId {
+            id: format!("{}_{index}", id.number),
+            ..id.clone()
+        }
     }
 
     fn client_tools(&self) -> &'static str {
@@ -179,6 +196,8 @@ mod tests {
         );
         assert_eq!(Slurm.parse_status(out, &id(777)), [JobState::Running]);
         assert!(Slurm.parse_status(out, &id(1)).is_empty());
+        let element = Slurm.array_element(&id(654_321), 2);
+        assert_eq!(Slurm.parse_status(out, &element), [JobState::Pending]);
         assert_eq!(state("TIMEOUT"), JobState::Finished);
         assert_eq!(state("SUSPENDED"), JobState::Unknown("SUSPENDED".into()));
     }

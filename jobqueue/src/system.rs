@@ -203,6 +203,12 @@ pub trait BatchSystem: Sync {
     /// Which client tools must be on PATH, and how sites usually load them.
     fn client_tools(&self) -> &'static str;
 
+    /// The id of element `index` (1-based, as in the array request) of the
+    /// array submitted as `id`, in the form the cancel and status commands
+    /// take (`654321_2`, `1234[2].admin01`, `9.2`, `5[2]`, `123.1`), so
+    /// that one element can be cancelled when scaling down.
+    fn array_element(&self, id: &JobId, index: u32) -> JobId;
+
     /// Remarks about parameters this system ignores or needs help with.
     fn warnings(&self, _p: &ValidParams) -> Vec<String> {
         Vec::new()
@@ -259,6 +265,32 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(!msg.contains("did you mean"), "{msg}");
+    }
+
+    #[test]
+    fn array_elements_in_each_systems_form() {
+        let id = |text: &str, number: u64| JobId {
+            id: text.to_string(),
+            number,
+            cluster: None,
+        };
+        let cases = [
+            (System::Slurm, id("654321", 654_321), "654321_2"),
+            (System::Pbs, id("1234[].admin01", 1234), "1234[2].admin01"),
+            (System::Torque, id("1234.srv", 1234), "1234[2].srv"),
+            (System::Sge, id("9", 9), "9.2"),
+            (System::Lsf, id("5", 5), "5[2]"),
+            (System::HtCondor, id("123", 123), "123.1"),
+        ];
+        for (system, array, element) in cases {
+            let e = system.backend().array_element(&array, 2);
+            assert_eq!(e.id, element, "{system}");
+            assert_eq!(e.number, array.number, "{system}");
+        }
+        let mut clustered = id("7", 7);
+        clustered.cluster = Some("c2".into());
+        let e = System::Slurm.backend().array_element(&clustered, 1);
+        assert_eq!(e.cluster.as_deref(), Some("c2"));
     }
 
     #[test]

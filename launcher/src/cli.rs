@@ -33,8 +33,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Stop a running cluster (workers and scheduler).
     Shutdown(ConnectArgs),
+    /// Run a whole cluster as one MPI job: `mpirun -np N shoal mpi --scheduler-file F`.
+    Mpi(MpiArgs),
     /// Submit a graph of built-in tasks (JSON file or generated) and print results and timing.
     Run(RunArgs),
+    /// Batch jobs: print, submit, scale, list and cancel scheduler and worker jobs.
+    Jobqueue(crate::cmd::jobqueue::JobqueueArgs),
 }
 
 /// Where the scheduler listens.
@@ -120,6 +124,25 @@ pub struct WorkerArgs {
     pub interface: Option<String>,
     #[command(flatten)]
     pub settings: WorkerSettings,
+    #[command(flatten)]
+    pub batch: BatchWorkerArgs,
+}
+
+/// Worker flags for batch jobs (what `shoal jobqueue` scripts pass).
+#[derive(Debug, Clone, Args)]
+pub struct BatchWorkerArgs {
+    /// Seconds to wait for the scheduler file to appear before the first connection.
+    #[arg(long, value_parser = parse::seconds)]
+    pub scheduler_file_timeout: Option<Duration>,
+    /// Leave gracefully (exit status 0) after this many seconds, before the walltime kills the job.
+    #[arg(long, value_parser = parse::seconds)]
+    pub lifetime: Option<Duration>,
+    /// Random spread of --lifetime: each worker leaves within lifetime ± stagger.
+    #[arg(long, default_value = "0", value_parser = parse::seconds, requires = "lifetime")]
+    pub lifetime_stagger: Duration,
+    /// Start this many worker processes named NAME-0..P-1 and supervise them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub nworkers: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -176,4 +199,50 @@ pub struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How scheduler-worker and worker-worker traffic travels inside an MPI job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// TCP for now; MPI point-to-point once available.
+    Auto,
+    /// MPI point-to-point.
+    Mpi,
+    /// TCP sockets.
+    Tcp,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MpiArgs {
+    /// Write address and secret here (mode 0600) for clients outside the job.
+    #[arg(long)]
+    pub scheduler_file: Option<PathBuf>,
+    /// Scheduler port (default: random).
+    #[arg(long)]
+    pub scheduler_port: Option<u16>,
+    /// Rank that runs the scheduler.
+    #[arg(long, default_value_t = 0)]
+    pub scheduler_rank: i32,
+    /// Network interface to listen on and advertise (e.g. ib0).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Transport inside the job.
+    #[arg(long, alias = "protocol", value_enum, default_value = "auto")]
+    pub transport: Transport,
+    /// Only add workers to the running cluster of --scheduler-file.
+    #[arg(long)]
+    pub no_scheduler: bool,
+    /// Also run a worker on the scheduler rank.
+    #[arg(long)]
+    pub inclusive_workers: bool,
+    /// Worker names become NAME-RANK.
+    #[arg(long, default_value = "shoal-mpi")]
+    pub name: String,
+    /// Scheduler exits after this many seconds without clients or work.
+    #[arg(long, value_parser = parse::seconds)]
+    pub idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub worker: WorkerSettings,
+    #[command(flatten)]
+    pub tuning: SchedulerTuning,
 }

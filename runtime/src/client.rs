@@ -11,7 +11,8 @@ use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::{
-    ClusterStatus, DataReply, DataRequest, FromClient, KeyState, TaskError, TaskSpec, ToClient,
+    ClusterStatus, DataReply, DataRequest, FromClient, KeyState, KeyUpdate, TaskError, TaskSpec,
+    ToClient,
 };
 use shoal_comm::transport::{MessageRead, MessageWrite, TcpReader};
 use shoal_comm::{RawMessage, Secret};
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ struct Shared {
     states: FxHashMap<String, KeyState>,
     replies: FxHashMap<u64, oneshot::Sender<ToClient>>,
     closed: Option<String>,
+    /// Where every update is forwarded as well, once someone subscribed.
+    subscriber: Option<mpsc::UnboundedSender<KeyUpdate>>,
 }
 
 /// A connection to a scheduler.
@@ -267,6 +270,18 @@ impl Client {
         }
     }
 
+    /// Every key update from now on, in arrival order (for clients that track futures
+    /// themselves). A new subscription replaces the previous one; the stream ends when the
+    /// connection closes.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<KeyUpdate> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut shared = self.lock();
+        if shared.closed.is_none() {
+            shared.subscriber = Some(tx);
+        }
+        rx
+    }
+
     /// The final state of a key, if it has one.
     pub fn state(&self, key: &str) -> Option<KeyState> {
         self.lock().states.get(key).cloned()
@@ -455,6 +470,11 @@ async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watc
         match msg {
             ToClient::Updates(updates) => {
                 for u in updates {
+                    if let Some(tx) = &guard.subscriber {
+                        if tx.send(u.clone()).is_err() {
+                            guard.subscriber = None;
+                        }
+                    }
                     guard.states.insert(u.key, u.state);
                 }
                 drop(guard);
@@ -476,6 +496,7 @@ async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watc
     let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
     guard.closed = Some(reason);
     guard.replies.clear();
+    guard.subscriber = None;
     drop(guard);
     bump.send_modify(|g| *g += 1);
 }

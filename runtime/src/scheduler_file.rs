@@ -193,7 +193,7 @@ pub fn read(path: &Path, timeout: Duration) -> Result<SchedulerFile, SchedulerFi
             },
         }
         std::thread::sleep(
-            Duration::from_millis(50)
+            Duration::from_millis(10)
                 .min(timeout.saturating_sub(waited))
                 .max(Duration::from_millis(1)),
         );

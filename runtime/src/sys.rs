@@ -16,14 +16,6 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rss_is_read() {
-        assert!(super::rss_bytes().unwrap() > 1 << 20);
-    }
-}
-
 /// Physical memory of this machine in bytes, from `/proc/meminfo`.
 pub fn total_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -35,4 +27,12 @@ pub fn total_memory() -> Option<u64> {
 /// Cores available to this process.
 pub fn cpu_count() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rss_is_read() {
+        assert!(super::rss_bytes().unwrap() > 1 << 20);
+    }
 }

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 ///
 /// # Errors
 /// The scheduler cannot start or a worker process cannot be spawned.
-pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+pub async fn run(args: LocalArgs, hooks: &crate::Hooks) -> anyhow::Result<()> {
     let scheduler_file = args
         .scheduler_file
         .clone()
@@ -32,7 +32,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     );
     let mut workers = Vec::new();
     for i in 0..args.workers {
-        workers.push(spawn_worker(&args, &scheduler_file, i)?);
+        workers.push(spawn_worker(&args, hooks, &scheduler_file, i)?);
     }
     let result = scheduler.run(crate::signals::terminated()).await;
     stop_workers(workers).await;
@@ -45,15 +45,24 @@ fn default_scheduler_file() -> PathBuf {
 
 fn spawn_worker(
     args: &LocalArgs,
+    hooks: &crate::Hooks,
     scheduler_file: &std::path::Path,
     index: u32,
 ) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("cannot find the shoal executable")?;
+    // Hosted in Python, workers are the same interpreter (`python -m shoal worker`).
+    let (exe, leading) = match hooks.worker_command.as_deref() {
+        Some([program, rest @ ..]) => (program.into(), rest.to_vec()),
+        _ => (
+            std::env::current_exe().context("cannot find the shoal executable")?,
+            Vec::new(),
+        ),
+    };
     let w = &args.worker;
     let cores = shoal_runtime::sys::cpu_count();
     let nthreads = w.nthreads.unwrap_or_else(|| (cores / args.workers).max(1));
     let mut cmd = Command::new(exe);
-    cmd.arg("worker")
+    cmd.args(leading)
+        .arg("worker")
         .arg("--scheduler-file")
         .arg(scheduler_file)
         .args(["--name", &format!("local-{index}")])

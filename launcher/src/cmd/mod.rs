@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
+pub mod batch_worker;
+pub mod jobqueue;
 pub mod local;
+pub mod mpi;
 pub mod run;
 pub mod scheduler;
 pub mod status;

@@ -39,7 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let fetchable: Vec<String> = outputs
         .iter()
         .zip(&states)
-        .filter(|(_, s)| matches!(s, KeyState::Memory { size } if *size <= 1 << 20))
+        .filter(|(_, s)| matches!(s, KeyState::Memory { size } if (1..=1 << 20).contains(size)))
         .map(|(k, _)| k.clone())
         .take(100)
         .collect();

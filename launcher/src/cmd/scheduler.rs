@@ -34,10 +34,6 @@ pub fn options(
     idle_timeout: Option<Duration>,
     tuning: &SchedulerTuning,
 ) -> anyhow::Result<SchedulerOptions> {
-    let (bind, contact) = choose_host(listen.host.as_deref(), listen.interface.as_deref())?;
-    let port = listen
-        .port
-        .unwrap_or(if scheduler_file.is_some() { 0 } else { 8786 });
     let secret = match secret_from_env()? {
         Some(s) => s,
         None if scheduler_file.is_some() => Secret::random(),
@@ -45,12 +41,28 @@ pub fn options(
             "without --scheduler-file nobody could learn this scheduler's secret: pass --scheduler-file F (recommended), or export SHOAL_SECRET=$(openssl rand -hex 32) for the scheduler, its workers and clients"
         ),
     };
-    let listen_addr = format!("{bind}:{port}")
-        .parse()
-        .or_else(|_| {
-            std::net::ToSocketAddrs::to_socket_addrs(&(bind.as_str(), port))
-                .map(|mut a| a.next().unwrap_or(([0, 0, 0, 0], port).into()))
-        })
+    options_with_secret(listen, scheduler_file, idle_timeout, tuning, secret)
+}
+
+/// Build scheduler options with a secret chosen by the caller (`shoal mpi` hands it to
+/// its workers by broadcast).
+///
+/// # Errors
+/// A bad interface or host.
+pub fn options_with_secret(
+    listen: &ListenArgs,
+    scheduler_file: Option<PathBuf>,
+    idle_timeout: Option<Duration>,
+    tuning: &SchedulerTuning,
+    secret: Secret,
+) -> anyhow::Result<SchedulerOptions> {
+    let (bind, contact) = choose_host(listen.host.as_deref(), listen.interface.as_deref())?;
+    let port = listen
+        .port
+        .unwrap_or(if scheduler_file.is_some() { 0 } else { 8786 });
+    let listen_addr = std::net::ToSocketAddrs::to_socket_addrs(&(bind.as_str(), port))
+        .ok()
+        .and_then(|mut a| a.next())
         .with_context(|| format!("cannot resolve host {bind:?}"))?;
     Ok(SchedulerOptions {
         listen: listen_addr,

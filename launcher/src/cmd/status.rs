@@ -111,7 +111,7 @@ fn status_json(s: &ClusterStatus) -> serde_json::Value {
             "id": w.id.as_raw(), "name": w.name, "address": w.address, "nthreads": w.nthreads,
             "memory_limit": w.memory_limit, "rss": w.metrics.rss, "stored_bytes": w.metrics.stored_bytes,
             "stored_count": w.metrics.stored_count, "executing": w.metrics.executing, "queued": w.metrics.queued,
-            "finished": w.finished,
+            "finished": w.finished, "host": w.host, "pid": w.pid,
         })).collect::<Vec<_>>(),
     })
 }

@@ -5,7 +5,6 @@ use crate::iface::choose_host;
 use crate::parse;
 use shoal_runtime::executor::builtin;
 use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit, WorkerOptions};
-use std::process::ExitCode;
 
 /// Exit status of a worker that lost its scheduler.
 pub const EXIT_SCHEDULER_LOST: u8 = 3;
@@ -49,7 +48,10 @@ pub fn settings_to_options(
         .nthreads
         .unwrap_or_else(|| (cores / processes_on_node.max(1)).max(1));
     let machine = shoal_runtime::sys::total_memory().unwrap_or(0);
-    let share = f64::from(nthreads) / f64::from(cores.max(1));
+    // `auto`: this process's threads' share of the machine, and never more than an equal
+    // share among the worker processes on this node (oversubscribed MPI ranks).
+    let share = (f64::from(nthreads) / f64::from(cores.max(1)))
+        .min(1.0 / f64::from(processes_on_node.max(1)));
     let memory_limit =
         parse::memory_limit(&s.memory_limit, machine, share).map_err(anyhow::Error::msg)?;
     Ok(WorkerOptions {
@@ -75,13 +77,19 @@ pub fn settings_to_options(
 ///
 /// # Errors
 /// Bad options or the data server cannot start.
-pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let options = options(&args, 1)?;
-    match run_worker(options, crate::signals::terminated()).await? {
-        WorkerExit::Shutdown => Ok(ExitCode::SUCCESS),
+pub async fn run(args: WorkerArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
+    if args.batch.nworkers > 1 {
+        return super::batch_worker::supervise(&args, hooks).await;
+    }
+    super::batch_worker::wait_for_scheduler_file(&args).await?;
+    let mut options = options(&args, 1)?;
+    options.runner = hooks.runner.clone();
+    options.executors = hooks.executors.clone();
+    match run_worker(options, super::batch_worker::stop(&args.batch)).await? {
+        WorkerExit::Shutdown => Ok(0),
         WorkerExit::SchedulerLost(reason) => {
             tracing::error!(%reason, "worker exits: scheduler lost");
-            Ok(ExitCode::from(EXIT_SCHEDULER_LOST))
+            Ok(EXIT_SCHEDULER_LOST)
         }
     }
 }

@@ -2,6 +2,8 @@
 //! drops (also when a test fails), every wait bounded.
 #![allow(dead_code)]
 
+pub mod slurm;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -2,6 +2,8 @@
 //!
 //! Payloads are msgpack maps of the arguments below; `shoal run` writes them from JSON.
 
+use super::pool::Job;
+use crate::worker::store::Value;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use shoal_comm::message::{ExecutorKind, TaskError};
@@ -76,6 +78,20 @@ fn args<'a, T: Default + Deserialize<'a>>(
             )
         }),
     }
+}
+
+/// Run a built-in job: inputs in their wire form, the result as bytes.
+///
+/// # Errors
+/// As [`run`]; an input that cannot be encoded.
+pub fn run_job(job: &Job) -> Result<Value, TaskError> {
+    let inputs = job
+        .inputs
+        .iter()
+        .map(Value::to_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error("TaskFailed", format!("an input cannot be encoded: {e}")))?;
+    run(job.kind, job.payload.as_deref(), &inputs).map(Value::Bytes)
 }
 
 /// Run a built-in task.

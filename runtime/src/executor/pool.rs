@@ -1,6 +1,7 @@
 //! The executor threads of a worker. The worker's event loop hands a job over only when a
 //! thread is free, so the queue never grows beyond the thread count.
 
+use crate::worker::store::Value;
 use bytes::Bytes;
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::{ExecutorKind, TaskError};
@@ -14,17 +15,17 @@ pub struct Job {
     pub id: TaskId,
     pub kind: ExecutorKind,
     pub payload: Option<Bytes>,
-    pub inputs: Vec<Bytes>,
+    pub inputs: Vec<Value>,
 }
 
 /// What a job produced.
 pub struct JobResult {
     pub id: TaskId,
-    pub result: Result<Bytes, TaskError>,
+    pub result: Result<Value, TaskError>,
 }
 
-/// Runs one job; the built-in runner is [`super::builtin::run`].
-pub type Runner = Arc<dyn Fn(&Job) -> Result<Bytes, TaskError> + Send + Sync>;
+/// Runs one job; the built-in runner is [`super::builtin::run_job`].
+pub type Runner = Arc<dyn Fn(&Job) -> Result<Value, TaskError> + Send + Sync>;
 
 struct Shared {
     queue: Mutex<(VecDeque<Job>, bool)>,

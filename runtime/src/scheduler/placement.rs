@@ -6,7 +6,7 @@ use super::core::Core;
 use super::task::TaskState;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::{TaskId, WorkerId};
-use shoal_comm::message::{ComputeTask, Input};
+use shoal_comm::message::{ComputeTask, Input, TaskError};
 
 /// Most tasks one steal round moves to one idle worker.
 const MAX_STEAL_PER_WORKER: usize = 256;
@@ -26,9 +26,35 @@ impl Core {
             }
             match self.choose_worker(id, &mut local_bytes) {
                 Some(w) => self.assign(id, w, comm),
-                None => self.unplaced.push(id),
+                None => self.no_worker_fits(id, comm),
             }
         }
+        self.settle(comm);
+    }
+
+    /// No current worker can run `id`. If none even has its executor kind, fail it now
+    /// with what to do (waiting could last forever); otherwise it waits for a worker with
+    /// the resources or name it asks for, as Dask does.
+    fn no_worker_fits(&mut self, id: TaskId, comm: &mut impl Comm) {
+        let kind = self.task(id).kind;
+        let kind_known = self
+            .workers
+            .values()
+            .any(|w| w.registration.executors.contains(&kind));
+        if self.workers.is_empty() || kind_known {
+            self.unplaced.push(id);
+            return;
+        }
+        let error = TaskError {
+            key: self.task(id).key.to_string(),
+            kind: "Unsupported".into(),
+            message: format!(
+                "no worker of this cluster can run {kind:?} tasks: its workers were started from the Rust `shoal` binary. Start workers that can, from the Python package (`python -m shoal worker ...`, `python -m shoal local`, `python -m shoal mpi` under mpirun)"
+            ),
+            traceback: None,
+            exception: Vec::new(),
+        };
+        self.fail_with_dependents(id, std::sync::Arc::new(error), comm);
     }
 
     /// Workers changed: give unplaced tasks another chance.

@@ -445,6 +445,26 @@ fn resource_constrained_task_waits_for_a_capable_worker() {
 }
 
 #[test]
+fn task_no_worker_can_ever_run_fails_with_advice() {
+    let mut env = Env::new();
+    env.worker("rust-only", 1);
+    let spec = TaskSpec::new("py", ExecutorKind::Python, vec![]);
+    env.submit(vec![spec, t("after", &["py"])], &["after"])
+        .unwrap();
+    let updates = env.updates();
+    let (_, KeyState::Erred(e)) = &updates[0] else {
+        panic!("{updates:?}")
+    };
+    assert_eq!(e.kind, "Unsupported");
+    assert_eq!(e.key, "py");
+    assert!(
+        e.message.contains("python -m shoal worker"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn merge_graph_of_ten_thousand() {
     let mut env = Env::new();
     let w = env.worker("a", 2);

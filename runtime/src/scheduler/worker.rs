@@ -70,6 +70,8 @@ impl WorkerState {
             metrics: self.metrics.clone(),
             assigned: self.assigned.len() as u64,
             finished: self.finished,
+            host: self.registration.host.clone(),
+            pid: self.registration.pid,
         }
     }
 }

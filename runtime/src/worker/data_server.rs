@@ -51,10 +51,16 @@ pub async fn serve(listener: TcpListener, store: Arc<dyn DataStore>, secret: Sec
                 };
                 let mut frames = Vec::new();
                 for id in ids {
-                    match store.get(id) {
-                        Some(bytes) => {
+                    // A value that cannot be encoded is reported missing; the reader's
+                    // task then fails with MissingData rather than hanging.
+                    match store.get(id).map(|v| v.to_bytes()) {
+                        Some(Ok(bytes)) => {
                             reply.found.push((id, frames.len() as u32));
                             frames.push(bytes);
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(task = %id, error = %e, "cannot encode a result for a peer");
+                            reply.missing.push(id);
                         }
                         None => reply.missing.push(id),
                     }

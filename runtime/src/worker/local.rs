@@ -2,7 +2,7 @@
 //! being fetched, which tasks are ready (by priority), which run, and which fetched copies
 //! can be dropped. No I/O: the session acts on what these functions return.
 
-use super::store::DataStore;
+use super::store::{DataStore, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{ComputeTask, ExecutorKind, Resource};
@@ -135,7 +135,7 @@ impl Local {
     }
 
     /// A fetched input arrived.
-    pub fn fetched(&mut self, id: TaskId, value: bytes::Bytes, store: &dyn DataStore) {
+    pub fn fetched(&mut self, id: TaskId, value: Value, store: &dyn DataStore) {
         let Some(fetch) = self.fetching.remove(&id) else {
             return;
         };
@@ -328,7 +328,7 @@ mod tests {
             Some(&(TaskId(9), WorkerId(3))),
             "next holder tried"
         );
-        local.fetched(TaskId(9), Bytes::from_static(b"x"), &store);
+        local.fetched(TaskId(9), Bytes::from_static(b"x").into(), &store);
         let (a, _) = local.next_to_run().unwrap();
         let (b, _) = local.next_to_run().unwrap();
         local.finished(a, &store);

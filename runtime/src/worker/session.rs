@@ -5,7 +5,7 @@ use super::data_server;
 use super::fetch::{FetchDone, PeerFetcher};
 use super::local::{Actions, Local};
 use super::options::{SchedulerSource, WorkerOptions};
-use super::store::{DataStore, MemoryStore};
+use super::store::{DataStore, MemoryStore, Value};
 use crate::executor::builtin;
 use crate::executor::pool::{ExecutorPool, Job, JobResult, Runner};
 use crate::net::{connect, format_address, spawn_writer, Outbox};
@@ -208,9 +208,10 @@ impl<'a> Session<'a> {
         let (from_scheduler, mut inbox) = mpsc::unbounded_channel();
         let reader_task = tokio::spawn(read_scheduler(reader, from_scheduler));
         let (results_tx, mut results) = mpsc::unbounded_channel::<JobResult>();
-        let runner: Runner = options.runner.clone().unwrap_or_else(|| {
-            Arc::new(|job: &Job| builtin::run(job.kind, job.payload.as_deref(), &job.inputs))
-        });
+        let runner: Runner = options
+            .runner
+            .clone()
+            .unwrap_or_else(|| Arc::new(builtin::run_job));
         let pool = ExecutorPool::start(options.nthreads, runner, results_tx);
         let (fetch_tx, mut fetched) = mpsc::unbounded_channel::<FetchDone>();
         let mut local: Option<Local> = None;
@@ -299,9 +300,7 @@ impl<'a> Session<'a> {
                 ));
             }
             ToWorker::Compute(tasks) => {
-                let Some(local) = local.as_mut() else {
-                    return None;
-                };
+                let local = local.as_mut()?;
                 if self.options.zero {
                     self.out_finished.extend(
                         tasks
@@ -321,9 +320,7 @@ impl<'a> Session<'a> {
                 self.act(actions, fetch_tx);
             }
             ToWorker::Steal(ids) => {
-                let Some(local) = local.as_mut() else {
-                    return None;
-                };
+                let local = local.as_mut()?;
                 let replies = ids
                     .into_iter()
                     .map(|id| (id, local.remove_queued(id, store.as_ref())))
@@ -331,9 +328,7 @@ impl<'a> Session<'a> {
                 self.out_other.push(FromWorker::StealReply(replies));
             }
             ToWorker::Release(ids) => {
-                let Some(local) = local.as_mut() else {
-                    return None;
-                };
+                let local = local.as_mut()?;
                 for id in ids {
                     if !local.remove_queued(id, store.as_ref()) && local.running.contains_key(&id) {
                         local.discard.insert(id);
@@ -411,7 +406,7 @@ impl<'a> Session<'a> {
     ) {
         let mut actions = Actions::default();
         for (id, value) in done.found {
-            local.fetched(id, value, self.store.as_ref());
+            local.fetched(id, value.into(), self.store.as_ref());
         }
         for id in done.failed {
             local.fetch_failed(id, self.store.as_ref(), &mut actions);
@@ -425,7 +420,7 @@ impl<'a> Session<'a> {
         }
         match result.result {
             Ok(value) => {
-                let size = value.len() as u64;
+                let size = value.size();
                 self.store.put(result.id, value);
                 self.out_finished.push(TaskFinished {
                     id: result.id,
@@ -441,7 +436,7 @@ impl<'a> Session<'a> {
 
     fn start_ready(&mut self, local: &mut Local, pool: &ExecutorPool) {
         while let Some((id, task)) = local.next_to_run() {
-            let inputs: Option<Vec<Bytes>> =
+            let inputs: Option<Vec<Value>> =
                 task.inputs.iter().map(|i| self.store.get(*i)).collect();
             self.out_started.push(id);
             match inputs {

@@ -1,0 +1,311 @@
+//! `shoal mpi`: one MPI job is the whole cluster. Under `mpirun`/`srun`, the scheduler rank
+//! runs the scheduler, the other ranks run workers. The scheduler's address and secret reach
+//! the workers by MPI broadcast (a stale scheduler file from an earlier run is never read);
+//! the scheduler file is still written, atomically, for clients outside the job.
+
+use crate::cli::{MpiArgs, Transport};
+use crate::iface::choose_host;
+use anyhow::{bail, Context};
+use mpi::point_to_point::Source;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::Root;
+use mpi::Threading;
+use shoal_comm::Secret;
+use shoal_runtime::scheduler::server::Scheduler;
+use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit};
+
+/// Environment variables through which launchers announce the job size.
+const LAUNCHER_SIZE_VARS: &[&str] = &[
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+    "MPI_LOCALNRANKS",
+    "SLURM_NTASKS",
+    "PMIX_SIZE",
+];
+
+/// The job size a launcher announced in the environment, with the variable that says so.
+fn launcher_size() -> Option<(&'static str, u32)> {
+    LAUNCHER_SIZE_VARS.iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(|n| (*var, n))
+    })
+}
+
+/// Check the MPI world against the launcher and the flags.
+///
+/// # Errors
+/// A world of one rank (alone, or because the binary's MPI differs from the launcher's),
+/// or a scheduler rank outside the world.
+pub fn check_world(
+    size: i32,
+    scheduler_rank: i32,
+    inclusive: bool,
+    no_scheduler: bool,
+) -> anyhow::Result<()> {
+    if size == 1 {
+        if let Some((var, n)) = launcher_size().filter(|(_, n)| *n > 1) {
+            bail!(
+                "MPI_COMM_WORLD has 1 rank but the launcher started {n} processes ({var}={n}): this shoal was built against a different MPI than the mpirun that started it, so every rank believes it is rank 0 of 1. Use the mpirun of the MPI shoal links to (see `ldd $(command -v shoal) | grep -i mpi`), or rebuild shoal after `module load` of the MPI you launch with"
+            );
+        }
+        if !(inclusive || no_scheduler) {
+            bail!("a world of 1 rank has no room for workers: run with `mpirun -np 2` or more, or pass --inclusive-workers to run a worker next to the scheduler");
+        }
+    }
+    if !no_scheduler && !(0..size).contains(&scheduler_rank) {
+        bail!("--scheduler-rank {scheduler_rank} is outside the world of {size} ranks (valid: 0..={})", size - 1);
+    }
+    Ok(())
+}
+
+/// Ranks on this node, through the node-local communicator.
+fn ranks_on_node(world: &SimpleCommunicator) -> u32 {
+    world.split_shared(0).size().max(1) as u32
+}
+
+/// What the scheduler rank broadcasts: `ok ADDRESS SECRET` or `err MESSAGE`, so that
+/// workers never wait for a scheduler that failed to start.
+fn encode_contact(contact: &anyhow::Result<(String, Secret)>) -> Vec<u8> {
+    match contact {
+        Ok((address, secret)) => format!("ok\n{address}\n{}", secret.to_hex()).into_bytes(),
+        Err(e) => format!("err\n{e:#}").into_bytes(),
+    }
+}
+
+fn decode_contact(bytes: &[u8]) -> anyhow::Result<(String, Secret)> {
+    let text = std::str::from_utf8(bytes).context("scheduler contact broadcast is not UTF-8")?;
+    match text.split_once('\n') {
+        Some(("ok", rest)) => {
+            let (address, secret) = rest
+                .split_once('\n')
+                .context("malformed scheduler contact broadcast")?;
+            Ok((
+                address.to_string(),
+                Secret::from_hex(secret).context("malformed secret in broadcast")?,
+            ))
+        }
+        Some(("err", message)) => bail!("the scheduler rank failed to start: {message}"),
+        _ => bail!("malformed scheduler contact broadcast"),
+    }
+}
+
+/// Broadcast bytes from `root` (length first, then the bytes).
+fn broadcast(world: &SimpleCommunicator, root: i32, payload: Option<Vec<u8>>) -> Vec<u8> {
+    let root_process = world.process_at_rank(root);
+    let mut len = payload.as_ref().map_or(0u64, |p| p.len() as u64);
+    root_process.broadcast_into(&mut len);
+    let mut buf = payload.unwrap_or_else(|| vec![0u8; len as usize]);
+    root_process.broadcast_into(&mut buf[..]);
+    buf
+}
+
+/// Bind the scheduler. The secret reaches workers by broadcast; the scheduler file (if
+/// any) is for clients outside the job.
+async fn start_scheduler(args: &MpiArgs) -> anyhow::Result<(Scheduler, Secret)> {
+    let listen = crate::cli::ListenArgs {
+        host: None,
+        interface: args.interface.clone(),
+        port: args.scheduler_port,
+    };
+    let secret = super::scheduler::secret_from_env()?.unwrap_or_else(Secret::random);
+    let options = super::scheduler::options_with_secret(
+        &listen,
+        args.scheduler_file.clone(),
+        args.idle_timeout,
+        &args.tuning,
+        secret.clone(),
+    )?;
+    Ok((Scheduler::bind(options).await?, secret))
+}
+
+/// Tag of the message with which the scheduler rank ends the job.
+const STOP_TAG: i32 = 0x5707;
+
+/// Tell every rank running a worker that the cluster stopped, so a worker that had not
+/// yet registered does not wait out its death timeout. One byte per rank, sent without
+/// waiting: a rank that died (under `--enable-recovery`) must not block the scheduler.
+fn send_stop(world: &SimpleCommunicator, including_self: bool) {
+    use mpi::raw::AsRaw;
+    static STOP: u8 = 1;
+    for rank in (0..world.size()).filter(|r| including_self || *r != world.rank()) {
+        // SAFETY: the buffer is a static that outlives the send; the request is released at
+        // once (MPI completes it in the background), which MPI_Request_free allows.
+        unsafe {
+            let mut request = std::mem::MaybeUninit::uninit();
+            let sent = mpi::ffi::MPI_Isend(
+                std::ptr::from_ref(&STOP).cast(),
+                1,
+                mpi::ffi::RSMPI_UINT8_T,
+                rank,
+                STOP_TAG,
+                world.as_raw(),
+                request.as_mut_ptr(),
+            );
+            if sent == 0 {
+                mpi::ffi::MPI_Request_free(request.as_mut_ptr());
+            }
+        }
+    }
+}
+
+/// Resolves when the scheduler rank says the cluster stopped, or on SIGINT/SIGTERM.
+async fn stopped(world: &SimpleCommunicator, scheduler_rank: Option<i32>) {
+    let from_mpi = async {
+        let Some(root) = scheduler_rank else {
+            return std::future::pending().await;
+        };
+        let process = world.process_at_rank(root);
+        loop {
+            if process.immediate_probe_with_tag(STOP_TAG).is_some() {
+                let _: (u8, _) = process.receive_with_tag(STOP_TAG);
+                tracing::info!("the scheduler rank ended the job");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        () = from_mpi => {}
+        () = crate::signals::terminated() => {}
+    }
+}
+
+/// Run this rank's part of the cluster.
+///
+/// # Errors
+/// Bad world or flags, the scheduler cannot start, or a worker cannot start.
+pub async fn run(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
+    if args.transport == Transport::Mpi {
+        bail!("--transport mpi (data over MPI point-to-point) is not available in this build yet; use --transport tcp (the default for auto)");
+    }
+    let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
+        .context("MPI was already initialised in this process")?;
+    let world = universe.world();
+    let (rank, size) = (world.rank(), world.size());
+    tracing::debug!(rank, size, ?threading, "MPI initialised");
+    check_world(
+        size,
+        args.scheduler_rank,
+        args.inclusive_workers,
+        args.no_scheduler,
+    )?;
+    let on_node = ranks_on_node(&world);
+    let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
+    let runs_worker = !is_scheduler || args.inclusive_workers;
+
+    // The scheduler binds first; everyone learns where it is by broadcast.
+    let mut scheduler = None;
+    let contact = if args.no_scheduler {
+        None
+    } else {
+        let payload = if is_scheduler {
+            let started = start_scheduler(&args).await;
+            let contact = started
+                .as_ref()
+                .map(|(s, secret)| (s.address().to_string(), secret.clone()))
+                .map_err(|e| anyhow::anyhow!("{e:#}"));
+            let payload = encode_contact(&contact);
+            scheduler = started.ok().map(|(s, _)| s);
+            Some(payload)
+        } else {
+            None
+        };
+        Some(decode_contact(&broadcast(
+            &world,
+            args.scheduler_rank,
+            payload,
+        ))?)
+    };
+
+    let worker_future = async {
+        if !runs_worker {
+            return Ok(0u8);
+        }
+        let source = match (&contact, &args.scheduler_file) {
+            (Some((address, secret)), _) => SchedulerSource::Address {
+                address: address.clone(),
+                secret: secret.clone(),
+            },
+            (None, Some(path)) => SchedulerSource::File(path.clone()),
+            (None, None) => {
+                bail!("--no-scheduler needs --scheduler-file F of the running scheduler to join")
+            }
+        };
+        let (host, _) = choose_host(None, args.interface.as_deref())?;
+        let name = format!("{}-{rank}", args.name);
+        let mut options =
+            super::worker::settings_to_options(&args.worker, source, name, host, on_node)?;
+        options.runner = hooks.runner.clone();
+        options.executors = hooks.executors.clone();
+        let scheduler_rank = (!args.no_scheduler).then_some(args.scheduler_rank);
+        Ok(
+            match run_worker(options, stopped(&world, scheduler_rank)).await? {
+                WorkerExit::Shutdown => 0,
+                WorkerExit::SchedulerLost(reason) => {
+                    tracing::error!(%reason, "worker exits: scheduler lost");
+                    super::worker::EXIT_SCHEDULER_LOST
+                }
+            },
+        )
+    };
+    let code = match scheduler {
+        Some(s) => {
+            let scheduler = async {
+                let result = s.run(crate::signals::terminated()).await;
+                send_stop(&world, runs_worker);
+                result
+            };
+            let (sched, worker) = tokio::join!(scheduler, worker_future);
+            sched?;
+            worker?
+        }
+        None => worker_future.await?,
+    };
+    drop(world);
+    drop(universe); // MPI_Finalize
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_round_trips() {
+        let secret = Secret::random();
+        let (address, back) = decode_contact(&encode_contact(&Ok((
+            "tcp://10.0.0.1:4000".into(),
+            secret.clone(),
+        ))))
+        .unwrap();
+        assert_eq!(address, "tcp://10.0.0.1:4000");
+        assert_eq!(back, secret);
+        assert!(decode_contact(b"nonsense").is_err());
+        let failed =
+            decode_contact(&encode_contact(&Err(anyhow::anyhow!("no ib0 here")))).unwrap_err();
+        assert_eq!(
+            failed.to_string(),
+            "the scheduler rank failed to start: no ib0 here"
+        );
+    }
+
+    #[test]
+    fn bad_worlds_are_explained() {
+        assert!(check_world(4, 0, false, false).is_ok());
+        let err = check_world(4, 7, false, false).unwrap_err().to_string();
+        assert!(
+            err.contains("--scheduler-rank 7 is outside the world of 4 ranks (valid: 0..=3)"),
+            "{err}"
+        );
+        let err = check_world(1, 0, false, false).unwrap_err().to_string();
+        assert!(
+            err.contains("--inclusive-workers") || err.contains("different MPI"),
+            "{err}"
+        );
+        assert!(
+            check_world(1, 0, true, false).is_ok() || launcher_size().is_some_and(|(_, n)| n > 1)
+        );
+    }
+}

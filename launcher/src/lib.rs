@@ -1,0 +1,95 @@
+//! The `shoal` command as a library, so the Python package can run the same CLI inside the
+//! interpreter (with workers that run Python tasks).
+//!
+//! # Layout
+//!
+//! - [`cli`]: flags (clap); [`parse`]: flag value parsers.
+//! - `cmd/`: one module per subcommand.
+//! - [`Hooks`]: what a host process (the Python package) plugs in.
+
+mod cli;
+mod cmd;
+mod graph;
+mod iface;
+mod logging;
+mod parse;
+mod signals;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use shoal_comm::message::ExecutorKind;
+use shoal_runtime::executor::builtin;
+use shoal_runtime::executor::pool::Runner;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// What a host process plugs into the CLI. The default is the pure-Rust binary.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Runs tasks on workers started by `shoal worker`; `None` = the built-in executors.
+    pub runner: Option<Runner>,
+    /// Executor kinds `runner` supports.
+    pub executors: Vec<ExecutorKind>,
+    /// The command `shoal local` starts workers with (program and leading arguments, e.g.
+    /// `python -m shoal`); `None` = this executable.
+    pub worker_command: Option<Vec<OsString>>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            runner: None,
+            executors: builtin::KINDS.to_vec(),
+            worker_command: None,
+        }
+    }
+}
+
+/// Run the CLI with `args` (the program name first) and return the exit status.
+pub fn main_with(args: Vec<String>, hooks: Hooks) -> ExitCode {
+    ExitCode::from(run_with(args, hooks))
+}
+
+/// As [`main_with`], with the exit status as a number (for hosts that exit themselves).
+pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
+    let args = parse::split_resources(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    logging::init(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shoal: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Scheduler(args) => cmd::scheduler::run(args).await.map(|()| 0),
+            Command::Worker(args) => cmd::worker::run(args, &hooks).await,
+            Command::Local(args) => cmd::local::run(args, &hooks).await.map(|()| 0),
+            Command::Mpi(args) => cmd::mpi::run(args, &hooks).await,
+            Command::Status(args) => cmd::status::status(args).await.map(|()| 0),
+            Command::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
+            Command::Run(args) => cmd::run::run(args).await.map(|ok| u8::from(!ok)),
+            Command::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
+        }
+    });
+    // Background tasks (writers, data servers) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shoal: {e:#}");
+            1
+        }
+    }
+}

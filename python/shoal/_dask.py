@@ -1,0 +1,136 @@
+"""Dask collections on shoal: graphs are normalised and ordered here, on the client, and
+every node travels as an opaque Python task. Dask is imported only when used."""
+
+from __future__ import annotations
+
+from ._worker import DASK
+
+_TASK_BASED = {"dataframe.shuffle.method": "tasks", "array.rechunk.method": "tasks"}
+_UNSET = object()
+
+
+def plan_task_based_shuffles():
+    """Make dask plan shuffles and rechunks as plain tasks (distributed's p2p extension
+    cannot run here); returns the previous settings for :func:`restore`."""
+    try:
+        import dask
+    except ImportError:
+        return None
+    previous = {k: dask.config.get(k, default=_UNSET) for k in _TASK_BASED}
+    dask.config.set(_TASK_BASED)
+    return previous
+
+
+def restore(previous) -> None:
+    if not previous:
+        return
+    import dask
+
+    for key, value in previous.items():
+        if value is _UNSET:
+            _delete(dask.config.config, key.split("."))
+        else:
+            dask.config.set({key: value})
+
+
+def _delete(config: dict, path: list) -> None:
+    for part in path[:-1]:
+        config = config.get(part)
+        if not isinstance(config, dict):
+            return
+    config.pop(path[-1], None)
+
+
+def wire_key(key) -> str:
+    """A dask key as a string for the wire (strings stay as they are)."""
+    return key if type(key) is str else repr(key)
+
+
+def _graph(dsk) -> dict:
+    from dask._task_spec import convert_legacy_graph
+
+    if hasattr(dsk, "__dask_graph__"):
+        dsk = dsk.__dask_graph__()
+    return convert_legacy_graph(dict(dsk))
+
+
+def submit_graph(client, dsk, keys: list):
+    """Submit a dask graph in one message; returns futures for the flat list ``keys``."""
+    from dask._task_spec import DataNode
+    from dask.order import order
+
+    from ._futures import Future
+    from .client import pickle_with_futures
+
+    graph = _graph(dsk)
+    # Keys already held by the cluster (persisted collections) are not submitted again.
+    held = {}
+    for k, node in list(graph.items()):
+        if isinstance(node, DataNode) and isinstance(node.value, Future):
+            held[k] = node.value
+            del graph[k]
+    priorities = order(graph) if graph else {}
+    tasks = []
+    alias = {k: f.key for k, f in held.items()}
+    for k, node in graph.items():
+        deps = list(node.dependencies)
+        payload, refs = pickle_with_futures((DASK, node, deps), len(deps))
+        wire_deps = [alias.get(d) or wire_key(d) for d in deps] + refs
+        tasks.append((wire_key(k), wire_deps, payload, -int(priorities.get(k, 0)), 0, [], []))
+    wants = [alias.get(k) or wire_key(k) for k in keys]
+    return client._submit(tasks, wants), list(held.values())
+
+
+def _flatten(keys) -> list:
+    out = []
+    for k in keys:
+        if isinstance(k, list):
+            out.extend(_flatten(k))
+        else:
+            out.append(k)
+    return out
+
+
+def _nest(keys, values: dict):
+    return [_nest(k, values) if isinstance(k, list) else values[k] for k in keys]
+
+
+def get(client, dsk, keys, **kwargs):
+    """Compute ``keys`` of a graph or expression; the result mirrors the nesting of ``keys``."""
+    single = not isinstance(keys, list)
+    flat = _flatten([keys] if single else keys)
+    futures, _held = submit_graph(client, dsk, flat)
+    values = client.gather(futures)
+    result = _nest([keys] if single else keys, dict(zip(flat, values)))
+    return result[0] if single else result
+
+
+def compute_futures(client, collections, optimize_graph: bool = True, **kwargs):
+    """One future per collection for its final (finalized) value, as ``dask.compute``
+    would return it."""
+    from dask._expr import FinalizeCompute
+    from dask.base import collections_to_expr
+
+    out = []
+    for c in collections:
+        expr = FinalizeCompute(collections_to_expr([c], optimize_graph)).optimize()
+        keys = _flatten(expr.__dask_keys__())
+        if len(keys) != 1:
+            raise TypeError(f"cannot compute {type(c).__name__} to one future: it has {len(keys)} outputs")
+        futures, _ = submit_graph(client, expr, keys)
+        out.append(futures[0])
+    return out
+
+
+def persist(client, collections, optimize_graph: bool = True, **kwargs):
+    """Collections whose graphs point at results held by the cluster."""
+    out = []
+    from dask.base import collections_to_expr
+
+    for c in collections:
+        expr = collections_to_expr([c], optimize_graph).optimize()
+        keys = _flatten(expr.__dask_keys__())
+        futures, _ = submit_graph(client, expr, keys)
+        rebuild, state = c.__dask_postpersist__()
+        out.append(rebuild(dict(zip(keys, futures)), *state))
+    return out

@@ -1,0 +1,133 @@
+"""Values on the wire: pickle protocol 5 with out-of-band buffers in one frame.
+
+Frame layout (little-endian)::
+
+    b"SHL1" | u32 nbuf | u64 pickle_len | nbuf * u64 buffer_len | pickle | pad | buffer | pad | ...
+
+Every buffer starts at a multiple of 64 bytes from the frame start, so numpy arrays
+rebuilt over the frame are aligned. A value that cannot be pickled becomes an error frame
+(``b"SHLE"`` + message) that raises when loaded, so the reader learns what went wrong.
+
+Reading is zero-copy: ``loads`` builds memoryviews over the received bytes (owned by Rust)
+and numpy arrays and other buffer objects are rebuilt on them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import pickle
+import struct
+import sys
+
+import cloudpickle
+
+from . import _native
+
+MAGIC = b"SHL1"
+ERROR_MAGIC = b"SHLE"
+ALIGN = 64
+_HEAD = struct.Struct("<4sIQ")
+
+
+class SerializationError(TypeError):
+    """A value could not be pickled or unpickled."""
+
+
+def _pad(n: int) -> int:
+    return -n % ALIGN
+
+
+def _pickle(obj, buffer_callback):
+    try:
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    except Exception:
+        return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+
+
+def dumps(obj) -> bytes:
+    """One frame for ``obj``; buffers are copied once, into the frame."""
+    try:
+        buffers: list = []
+        data = _pickle(obj, buffers.append)
+        try:
+            views = [b.raw() for b in buffers]
+        except BufferError:  # a non-contiguous buffer: pickle it in band
+            views = []
+            data = _pickle(obj, None)
+    except Exception as e:  # noqa: BLE001 - reported to whoever reads the value
+        message = f"cannot pickle a value of type {type(obj).__module__}.{type(obj).__qualname__}: {type(e).__name__}: {e}"
+        return ERROR_MAGIC + message.encode()
+    head = _HEAD.pack(MAGIC, len(views), len(data)) + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+    parts = [head, data]
+    offset = len(head) + len(data)
+    for v in views:
+        pad = _pad(offset)
+        if pad:
+            parts.append(b"\0" * pad)
+        parts.append(v)
+        offset += pad + v.nbytes
+    return b"".join(parts)
+
+
+def _view(frame) -> memoryview:
+    """A memoryview over a native frame that keeps the frame alive."""
+    if not isinstance(frame, _native.Frame):
+        return memoryview(frame)
+    address, length, writable = frame.buffer_info()
+    if length == 0:
+        return memoryview(b"")
+    array = (ctypes.c_char * length).from_address(address)
+    array._shoal_owner = frame  # the memory lives as long as the frame
+    view = memoryview(array).cast("B")
+    return view if writable else view.toreadonly()
+
+
+def loads(frame):
+    """The value in a frame (``bytes``, or a native frame: then without copying)."""
+    view = _view(frame)
+    magic = bytes(view[:4])
+    if magic == ERROR_MAGIC:
+        raise SerializationError(bytes(view[4:]).decode(errors="replace"))
+    if magic != MAGIC:
+        raise SerializationError(f"not a shoal value frame (starts with {magic!r})")
+    _, nbuf, plen = _HEAD.unpack_from(view)
+    lens = struct.unpack_from(f"<{nbuf}Q", view, _HEAD.size)
+    offset = _HEAD.size + 8 * nbuf
+    data = view[offset : offset + plen]
+    offset += plen
+    buffers = []
+    for n in lens:
+        offset += _pad(offset)
+        buffers.append(view[offset : offset + n])
+        offset += n
+    return pickle.loads(data, buffers=buffers)
+
+
+_sizeof = None
+
+
+def sizeof(obj) -> int:
+    """Memory held by ``obj``: ``dask.sizeof`` when dask is importable."""
+    global _sizeof
+    if _sizeof is None:
+        try:
+            from dask.sizeof import sizeof as dask_sizeof
+
+            _sizeof = dask_sizeof
+        except ImportError:
+            _sizeof = _fallback_sizeof
+    try:
+        return int(_sizeof(obj))
+    except Exception:  # noqa: BLE001 - a size is an estimate
+        return _fallback_sizeof(obj)
+
+
+def _fallback_sizeof(obj) -> int:
+    nbytes = getattr(obj, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sys.getsizeof(obj) + sum(_fallback_sizeof(x) for x in list(obj)[:100]) * max(1, len(obj) // 100)
+    if isinstance(obj, dict):
+        return sys.getsizeof(obj) + sum(_fallback_sizeof(k) + _fallback_sizeof(v) for k, v in obj.items())
+    return sys.getsizeof(obj)

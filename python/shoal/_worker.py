@@ -1,0 +1,125 @@
+"""What a worker hosted in Python runs: decode a task's payload, substitute its inputs,
+call it, and describe its result or its exception to the Rust side.
+
+Payloads (pickled) are tuples:
+
+- ``(CALL, function_bytes, args, kwargs, has_deps)``: ``function_bytes`` is the function
+  pickled with cloudpickle (decoded once per worker and cached); ``Dep(i)`` markers in
+  ``args``/``kwargs`` stand for the task's i-th input;
+- ``(DASK, node, dep_keys)``: a ``dask._task_spec`` node run with its first inputs by
+  key;
+
+A payload starting with ``FUTURE_REFS`` refers to further inputs by index (futures that
+were embedded in it, pickled as persistent ids).
+- ``(DATA, value)``: a value (scatter).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import traceback
+
+import cloudpickle
+
+from . import _native
+from ._serialize import dumps, loads, sizeof
+
+__all__ = ["execute", "dumps", "Dep", "CALL", "DASK", "DATA"]
+
+CALL, DASK, DATA = 0, 1, 2
+#: Prefix of a payload whose pickle refers to task inputs by index (persistent ids).
+FUTURE_REFS = b"R"
+
+
+class Dep:
+    """Stands for a task's input ``index`` inside its arguments."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __reduce__(self):
+        return (Dep, (self.index,))
+
+    def __repr__(self):
+        return f"Dep({self.index})"
+
+
+_functions: dict = {}
+
+
+def _function(data: bytes):
+    fn = _functions.get(data)
+    if fn is None:
+        if len(_functions) > 1000:
+            _functions.clear()
+        fn = _functions[data] = cloudpickle.loads(data)
+    return fn
+
+
+def substitute(obj, inputs):
+    """``obj`` with every ``Dep`` replaced by its input (lists, tuples, dicts, sets)."""
+    t = type(obj)
+    if t is Dep:
+        return inputs[obj.index]
+    if t is list or t is tuple or t is set or t is frozenset:
+        return t(substitute(x, inputs) for x in obj)
+    if t is dict:
+        return {k: substitute(v, inputs) for k, v in obj.items()}
+    return obj
+
+
+class _RefUnpickler(pickle.Unpickler):
+    def __init__(self, data, inputs):
+        super().__init__(io.BytesIO(data))
+        self.inputs = inputs
+
+    def persistent_load(self, pid):
+        return self.inputs[pid]
+
+
+def run_payload(payload, inputs):
+    if payload[:1] == FUTURE_REFS:
+        spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
+    else:
+        spec = pickle.loads(payload)
+    kind = spec[0]
+    if kind == CALL:
+        _, fn, args, kwargs, has_deps = spec
+        if has_deps:
+            args = substitute(args, inputs)
+            kwargs = substitute(kwargs, inputs)
+        return _function(fn)(*args, **kwargs)
+    if kind == DASK:
+        _, node, dep_keys = spec
+        return node(dict(zip(dep_keys, inputs)))
+    if kind == DATA:
+        return spec[1]
+    raise ValueError(f"unknown task payload kind {kind!r}")
+
+
+def error_info(e: BaseException):
+    """(kind, message, traceback, pickled exception) for the Rust side."""
+    frames = e.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
+        frames = frames.tb_next  # the user's frames only
+    tb = "".join(traceback.format_exception(type(e), e, frames))
+    try:
+        exc = cloudpickle.dumps(e)
+        pickle.loads(exc)  # some exceptions pickle but do not unpickle
+    except Exception:  # noqa: BLE001
+        exc = b""
+    return ("TaskFailed", f"{type(e).__name__}: {e}", tb, exc)
+
+
+def execute(payload, inputs):
+    """Run one task: ``(True, result, size)`` or ``(False, error_info, 0)``."""
+    try:
+        if inputs:
+            inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
+        result = run_payload(payload, inputs)
+        return True, result, sizeof(result)
+    except BaseException as e:  # noqa: BLE001 - every failure goes back to the client
+        return False, error_info(e), 0

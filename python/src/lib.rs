@@ -1,0 +1,152 @@
+//! The native module `shoal._native`: thin Python wrappers over plain Rust functions.
+//!
+//! # Layout
+//!
+//! - [`client`]: the client operations (connect, submit, updates, fetch, ...).
+//! - [`worker`]: the Python task runner and Python results kept in the worker's store.
+//! - [`frame`]: received bytes exposed to Python without a copy.
+//! - [`error`]: the one mapping from Rust errors to Python exceptions.
+
+mod client;
+mod error;
+mod frame;
+mod worker;
+
+use client::{NativeClient, TaskIn, UpdateOut};
+use error::to_py;
+use frame::Frame;
+use pyo3::prelude::*;
+use shoal_comm::message::ExecutorKind;
+use shoal_runtime::executor::builtin;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
+/// Run the `shoal` command line in this interpreter; workers it starts run Python tasks.
+/// `worker_command` is how `shoal local` starts worker processes (e.g. `python -m shoal`).
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>, worker_command: Vec<String>) -> u8 {
+    let mut executors = builtin::KINDS.to_vec();
+    executors.push(ExecutorKind::Python);
+    let hooks = shoal_launcher::Hooks {
+        runner: Some(Arc::new(worker::run)),
+        executors,
+        worker_command: Some(worker_command.into_iter().map(Into::into).collect()),
+    };
+    py.detach(|| shoal_launcher::run_with(argv, hooks))
+}
+
+/// A connection to a scheduler (the native half of `shoal.Client`).
+#[pyclass(frozen, name = "Client", module = "shoal._native")]
+struct PyClient(NativeClient);
+
+/// One task: (key, deps, payload, priority, retries, workers, resources).
+type TaskTuple = (
+    String,
+    Vec<String>,
+    Option<Vec<u8>>,
+    i32,
+    u32,
+    Vec<String>,
+    Vec<(String, f64)>,
+);
+
+#[pymethods]
+impl PyClient {
+    #[new]
+    #[pyo3(signature = (address=None, scheduler_file=None, timeout=10.0))]
+    fn new(
+        py: Python<'_>,
+        address: Option<String>,
+        scheduler_file: Option<PathBuf>,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        py.detach(|| {
+            NativeClient::connect(
+                address.as_deref(),
+                scheduler_file.as_deref(),
+                seconds(timeout),
+            )
+        })
+        .map(PyClient)
+        .map_err(to_py)
+    }
+
+    #[getter]
+    fn address(&self) -> String {
+        self.0.client.address().to_string()
+    }
+
+    #[getter]
+    fn scheduler_id(&self) -> String {
+        self.0.client.scheduler_id().to_string()
+    }
+
+    /// Submit tasks in one message and track `wants`.
+    fn submit(&self, py: Python<'_>, tasks: Vec<TaskTuple>, wants: Vec<String>) -> PyResult<()> {
+        let tasks = tasks
+            .into_iter()
+            .map(
+                |(key, deps, payload, priority, retries, workers, resources)| TaskIn {
+                    key,
+                    deps,
+                    payload,
+                    priority,
+                    retries,
+                    workers,
+                    resources,
+                },
+            )
+            .collect();
+        py.detach(|| self.0.submit(tasks, wants)).map_err(to_py)
+    }
+
+    /// Updates that arrived within `timeout` seconds; `None` once the connection closed.
+    fn next_updates(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Vec<UpdateOut>>> {
+        py.detach(|| self.0.next_updates(seconds(timeout)))
+            .map_err(to_py)
+    }
+
+    /// Results of finished keys, as frames Python decodes without copying.
+    fn fetch(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Frame>> {
+        let frames = py.detach(|| self.0.fetch(&keys)).map_err(to_py)?;
+        Ok(frames.into_iter().map(Frame::owned).collect())
+    }
+
+    fn release(&self, keys: Vec<String>) -> PyResult<()> {
+        self.0.client.release(keys).map_err(to_py)
+    }
+
+    fn cancel(&self, keys: Vec<String>) -> PyResult<()> {
+        self.0.client.cancel(keys).map_err(to_py)
+    }
+
+    /// The cluster state as JSON.
+    fn status(&self, py: Python<'_>) -> PyResult<String> {
+        let status = py.detach(|| self.0.status()).map_err(to_py)?;
+        serde_json::to_string(&status)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    }
+
+    fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: f64) -> PyResult<usize> {
+        py.detach(|| self.0.wait_for_workers(n, seconds(timeout)))
+            .map_err(to_py)
+    }
+
+    fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.0.shutdown()).map_err(to_py)
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_class::<PyClient>()?;
+    m.add_class::<Frame>()?;
+    m.add("PROTOCOL_VERSION", shoal_comm::PROTOCOL_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Python tasks on workers: the runner executor threads call (taking the GIL only for the
+//! Python part), and results kept as Python objects until a peer or client asks for them.
+
+use crate::frame::Frame;
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList};
+use shoal_comm::message::TaskError;
+use shoal_runtime::executor::builtin;
+use shoal_runtime::executor::pool::Job;
+use shoal_runtime::worker::store::{NativeValue, Value};
+use std::any::Any;
+use std::sync::Arc;
+
+/// A result held as a Python object.
+pub struct PyValue {
+    obj: Py<PyAny>,
+    size: u64,
+}
+
+impl NativeValue for PyValue {
+    fn to_bytes(&self) -> Result<Bytes, String> {
+        Python::attach(|py| {
+            let frame = helper(py, "dumps")?.call1((self.obj.bind(py),))?;
+            let frame = frame.cast_into::<PyBytes>()?;
+            Ok(bytes_of(frame.unbind(), py))
+        })
+        .map_err(|e: PyErr| format!("cannot serialize a result: {e}"))
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Keeps a Python `bytes` alive as the owner of a [`Bytes`] (no copy).
+struct PyBytesOwner {
+    _obj: Py<PyBytes>,
+    ptr: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for PyBytesOwner {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: a `bytes` object's data is immutable and lives as long as the object,
+        // which `_obj` keeps alive.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+fn bytes_of(obj: Py<PyBytes>, py: Python<'_>) -> Bytes {
+    let data = obj.bind(py).as_bytes();
+    let (ptr, len) = (data.as_ptr() as usize, data.len());
+    Bytes::from_owner(PyBytesOwner {
+        _obj: obj,
+        ptr,
+        len,
+    })
+}
+
+/// A function of `shoal._worker`, imported once.
+fn helper<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module = MODULE.get_or_try_init(py, || py.import("shoal._worker").map(Bound::unbind))?;
+    module.bind(py).getattr(name)
+}
+
+fn task_error(
+    kind: &str,
+    message: String,
+    traceback: Option<String>,
+    exception: Vec<u8>,
+) -> TaskError {
+    TaskError {
+        key: String::new(),
+        kind: kind.into(),
+        message,
+        traceback,
+        exception,
+    }
+}
+
+/// Run a job: Python tasks in the interpreter, built-in kinds as the Rust worker does.
+///
+/// # Errors
+/// The task raised (its exception pickled, with the traceback), or the worker's Python
+/// side failed.
+pub fn run(job: &Job) -> Result<Value, TaskError> {
+    if job.kind != shoal_comm::message::ExecutorKind::Python {
+        return builtin::run_job(job);
+    }
+    Python::attach(|py| run_python(py, job)).unwrap_or_else(|e| {
+        Err(task_error(
+            "TaskFailed",
+            format!("the worker's Python side failed: {e}"),
+            None,
+            Vec::new(),
+        ))
+    })
+}
+
+fn run_python(py: Python<'_>, job: &Job) -> PyResult<Result<Value, TaskError>> {
+    let payload = PyBytes::new(py, job.payload.as_deref().unwrap_or_default());
+    let inputs = PyList::empty(py);
+    for input in &job.inputs {
+        match input {
+            Value::Native(n) => match n.as_any().downcast_ref::<PyValue>() {
+                Some(v) => inputs.append(v.obj.bind(py))?,
+                None => {
+                    let bytes = n
+                        .to_bytes()
+                        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+                    inputs.append(Frame::shared(bytes))?
+                }
+            },
+            Value::Bytes(b) => inputs.append(Frame::shared(b.clone()))?,
+        }
+    }
+    let out = helper(py, "execute")?.call1((payload, inputs))?;
+    let (ok, value, size): (bool, Bound<'_, PyAny>, u64) = out.extract()?;
+    if ok {
+        return Ok(Ok(Value::Native(Arc::new(PyValue {
+            obj: value.unbind(),
+            size,
+        }))));
+    }
+    let (kind, message, traceback, exception): (String, String, Option<String>, Vec<u8>) =
+        value.extract()?;
+    Ok(Err(task_error(&kind, message, traceback, exception)))
+}
