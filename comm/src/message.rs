@@ -269,6 +269,9 @@ pub enum FromWorker {
     },
     /// I am alive; here are my figures.
     Heartbeat(WorkerMetrics),
+    /// I am leaving on my own (end of lifetime, a signal): my queued work goes elsewhere,
+    /// and tasks running here when I go did not kill me.
+    Retiring,
 }
 
 /// An input of a task to compute: its id and where it is held.

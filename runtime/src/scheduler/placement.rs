@@ -84,6 +84,9 @@ impl Core {
         let unconstrained = resources.is_empty() && allowed.is_empty();
         let mut best: Option<(u64, f64, WorkerId)> = None;
         for w in self.workers.values() {
+            if w.retiring {
+                continue;
+            }
             if !(unconstrained && w.registration.executors.contains(&task.kind)
                 || w.can_run(task.kind, resources, allowed))
             {
@@ -136,7 +139,7 @@ impl Core {
         let mut idle: Vec<(WorkerId, usize)> = self
             .workers
             .values()
-            .filter(|w| w.is_idle())
+            .filter(|w| w.is_idle() && !w.retiring)
             .map(|w| (w.id, w.nthreads() as usize - w.assigned.len()))
             .collect();
         if idle.is_empty() {

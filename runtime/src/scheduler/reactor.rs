@@ -63,7 +63,7 @@ impl Core {
             if task.state.assigned_worker() != Some(id) {
                 continue; // failed meanwhile as a dependent of a KilledWorker task
             }
-            if let TaskState::Running(_) = task.state {
+            if let (TaskState::Running(_), false) = (&task.state, worker.retiring) {
                 task.worker_deaths += 1;
                 if task.worker_deaths >= self.config.allowed_failures {
                     let error = Arc::new(TaskError {
@@ -265,6 +265,24 @@ impl Core {
             if self.workers.contains_key(&thief) {
                 self.assign(id, thief, comm);
             } else {
+                self.set_state(id, TaskState::Ready, comm);
+            }
+        }
+        self.settle(comm);
+    }
+
+    /// A worker announced it is leaving on its own: nothing new goes there, its queued
+    /// work is placed elsewhere now, and its departure will not count as a death.
+    pub fn on_worker_retiring(&mut self, worker: WorkerId, comm: &mut impl Comm) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        w.retiring = true;
+        tracing::info!(worker = %worker, name = %w.registration.name, "worker retiring");
+        let assigned: Vec<TaskId> = w.assigned.iter().copied().collect();
+        for id in assigned {
+            if self.task(id).state == TaskState::Queued(worker) {
+                comm.release(worker, id);
                 self.set_state(id, TaskState::Ready, comm);
             }
         }

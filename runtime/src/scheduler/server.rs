@@ -422,6 +422,7 @@ impl ServerState {
                 holders,
             } => core.on_missing_data(id, task, missing, &holders, comm),
             FromWorker::Heartbeat(metrics) => core.on_worker_heartbeat(id, metrics, now),
+            FromWorker::Retiring => core.on_worker_retiring(id, comm),
         }
     }
 

@@ -445,6 +445,29 @@ fn resource_constrained_task_waits_for_a_capable_worker() {
 }
 
 #[test]
+fn retiring_worker_hands_back_queued_work_and_its_exit_is_no_death() {
+    let mut env = Env::new();
+    let w1 = env.worker("old", 1);
+    env.submit(vec![t("run", &[]), t("queued", &[])], &["run", "queued"])
+        .unwrap();
+    env.take_computes();
+    let run = env.id("run");
+    env.core.on_tasks_started(w1, &[run], &mut env.comm);
+    let w2 = env.worker("new", 1);
+    env.core.on_worker_retiring(w1, &mut env.comm);
+    env.step();
+    assert_eq!(env.take_computes(), vec![(w2, "queued".to_string())]);
+    env.core.on_worker_lost(w1, "lifetime ended", &mut env.comm);
+    env.step();
+    assert_eq!(
+        env.core.task(run).worker_deaths,
+        0,
+        "a retiring worker's exit is not a death"
+    );
+    assert_eq!(env.state("run"), TaskState::Queued(w2));
+}
+
+#[test]
 fn task_no_worker_can_ever_run_fails_with_advice() {
     let mut env = Env::new();
     env.worker("rust-only", 1);

@@ -16,6 +16,9 @@ pub struct WorkerState {
     pub metrics: WorkerMetrics,
     /// Tasks finished here since the worker joined.
     pub finished: u64,
+    /// The worker announced it is leaving: place nothing new here, and its departure is
+    /// not a death that counts against the tasks it was running.
+    pub retiring: bool,
 }
 
 impl WorkerState {
@@ -27,6 +30,7 @@ impl WorkerState {
             last_seen: now,
             metrics: WorkerMetrics::default(),
             finished: 0,
+            retiring: false,
         }
     }
 

@@ -190,7 +190,7 @@ impl<'a> Session<'a> {
         writer: shoal_comm::transport::TcpWriter,
         stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> SessionEnd {
-        let (outbox, _writer_task) = spawn_writer(writer, "scheduler".into());
+        let (outbox, writer_task) = spawn_writer(writer, "scheduler".into());
         let options = self.options;
         let registration = Registration {
             name: options.name.clone(),
@@ -257,7 +257,14 @@ impl<'a> Session<'a> {
                         break SessionEnd::Lost(format!("the scheduler was silent for {:?}", options.death_timeout));
                     }
                 }
-                () = stop.as_mut() => break SessionEnd::Shutdown,
+                () = stop.as_mut() => {
+                    // Leaving on our own: say so, and let the writer deliver it before closing.
+                    self.out_other.push(FromWorker::Retiring);
+                    let _ = self.flush(&outbox);
+                    drop(outbox);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+                    return self.finish(reader_task, SessionEnd::Shutdown);
+                }
             }
             if let Some(local) = local.as_mut() {
                 self.start_ready(local, &pool);
