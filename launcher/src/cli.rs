@@ -235,6 +235,9 @@ pub struct MpiArgs {
     /// Also run a worker on the scheduler rank.
     #[arg(long)]
     pub inclusive_workers: bool,
+    /// Rank that returns to run the user's script as the client (`shoal.mpi.initialize()`).
+    #[arg(long, hide = true)]
+    pub client_rank: Option<i32>,
     /// Worker names become NAME-RANK.
     #[arg(long, default_value = "shoal-mpi")]
     pub name: String,

@@ -45,6 +45,46 @@ impl Default for Hooks {
     }
 }
 
+/// What `shoal.mpi.initialize()` does on this rank.
+pub enum BatchRole {
+    /// This rank ran the scheduler or a worker and the cluster has ended: exit with this.
+    Exit(u8),
+    /// This rank is the client: connect to `address` with the hex `secret`.
+    Client { address: String, secret_hex: String },
+}
+
+/// The batch-script mode behind `shoal.mpi.initialize()`: `args` is a `shoal mpi` command
+/// line with `--client-rank`. Scheduler and worker ranks return when the cluster ends; the
+/// client rank returns at once, with MPI initialised until [`mpi_finalize`].
+///
+/// # Errors
+/// Bad flags or world, or a rank that could not start; the message says which.
+pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, String> {
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    let Command::Mpi(mpi_args) = cli.command else {
+        return Err("mpi_batch runs the `mpi` subcommand".into());
+    };
+    logging::init(cli.verbose, cli.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let outcome = runtime.block_on(cmd::mpi::run_rank(mpi_args, &hooks));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match outcome.map_err(|e| format!("{e:#}"))? {
+        cmd::mpi::RankOutcome::Exited(code) => Ok(BatchRole::Exit(code)),
+        cmd::mpi::RankOutcome::Client { address, secret } => Ok(BatchRole::Client {
+            address,
+            secret_hex: secret.to_hex(),
+        }),
+    }
+}
+
+/// Finalise MPI on the client rank of a batch script (idempotent).
+pub fn mpi_finalize() {
+    cmd::mpi::finalize();
+}
+
 /// Run the CLI with `args` (the program name first) and return the exit status.
 pub fn main_with(args: Vec<String>, hooks: Hooks) -> ExitCode {
     ExitCode::from(run_with(args, hooks))

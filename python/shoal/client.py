@@ -156,6 +156,9 @@ class Client:
                 raise TypeError(f"Client() takes an address, a scheduler file or a cluster, not {type(address).__name__}")
             address = None
         if address is None and scheduler_file is None:
+            # shoal.mpi.initialize() sets the address (and SHOAL_SECRET) on the client rank.
+            address = os.environ.get("SHOAL_SCHEDULER_ADDRESS")
+        if address is None and scheduler_file is None:
             scheduler_file = os.environ.get("SHOAL_SCHEDULER_FILE")
         self._closed = True
         self._native = _native.Client(address, None if scheduler_file is None else os.fspath(scheduler_file), float(timeout))

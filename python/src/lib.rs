@@ -10,6 +10,7 @@
 mod client;
 mod error;
 mod frame;
+mod mpi;
 mod worker;
 
 use client::{NativeClient, TaskIn, UpdateOut};
@@ -145,6 +146,8 @@ impl PyClient {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
+    m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
     m.add_class::<PyClient>()?;
     m.add_class::<Frame>()?;
     m.add("PROTOCOL_VERSION", shoal_comm::PROTOCOL_VERSION)?;

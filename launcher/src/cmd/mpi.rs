@@ -43,7 +43,22 @@ pub fn check_world(
     scheduler_rank: i32,
     inclusive: bool,
     no_scheduler: bool,
+    client_rank: Option<i32>,
 ) -> anyhow::Result<()> {
+    if let Some(client) = client_rank {
+        let needed = if inclusive { 2 } else { 3 };
+        if size < needed {
+            let roles = if inclusive {
+                "scheduler and client"
+            } else {
+                "scheduler, client and a worker"
+            };
+            bail!("a batch script under shoal.mpi.initialize() needs at least {needed} ranks ({roles}): run it with `mpirun -np {needed}` or more");
+        }
+        if client == scheduler_rank || !(0..size).contains(&client) {
+            bail!("the client rank {client} must be a rank of the world of {size} other than the scheduler rank {scheduler_rank}");
+        }
+    }
     if size == 1 {
         if let Some((var, n)) = launcher_size().filter(|(_, n)| *n > 1) {
             bail!(
@@ -107,7 +122,7 @@ async fn start_scheduler(args: &MpiArgs) -> anyhow::Result<(Scheduler, Secret)> 
     let listen = crate::cli::ListenArgs {
         host: None,
         interface: args.interface.clone(),
-        port: args.scheduler_port,
+        port: Some(args.scheduler_port.unwrap_or(0)),
     };
     let secret = super::scheduler::secret_from_env()?.unwrap_or_else(Secret::random);
     let options = super::scheduler::options_with_secret(
@@ -172,11 +187,44 @@ async fn stopped(world: &SimpleCommunicator, scheduler_rank: Option<i32>) {
     }
 }
 
-/// Run this rank's part of the cluster.
+/// How this rank's part ended.
+pub enum RankOutcome {
+    /// The rank ran a scheduler or a worker to the end; MPI is finalised.
+    Exited(u8),
+    /// The client rank of a batch script: the cluster runs; MPI stays initialised until
+    /// [`finalize`] (called when the script ends).
+    Client { address: String, secret: Secret },
+}
+
+/// Finalise MPI left initialised by a client rank (at the end of a batch script).
+pub fn finalize() {
+    if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+        // SAFETY: MPI is initialised and not finalised; this is the initialising thread's
+        // process, and nothing else uses MPI on the client rank.
+        unsafe {
+            mpi::ffi::MPI_Finalize();
+        }
+    }
+}
+
+/// Run this rank's part of the cluster (`shoal mpi`).
 ///
 /// # Errors
 /// Bad world or flags, the scheduler cannot start, or a worker cannot start.
 pub async fn run(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
+    match run_rank(args, hooks).await? {
+        RankOutcome::Exited(code) => Ok(code),
+        RankOutcome::Client { .. } => {
+            bail!("--client-rank is for shoal.mpi.initialize() in a Python batch script")
+        }
+    }
+}
+
+/// Run this rank's part: scheduler, worker, or (batch scripts) return as the client.
+///
+/// # Errors
+/// Bad world or flags, the scheduler cannot start, or a worker cannot start.
+pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<RankOutcome> {
     if args.transport == Transport::Mpi {
         bail!("--transport mpi (data over MPI point-to-point) is not available in this build yet; use --transport tcp (the default for auto)");
     }
@@ -190,10 +238,16 @@ pub async fn run(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
         args.scheduler_rank,
         args.inclusive_workers,
         args.no_scheduler,
+        args.client_rank,
     )?;
     let on_node = ranks_on_node(&world);
     let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
-    let runs_worker = !is_scheduler || args.inclusive_workers;
+    let is_client = args.client_rank == Some(rank);
+    let runs_worker = if is_scheduler {
+        args.inclusive_workers
+    } else {
+        !is_client
+    };
 
     // The scheduler binds first; everyone learns where it is by broadcast.
     let mut scheduler = None;
@@ -218,6 +272,14 @@ pub async fn run(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
             payload,
         ))?)
     };
+
+    if is_client {
+        let (address, secret) = contact.context("a client rank needs a scheduler in the job")?;
+        // MPI stays initialised until the script ends (see `finalize`).
+        std::mem::forget(world);
+        std::mem::forget(universe);
+        return Ok(RankOutcome::Client { address, secret });
+    }
 
     let worker_future = async {
         if !runs_worker {
@@ -265,7 +327,7 @@ pub async fn run(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
     };
     drop(world);
     drop(universe); // MPI_Finalize
-    Ok(code)
+    Ok(RankOutcome::Exited(code))
 }
 
 #[cfg(test)]
@@ -293,19 +355,30 @@ mod tests {
 
     #[test]
     fn bad_worlds_are_explained() {
-        assert!(check_world(4, 0, false, false).is_ok());
-        let err = check_world(4, 7, false, false).unwrap_err().to_string();
+        assert!(check_world(4, 0, false, false, None).is_ok());
+        let err = check_world(4, 7, false, false, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("--scheduler-rank 7 is outside the world of 4 ranks (valid: 0..=3)"),
             "{err}"
         );
-        let err = check_world(1, 0, false, false).unwrap_err().to_string();
+        let err = check_world(1, 0, false, false, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("--inclusive-workers") || err.contains("different MPI"),
             "{err}"
         );
         assert!(
-            check_world(1, 0, true, false).is_ok() || launcher_size().is_some_and(|(_, n)| n > 1)
+            check_world(1, 0, true, false, None).is_ok()
+                || launcher_size().is_some_and(|(_, n)| n > 1)
         );
+        let err = check_world(2, 0, false, false, Some(1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs at least 3 ranks"), "{err}");
+        assert!(check_world(3, 0, false, false, Some(0)).is_err());
+        assert!(check_world(3, 0, false, false, Some(1)).is_ok());
     }
 }
