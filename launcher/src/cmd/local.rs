@@ -34,7 +34,7 @@ pub async fn run(args: LocalArgs, hooks: &crate::Hooks) -> anyhow::Result<()> {
     for i in 0..args.workers {
         workers.push(spawn_worker(&args, hooks, &scheduler_file, i)?);
     }
-    let result = scheduler.run(crate::signals::terminated()).await;
+    let result = scheduler.run(crate::signals::terminated()).await.map(drop);
     stop_workers(workers).await;
     result
 }

@@ -138,13 +138,14 @@ async fn start_scheduler(args: &MpiArgs) -> anyhow::Result<(Scheduler, Secret)> 
 /// Tag of the message with which the scheduler rank ends the job.
 const STOP_TAG: i32 = 0x5707;
 
-/// Tell every rank running a worker that the cluster stopped, so a worker that had not
-/// yet registered does not wait out its death timeout. One byte per rank, sent without
-/// waiting: a rank that died (under `--enable-recovery`) must not block the scheduler.
-fn send_stop(world: &SimpleCommunicator, including_self: bool) {
+/// Tell the worker ranks that never registered that the cluster stopped, so they do not
+/// wait out their death timeout (registered workers were told over their connection; a
+/// message to a rank that died would stay pending and hold up MPI_Finalize). One byte per
+/// rank, sent without waiting.
+fn send_stop(world: &SimpleCommunicator, ranks: &[i32]) {
     use mpi::raw::AsRaw;
     static STOP: u8 = 1;
-    for rank in (0..world.size()).filter(|r| including_self || *r != world.rank()) {
+    for &rank in ranks {
         // SAFETY: the buffer is a static that outlives the send; the request is released at
         // once (MPI completes it in the background), which MPI_Request_free allows.
         unsafe {
@@ -316,8 +317,15 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         Some(s) => {
             let scheduler = async {
                 let result = s.run(crate::signals::terminated()).await;
-                send_stop(&world, runs_worker);
-                result
+                if let Ok(seen) = &result {
+                    let unseen: Vec<i32> = (0..size)
+                        .filter(|r| *r != rank || runs_worker)
+                        .filter(|r| Some(*r) != args.client_rank)
+                        .filter(|r| !seen.contains(&format!("{}-{r}", args.name)))
+                        .collect();
+                    send_stop(&world, &unseen);
+                }
+                result.map(drop)
             };
             let (sched, worker) = tokio::join!(scheduler, worker_future);
             sched?;

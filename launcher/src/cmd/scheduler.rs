@@ -90,5 +90,5 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         &args.tuning,
     )?;
     let scheduler = Scheduler::bind(options).await?;
-    scheduler.run(crate::signals::terminated()).await
+    scheduler.run(crate::signals::terminated()).await.map(drop)
 }

@@ -100,8 +100,9 @@ impl Scheduler {
     }
 
     /// Serve until a client asks for shutdown, `shutdown` resolves, or the idle timeout
-    /// passes. Workers are told to exit; the scheduler file is removed.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    /// passes. Workers are told to exit; the scheduler file is removed. Returns the names
+    /// of every worker that registered (a launcher can then reach those that never did).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Vec<String>> {
         let (events_tx, events) = mpsc::unbounded_channel();
         let acceptor = tokio::spawn(accept_loop(
             self.listener,
@@ -118,6 +119,7 @@ impl Scheduler {
             last_activity: Instant::now(),
             stop: false,
             churn_mark: (0, 0),
+            workers_seen: Vec::new(),
         };
         let result = state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -128,7 +130,7 @@ impl Scheduler {
             scheduler_file::remove_if_ours(path, &self.id);
         }
         tracing::info!("scheduler stopped");
-        result
+        result.map(|()| state.workers_seen)
     }
 }
 
@@ -296,6 +298,8 @@ struct ServerState {
     stop: bool,
     /// (task count, finished count) at the last memory release check.
     churn_mark: (u64, u64),
+    /// Names of every worker that registered.
+    workers_seen: Vec<String>,
 }
 
 impl ServerState {
@@ -374,6 +378,7 @@ impl ServerState {
                 outbox,
                 reply,
             } => {
+                self.workers_seen.push(registration.name.clone());
                 let id = self.core.next_worker_id_hint();
                 self.comm.add_worker(id, outbox);
                 let assigned = self.core.on_worker_added(
