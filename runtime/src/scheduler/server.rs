@@ -554,6 +554,16 @@ enum Queued<M> {
     Other(M),
 }
 
+impl<M> Queued<M> {
+    /// The task a release or steal item is about.
+    fn task_id(&self) -> Option<TaskId> {
+        match self {
+            Queued::Release(t) | Queued::Steal(t) => Some(*t),
+            _ => None,
+        }
+    }
+}
+
 struct PeerQueue<M> {
     outbox: Outbox,
     queue: Vec<Queued<M>>,
@@ -614,22 +624,9 @@ fn worker_message(run: Vec<Queued<ToWorker>>) -> Option<RawMessage> {
                 })
                 .collect(),
         ),
-        Queued::Release(_) => ToWorker::Release(
-            run.into_iter()
-                .filter_map(|q| match q {
-                    Queued::Release(t) => Some(t),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        Queued::Steal(_) => ToWorker::Steal(
-            run.into_iter()
-                .filter_map(|q| match q {
-                    Queued::Steal(t) => Some(t),
-                    _ => None,
-                })
-                .collect(),
-        ),
+        // Runs hold one kind only, so the ids of a run are its items' ids.
+        Queued::Release(_) => ToWorker::Release(run.iter().filter_map(Queued::task_id).collect()),
+        Queued::Steal(_) => ToWorker::Steal(run.iter().filter_map(Queued::task_id).collect()),
         Queued::Update(_) => return None,
         Queued::Other(_) => match run.into_iter().next()? {
             Queued::Other(m) => m,
