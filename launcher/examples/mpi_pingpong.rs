@@ -26,6 +26,9 @@ fn main() {
     }
     let one_way = start.elapsed().as_secs_f64() / (2 * rounds) as f64;
     if world.rank() == 0 {
-        println!("{{\"mib\": {mib}, \"seconds\": {one_way:.5}, \"gb_per_s\": {:.2}}}", buf.len() as f64 / one_way / 1e9);
+        println!(
+            "{{\"mib\": {mib}, \"seconds\": {one_way:.5}, \"gb_per_s\": {:.2}}}",
+            buf.len() as f64 / one_way / 1e9
+        );
     }
 }

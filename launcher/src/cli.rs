@@ -35,6 +35,12 @@ pub enum Command {
     Shutdown(ConnectArgs),
     /// Run a whole cluster as one MPI job: `mpirun -np N shoal mpi --scheduler-file F`.
     Mpi(MpiArgs),
+    /// Show this node's cores, NUMA domains, memory and network interfaces.
+    Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Submit a graph of built-in tasks (JSON file or generated) and print results and timing.
     Run(RunArgs),
     /// Batch jobs: print, submit, scale, list and cancel scheduler and worker jobs.
@@ -235,6 +241,9 @@ pub struct MpiArgs {
     /// Also run a worker on the scheduler rank.
     #[arg(long)]
     pub inclusive_workers: bool,
+    /// Pin each worker rank to its share of the node's cores, or to their NUMA domain.
+    #[arg(long, value_enum, default_value = "none")]
+    pub bind: crate::topology::Bind,
     /// Rank that returns to run the user's script as the client (`shoal.mpi.initialize()`).
     #[arg(long, hide = true)]
     pub client_rank: Option<i32>,

@@ -14,6 +14,7 @@ mod iface;
 mod logging;
 mod parse;
 mod signals;
+mod topology;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -80,6 +81,19 @@ pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, String> {
     }
 }
 
+pub use cmd::jobqueue::Output as JobqueueOutput;
+
+/// `shoal jobqueue ARGS` (without the program name and `jobqueue`) with its output returned
+/// instead of printed: the Python API's cluster classes run the CLI's code through this.
+/// Job scripts start shoal with `hooks.worker_command` (e.g. `python -m shoal`).
+///
+/// # Errors
+/// Bad flags or parameters, an unusable state file, or a failing batch command: one
+/// message naming the value or command and the fix.
+pub fn jobqueue(args: Vec<String>, hooks: &Hooks) -> Result<JobqueueOutput, String> {
+    cmd::jobqueue::capture(args, hooks)
+}
+
 /// Finalise MPI on the client rank of a batch script (idempotent).
 pub fn mpi_finalize() {
     cmd::mpi::finalize();
@@ -117,6 +131,7 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
             Command::Worker(args) => cmd::worker::run(args, &hooks).await,
             Command::Local(args) => cmd::local::run(args, &hooks).await.map(|()| 0),
             Command::Mpi(args) => cmd::mpi::run(args, &hooks).await,
+            Command::Info { json } => cmd::info::run(json).map(|()| 0),
             Command::Status(args) => cmd::status::status(args).await.map(|()| 0),
             Command::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
             Command::Run(args) => cmd::run::run(args).await.map(|ok| u8::from(!ok)),

@@ -350,3 +350,30 @@ fn bad_worlds_and_flags_are_explained_not_hung() {
         "{text}"
     );
 }
+
+#[test]
+fn bind_cores_pins_each_worker_rank_to_its_share() {
+    let mut job = MpiJob::start(3, &["--bind-to", "none"], &["--bind", "cores"]);
+    job.wait_for_workers(2);
+    for w in job.status()["workers"].as_array().unwrap() {
+        let pid = w["pid"].as_i64().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let allowed = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap();
+        let cpus = allowed.split_whitespace().nth(1).unwrap();
+        assert!(
+            !cpus.contains('-') && !cpus.contains(','),
+            "{} not pinned to one core: {cpus}",
+            w["name"]
+        );
+    }
+    shutdown(job.f());
+    assert!(
+        job.wait(Duration::from_secs(30))
+            .is_some_and(|s| s.success()),
+        "{}",
+        job.log()
+    );
+}

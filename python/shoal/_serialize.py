@@ -57,6 +57,8 @@ def dumps(obj) -> bytes:
     except Exception as e:  # noqa: BLE001 - reported to whoever reads the value
         message = f"cannot pickle a value of type {type(obj).__module__}.{type(obj).__qualname__}: {type(e).__name__}: {e}"
         return ERROR_MAGIC + message.encode()
+    if not views:
+        return _HEAD.pack(MAGIC, 0, len(data)) + data
     head = _HEAD.pack(MAGIC, len(views), len(data)) + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
     parts = [head, data]
     offset = len(head) + len(data)
@@ -84,6 +86,10 @@ def _view(frame) -> memoryview:
 
 def loads(frame):
     """The value in a frame (``bytes``, or a native frame: then without copying)."""
+    if type(frame) is bytes and frame[:4] == MAGIC:
+        _, nbuf, plen = _HEAD.unpack_from(frame)
+        if not nbuf:  # the common small value: no out-of-band buffers
+            return pickle.loads(memoryview(frame)[_HEAD.size : _HEAD.size + plen])
     view = _view(frame)
     magic = bytes(view[:4])
     if magic == ERROR_MAGIC:

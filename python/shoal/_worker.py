@@ -9,15 +9,22 @@ Payloads (pickled) are tuples:
 - ``(DASK, node, dep_keys)``: a ``dask._task_spec`` node run with its first inputs by
   key;
 
+- ``(DATA, value)``: a value (scatter).
+
 A payload starting with ``FUTURE_REFS`` refers to further inputs by index (futures that
 were embedded in it, pickled as persistent ids).
-- ``(DATA, value)``: a value (scatter).
+
+A payload starting with ``MAPPED`` is a call without dependencies in compact form:
+``MAPPED | 16-byte digest of the function | u32 length | function (cloudpickle) | args
+(pickled tuple)``; the function is decoded once per worker, keyed by its digest.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import struct
+import sys
 import traceback
 
 import cloudpickle
@@ -30,6 +37,11 @@ __all__ = ["execute", "dumps", "Dep", "CALL", "DASK", "DATA"]
 CALL, DASK, DATA = 0, 1, 2
 #: Prefix of a payload whose pickle refers to task inputs by index (persistent ids).
 FUTURE_REFS = b"R"
+#: Prefix of a compact call payload (see the module docstring).
+MAPPED = b"M"
+_U32 = struct.Struct("<I")
+#: Results whose size ``sys.getsizeof`` gives exactly (skips ``dask.sizeof`` dispatch).
+_SIMPLE = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 class Dep:
@@ -48,6 +60,18 @@ class Dep:
 
 
 _functions: dict = {}
+_mapped: dict = {}
+
+
+def _run_mapped(payload):
+    digest = payload[1:17]
+    (n,) = _U32.unpack_from(payload, 17)
+    fn = _mapped.get(digest)
+    if fn is None:
+        if len(_mapped) > 1000:
+            _mapped.clear()
+        fn = _mapped[digest] = cloudpickle.loads(payload[21 : 21 + n])
+    return fn(*pickle.loads(payload[21 + n :]))
 
 
 def _function(data: bytes):
@@ -81,7 +105,10 @@ class _RefUnpickler(pickle.Unpickler):
 
 
 def run_payload(payload, inputs):
-    if payload[:1] == FUTURE_REFS:
+    head = payload[:1]
+    if head == MAPPED:
+        return _run_mapped(payload)
+    if head == FUTURE_REFS:
         spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
     else:
         spec = pickle.loads(payload)
@@ -120,6 +147,6 @@ def execute(payload, inputs):
         if inputs:
             inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
         result = run_payload(payload, inputs)
-        return True, result, sizeof(result)
+        return True, result, (sys.getsizeof(result) if type(result) in _SIMPLE else sizeof(result))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the client
         return False, error_info(e), 0

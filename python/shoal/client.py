@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import threading
 import time
 import uuid
@@ -19,7 +20,14 @@ import cloudpickle
 from . import _native
 from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState
 from ._serialize import loads as _loads_value
-from ._worker import CALL, DATA, FUTURE_REFS, Dep
+from ._worker import CALL, DATA, FUTURE_REFS, MAPPED, Dep
+
+#: Argument types that never hold a Future: such calls skip the dependency scan and use
+#: the compact payload (``MAPPED``: the function once per worker, the arguments alone).
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
+_U32 = struct.Struct("<I")
+#: Releases are sent in batches of at most this many keys (or when the update thread runs).
+_RELEASE_BATCH = 4096
 
 __all__ = ["Client", "TaskError", "default_client"]
 
@@ -166,6 +174,8 @@ class Client:
         self._cond = threading.Condition(threading.RLock())
         self._states: dict[str, KeyState] = {}
         self._fn_cache: dict[int, tuple[Any, bytes]] = {}
+        self._heads: dict[bytes, tuple[bytes, bytes]] = {}
+        self._releases: list[str] = []
         self._dask_settings = None
         self._thread = threading.Thread(target=self._update_loop, name="shoal-client-updates", daemon=True)
         self._thread.start()
@@ -182,7 +192,9 @@ class Client:
     def _update_loop(self) -> None:
         while not self._closed:
             try:
-                updates = self._native.next_updates(0.2)
+                if self._releases:
+                    self._flush_releases()
+                updates = self._native.next_updates(0.05 if self._releases else 0.2)
             except Exception:  # noqa: BLE001
                 updates = None
             if updates is None:
@@ -240,8 +252,17 @@ class Client:
             if state.refs > 0:
                 return
             del self._states[key]
-        if not self._closed:
-            self._native.release([key])
+            self._releases.append(key)
+            flush = len(self._releases) >= _RELEASE_BATCH
+        if flush:
+            self._flush_releases()
+
+    def _flush_releases(self) -> None:
+        """Send the keys dropped since the last flush, in one message."""
+        with self._cond:
+            keys, self._releases = self._releases, []
+        if keys and not self._closed:
+            self._native.release(keys)
 
     def _add_callback(self, future: Future, fn) -> None:
         with self._cond:
@@ -347,11 +368,55 @@ class Client:
                 key = f"{_funcname(fn)}-{uuid.uuid4().hex}"
         return (key, deps.keys, payload, int(priority), int(retries), _workers(workers), _resources(resources)), deps.futures
 
+    def _futures(self, keys: list[str]) -> list[Future]:
+        """New futures for ``keys``, retained under one lock."""
+        out = []
+        with self._cond:
+            states = self._states
+            for k in keys:
+                state = states.get(k)
+                if state is None:
+                    state = states[k] = KeyState()
+                state.refs += 1
+                out.append(Future(k, self, state))
+        return out
+
     def _submit(self, tasks: list, keys: list[str]) -> list[Future]:
         self._check_open()
-        futures = [Future(k, self) for k in keys]
+        # Releases queued before this submission must reach the scheduler before it.
+        self._flush_releases()
+        futures = self._futures(keys)
         self._native.submit(tasks, keys)
         return futures
+
+    def _function_head(self, fn) -> tuple[bytes, bytes]:
+        """(payload head, digest) of ``fn`` for ``MAPPED`` payloads."""
+        data = self._function_bytes(fn)
+        cached = self._heads.get(data)
+        if cached is None:
+            digest = hashlib.blake2b(data, digest_size=16).digest()
+            if len(self._heads) > 256:
+                self._heads.clear()
+            cached = self._heads[data] = (MAPPED + digest + _U32.pack(len(data)) + data, digest)
+        return cached
+
+    def _plain_tasks(self, fn, arg_tuples, keys, pure):
+        """Keys and compact payloads of calls whose arguments are all plain values."""
+        head, digest = self._function_head(fn)
+        name = _funcname(fn)
+        dumps, blake = pickle.dumps, hashlib.blake2b
+        out_keys, payloads = [], []
+        for i, args in enumerate(arg_tuples):
+            a = dumps(args, 5)
+            if keys is not None:
+                k = keys[i]
+            elif pure:
+                k = f"{name}-{blake(digest + a, digest_size=16).hexdigest()}"
+            else:
+                k = f"{name}-{uuid.uuid4().hex}"
+            out_keys.append(k)
+            payloads.append(head + a)
+        return out_keys, payloads
 
     def _check_open(self) -> None:
         if self._closed:
@@ -364,25 +429,46 @@ class Client:
         dependencies: their values are passed in their place."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
-        task, _ = self._call_task(self._function_bytes(fn), fn, args, kwargs, key, pure, priority, retries, workers, resources)
+        if not kwargs and all(type(a) in _PLAIN for a in args):
+            keys, payloads = self._plain_tasks(fn, [args], None if key is None else [key], pure)
+            task = (keys[0], [], payloads[0], int(priority), int(retries), _workers(workers), _resources(resources))
+        else:
+            task, _ = self._call_task(self._function_bytes(fn), fn, args, kwargs, key, pure, priority, retries, workers, resources)
         return self._submit([task], [task[0]])[0]
 
     def map(self, fn, *iterables, key=None, pure=True, retries=0, resources=None, workers=None, priority=0, **kwargs) -> list[Future]:
         """``fn`` over the zipped iterables, one task per element, all in one message."""
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {type(fn).__name__}")
-        fn_bytes = self._function_bytes(fn)
         keys = key if isinstance(key, (list, tuple)) else None
         prefix = key if isinstance(key, str) else None
+        calls = list(zip(*iterables))
+        if keys is None and prefix is not None:
+            keys = [f"{prefix}-{i}" for i in range(len(calls))]
+        if keys is not None and len(keys) < len(calls):
+            raise ValueError(f"map() got {len(keys)} keys for {len(calls)} calls")
+        if not kwargs and all(type(a) in _PLAIN for args in calls for a in args):
+            # The common case: one compact payload per call, built and sent in bulk.
+            all_keys, payloads = self._plain_tasks(fn, calls, keys, pure)
+            return self._submit_plain(all_keys, payloads, priority, retries, workers, resources)
+        fn_bytes = self._function_bytes(fn)
         tasks, all_keys, seen = [], [], set()
-        for i, args in enumerate(zip(*iterables)):
-            k = keys[i] if keys else (f"{prefix}-{i}" if prefix else None)
+        for i, args in enumerate(calls):
+            k = keys[i] if keys else None
             task, _ = self._call_task(fn_bytes, fn, args, kwargs, k, pure, priority, retries, workers, resources)
             all_keys.append(task[0])
             if task[0] not in seen:  # the same pure call twice: one task, two futures
                 seen.add(task[0])
                 tasks.append(task)
         return self._submit(tasks, all_keys)
+
+    def _submit_plain(self, keys, payloads, priority, retries, workers, resources) -> list[Future]:
+        """Submit dependency-free tasks given as parallel lists of keys and payloads."""
+        self._check_open()
+        self._flush_releases()
+        futures = self._futures(keys)
+        self._native.submit_plain(keys, payloads, int(priority), int(retries), _workers(workers), _resources(resources))
+        return futures
 
     def gather(self, futures, errors: str = "raise", timeout: float | None = None):
         """Results of (nested lists / dicts of) futures, fetched in one request per worker."""

@@ -123,6 +123,50 @@ impl NativeClient {
         runtime()?.block_on(self.client.submit(specs, frames, wants))
     }
 
+    /// Submit dependency-free tasks sharing priority, retries, workers and resources;
+    /// payloads are copied into one buffer. A key given twice is one task.
+    ///
+    /// # Errors
+    /// The scheduler refused the graph or the connection closed.
+    pub fn submit_plain(
+        &self,
+        keys: Vec<String>,
+        payloads: &[&[u8]],
+        common: TaskIn,
+    ) -> Result<(), ClientError> {
+        let mut buffer = bytes::BytesMut::with_capacity(payloads.iter().map(|p| p.len()).sum());
+        for p in payloads {
+            buffer.extend_from_slice(p);
+        }
+        let mut buffer = buffer.freeze();
+        let resources: Vec<Resource> = common
+            .resources
+            .into_iter()
+            .map(|(name, amount)| Resource { name, amount })
+            .collect();
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let mut frames = Vec::with_capacity(keys.len());
+        let mut specs = Vec::with_capacity(keys.len());
+        for (key, p) in keys.iter().zip(payloads) {
+            let frame = buffer.split_to(p.len());
+            if !seen.insert(key.as_str()) {
+                continue;
+            }
+            frames.push(frame);
+            specs.push(TaskSpec {
+                key: key.clone(),
+                deps: Vec::new(),
+                kind: shoal_comm::message::ExecutorKind::Python,
+                payload: Some((frames.len() - 1) as u32),
+                priority: common.priority,
+                resources: resources.clone(),
+                retries: common.retries,
+                workers: common.workers.clone(),
+            });
+        }
+        runtime()?.block_on(self.client.submit(specs, frames, keys))
+    }
+
     /// Key updates that arrived, waiting up to `timeout` for the first; `None` once the
     /// connection closed.
     ///

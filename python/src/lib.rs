@@ -10,6 +10,7 @@
 mod client;
 mod error;
 mod frame;
+mod jobqueue;
 mod mpi;
 mod worker;
 
@@ -22,6 +23,9 @@ use shoal_runtime::executor::builtin;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Results up to this size reach Python as `bytes` rather than as shared frames.
+const SMALL_FRAME: usize = 16 * 1024;
 
 fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
@@ -106,16 +110,57 @@ impl PyClient {
         py.detach(|| self.0.submit(tasks, wants)).map_err(to_py)
     }
 
+    /// Submit dependency-free tasks (`map` of plain arguments) as parallel lists.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_plain(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        payloads: Vec<pyo3::pybacked::PyBackedBytes>,
+        priority: i32,
+        retries: u32,
+        workers: Vec<String>,
+        resources: Vec<(String, f64)>,
+    ) -> PyResult<()> {
+        if keys.len() != payloads.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "submit_plain needs one payload per key",
+            ));
+        }
+        let common = TaskIn {
+            key: String::new(),
+            deps: Vec::new(),
+            payload: None,
+            priority,
+            retries,
+            workers,
+            resources,
+        };
+        let slices: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+        py.detach(|| self.0.submit_plain(keys, &slices, common))
+            .map_err(to_py)
+    }
+
     /// Updates that arrived within `timeout` seconds; `None` once the connection closed.
     fn next_updates(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Vec<UpdateOut>>> {
         py.detach(|| self.0.next_updates(seconds(timeout)))
             .map_err(to_py)
     }
 
-    /// Results of finished keys, as frames Python decodes without copying.
-    fn fetch(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Frame>> {
+    /// Results of finished keys: small ones as `bytes` (one cheap copy), large ones as
+    /// frames Python decodes without copying.
+    fn fetch(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Py<PyAny>>> {
         let frames = py.detach(|| self.0.fetch(&keys)).map_err(to_py)?;
-        Ok(frames.into_iter().map(Frame::owned).collect())
+        frames
+            .into_iter()
+            .map(|f| {
+                if f.len() <= SMALL_FRAME {
+                    Ok(pyo3::types::PyBytes::new(py, &f).into_any().unbind())
+                } else {
+                    Ok(Py::new(py, Frame::owned(f))?.into_any())
+                }
+            })
+            .collect()
     }
 
     fn release(&self, keys: Vec<String>) -> PyResult<()> {
@@ -148,6 +193,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
+    jobqueue::register(m)?;
+    shoal_runtime::executor::pool::set_batch_scope(worker::batch_scope);
     m.add_class::<PyClient>()?;
     m.add_class::<Frame>()?;
     m.add("PROTOCOL_VERSION", shoal_comm::PROTOCOL_VERSION)?;

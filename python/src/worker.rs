@@ -63,6 +63,12 @@ fn bytes_of(obj: Py<PyBytes>, py: Python<'_>) -> Bytes {
     })
 }
 
+/// The batch scope of executor threads and data servers: one interpreter attach for a
+/// batch of Python jobs (or results to encode) instead of one per item.
+pub fn batch_scope(f: &mut dyn FnMut()) {
+    Python::attach(|_| f());
+}
+
 /// A function of `shoal._worker`, imported once.
 fn helper<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();

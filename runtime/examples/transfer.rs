@@ -25,15 +25,31 @@ async fn main() -> anyhow::Result<()> {
         let mut produce = TaskSpec::new(&p, ExecutorKind::Bytes, vec![]);
         produce.payload = Some(0);
         produce.workers = vec![a.clone()];
-        client.submit(vec![produce], vec![encode_args(&BytesArgs { size, fill: 7 })], vec![p.clone()]).await?;
-        client.wait(std::slice::from_ref(&p), Some(Duration::from_secs(60))).await?;
+        client
+            .submit(
+                vec![produce],
+                vec![encode_args(&BytesArgs { size, fill: 7 })],
+                vec![p.clone()],
+            )
+            .await?;
+        client
+            .wait(std::slice::from_ref(&p), Some(Duration::from_secs(60)))
+            .await?;
         let mut consume = TaskSpec::new(&c, ExecutorKind::Concat, vec![p.clone()]);
         consume.workers = vec![b.clone()];
         let start = Instant::now();
-        client.submit(vec![consume], vec![], vec![c.clone()]).await?;
-        let state = client.wait(std::slice::from_ref(&c), Some(Duration::from_secs(60))).await?;
+        client
+            .submit(vec![consume], vec![], vec![c.clone()])
+            .await?;
+        let state = client
+            .wait(std::slice::from_ref(&c), Some(Duration::from_secs(60)))
+            .await?;
         let seconds = start.elapsed().as_secs_f64();
-        anyhow::ensure!(state[0] == KeyState::Memory { size }, "consumer ended as {:?}", state[0]);
+        anyhow::ensure!(
+            state[0] == KeyState::Memory { size },
+            "consumer ended as {:?}",
+            state[0]
+        );
         best = best.min(seconds);
         client.release(vec![p, c])?;
     }

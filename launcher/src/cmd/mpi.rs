@@ -75,9 +75,11 @@ pub fn check_world(
     Ok(())
 }
 
-/// Ranks on this node, through the node-local communicator.
-fn ranks_on_node(world: &SimpleCommunicator) -> u32 {
-    world.split_shared(0).size().max(1) as u32
+/// (this rank's index among the ranks on its node, ranks on the node), through the
+/// node-local communicator.
+fn place_on_node(world: &SimpleCommunicator) -> (u32, u32) {
+    let local = world.split_shared(0);
+    (local.rank().max(0) as u32, local.size().max(1) as u32)
 }
 
 /// What the scheduler rank broadcasts: `ok ADDRESS SECRET` or `err MESSAGE`, so that
@@ -241,7 +243,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         args.no_scheduler,
         args.client_rank,
     )?;
-    let on_node = ranks_on_node(&world);
+    let (local_rank, on_node) = place_on_node(&world);
     let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
     let is_client = args.client_rank == Some(rank);
     let runs_worker = if is_scheduler {
@@ -298,6 +300,11 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         };
         let (host, _) = choose_host(None, args.interface.as_deref())?;
         let name = format!("{}-{rank}", args.name);
+        if let Some(cpus) =
+            crate::topology::bind_process(args.bind, local_rank as usize, on_node as usize)?
+        {
+            tracing::info!(rank, ?cpus, "bound to CPUs");
+        }
         let mut options =
             super::worker::settings_to_options(&args.worker, source, name, host, on_node)?;
         options.runner = hooks.runner.clone();
@@ -334,8 +341,26 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         None => worker_future.await?,
     };
     drop(world);
-    drop(universe); // MPI_Finalize
+    finalize_within(universe, FINALIZE_TIMEOUT, code);
     Ok(RankOutcome::Exited(code))
+}
+
+/// How long MPI_Finalize may take before the rank leaves without it.
+const FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// MPI_Finalize (dropping the universe), but never hang in it: after a rank was killed,
+/// Open MPI's finalize can wait for a peer that is gone. A watchdog then exits with the
+/// rank's status (mpirun notes the missing finalize; nothing hangs).
+fn finalize_within(universe: mpi::environment::Universe, timeout: std::time::Duration, code: u8) {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if finished.recv_timeout(timeout).is_err() {
+            eprintln!("shoal: MPI_Finalize did not return within {timeout:?} (a peer rank died?); exiting without it");
+            std::process::exit(i32::from(code));
+        }
+    });
+    drop(universe);
+    let _ = done.send(());
 }
 
 #[cfg(test)]

@@ -1,13 +1,17 @@
-//! The executor threads of a worker. The worker's event loop hands a job over only when a
-//! thread is free, so the queue never grows beyond the thread count.
+//! The executor threads of a worker. The worker's event loop hands jobs over only up to
+//! its slot count (a few per thread when tasks are short, see `worker::local`), so the
+//! queue stays short. A thread takes every queued job (up to [`MAX_BATCH`]) at once and
+//! runs consecutive jobs of an interpreted kind inside one [`BatchScope`] (for Python:
+//! one interpreter attach for the whole batch instead of one per task).
 
 use crate::worker::store::Value;
 use bytes::Bytes;
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::{ExecutorKind, TaskError};
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A task ready to run, with its inputs in dependency order.
@@ -22,6 +26,31 @@ pub struct Job {
 pub struct JobResult {
     pub id: TaskId,
     pub result: Result<Value, TaskError>,
+    /// How long the job ran.
+    pub elapsed: Duration,
+}
+
+/// Most jobs a thread takes from the queue at once.
+pub const MAX_BATCH: usize = 64;
+
+/// Runs `f` inside a scope shared by a batch of jobs (a host interpreter sets one up
+/// once, e.g. attaching to Python, so the runner's own attach is nearly free).
+pub type BatchScope = fn(&mut dyn FnMut());
+
+static BATCH_SCOPE: OnceLock<BatchScope> = OnceLock::new();
+
+/// Install the scope batches of [`ExecutorKind::Python`] jobs (and other batched work of
+/// the host interpreter, like encoding many results) run in. First call wins.
+pub fn set_batch_scope(scope: BatchScope) {
+    let _ = BATCH_SCOPE.set(scope);
+}
+
+/// Run `f` inside the installed batch scope (directly if none is installed).
+pub fn in_batch_scope(f: &mut dyn FnMut()) {
+    match BATCH_SCOPE.get() {
+        Some(scope) => scope(f),
+        None => f(),
+    }
 }
 
 /// Runs one job; the built-in runner is [`super::builtin::run_job`].
@@ -83,36 +112,72 @@ impl Drop for ExecutorPool {
 }
 
 fn executor_thread(shared: &Shared, runner: &Runner, results: &UnboundedSender<JobResult>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let job = {
+        {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if let Some(job) = q.0.pop_front() {
-                    break job;
+                if !q.0.is_empty() {
+                    let n = q.0.len().min(MAX_BATCH);
+                    batch.extend(q.0.drain(..n));
+                    break;
                 }
                 if q.1 {
                     return;
                 }
                 q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             }
-        };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(&job)))
-            .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "executor panicked".into());
-                Err(TaskError {
-                    key: String::new(),
-                    kind: "TaskFailed".into(),
-                    message,
-                    traceback: None,
-                    exception: Vec::new(),
-                })
-            });
-        if results.send(JobResult { id: job.id, result }).is_err() {
-            return;
+        }
+        let mut jobs = batch.drain(..).peekable();
+        while let Some(first) = jobs.next() {
+            let scoped = first.kind == ExecutorKind::Python;
+            let mut alive = true;
+            let mut next = Some(first);
+            let mut run = || {
+                while let Some(job) = next.take() {
+                    alive = run_one(&job, runner, results);
+                    if !alive {
+                        return;
+                    }
+                    // Consecutive jobs of the same kind of scope share it.
+                    next = jobs.next_if(|j| (j.kind == ExecutorKind::Python) == scoped);
+                }
+            };
+            if scoped {
+                in_batch_scope(&mut run);
+            } else {
+                run();
+            }
+            if !alive {
+                return;
+            }
         }
     }
+}
+
+/// Run one job and report it; `false` once nobody listens for results.
+fn run_one(job: &Job, runner: &Runner, results: &UnboundedSender<JobResult>) -> bool {
+    let start = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(job)))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "executor panicked".into());
+            Err(TaskError {
+                key: String::new(),
+                kind: "TaskFailed".into(),
+                message,
+                traceback: None,
+                exception: Vec::new(),
+            })
+        });
+    results
+        .send(JobResult {
+            id: job.id,
+            result,
+            elapsed: start.elapsed(),
+        })
+        .is_ok()
 }

@@ -50,21 +50,25 @@ pub async fn serve(listener: TcpListener, store: Arc<dyn DataStore>, secret: Sec
                     missing: Vec::new(),
                 };
                 let mut frames = Vec::new();
-                for id in ids {
-                    // A value that cannot be encoded is reported missing; the reader's
-                    // task then fails with MissingData rather than hanging.
-                    match store.get(id).map(|v| v.to_bytes()) {
-                        Some(Ok(bytes)) => {
-                            reply.found.push((id, frames.len() as u32));
-                            frames.push(bytes);
+                // Encoding native values may need the host interpreter: one scope for all.
+                crate::executor::pool::in_batch_scope(&mut || {
+                    for id in &ids {
+                        let id = *id;
+                        // A value that cannot be encoded is reported missing; the reader's
+                        // task then fails with MissingData rather than hanging.
+                        match store.get(id).map(|v| v.to_bytes()) {
+                            Some(Ok(bytes)) => {
+                                reply.found.push((id, frames.len() as u32));
+                                frames.push(bytes);
+                            }
+                            Some(Err(e)) => {
+                                tracing::error!(task = %id, error = %e, "cannot encode a result for a peer");
+                                reply.missing.push(id);
+                            }
+                            None => reply.missing.push(id),
                         }
-                        Some(Err(e)) => {
-                            tracing::error!(task = %id, error = %e, "cannot encode a result for a peer");
-                            reply.missing.push(id);
-                        }
-                        None => reply.missing.push(id),
                     }
-                }
+                });
                 let sent = match RawMessage::encode(&reply, frames) {
                     Ok(msg) => writer.send(&msg).await.and(writer.flush().await),
                     Err(e) => Err(e),

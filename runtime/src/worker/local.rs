@@ -42,7 +42,10 @@ pub struct Local {
     pub fetching: FxHashMap<TaskId, Fetch>,
     /// Fetched copies and how many local tasks still read them.
     pub replicas: FxHashMap<TaskId, u32>,
-    pub free_threads: u32,
+    /// Tasks that may be running at once: the thread count, or a few per thread while
+    /// tasks are short (see [`Local::set_depth`]).
+    pub slots: u32,
+    pub nthreads: u32,
     pub free_resources: Vec<Resource>,
 }
 
@@ -65,7 +68,8 @@ impl Local {
             discard: FxHashSet::default(),
             fetching: FxHashMap::default(),
             replicas: FxHashMap::default(),
-            free_threads: nthreads.max(1),
+            slots: nthreads.max(1),
+            nthreads: nthreads.max(1),
             free_resources: resources,
         }
     }
@@ -187,9 +191,17 @@ impl Local {
         }
     }
 
-    /// The next ready task whose resources are free, taking a thread and its resources.
+    /// Let up to `depth` tasks per thread be handed to the executor threads at once (1:
+    /// one task per thread). Short tasks then run back to back without a round trip
+    /// through the event loop each; tasks handed over can no longer be stolen, so callers
+    /// keep the depth to a few milliseconds of work.
+    pub fn set_depth(&mut self, depth: u32) {
+        self.slots = self.nthreads.saturating_mul(depth.max(1));
+    }
+
+    /// The next ready task whose resources are free, taking a slot and its resources.
     pub fn next_to_run(&mut self) -> Option<(TaskId, LocalTask)> {
-        if self.free_threads == 0 {
+        if self.running.len() >= self.slots as usize {
             return None;
         }
         let mut skipped = Vec::new();
@@ -207,7 +219,6 @@ impl Local {
         }
         self.ready.extend(skipped);
         let (id, task) = found?;
-        self.free_threads -= 1;
         take(&task.resources, &mut self.free_resources);
         self.running
             .insert(id, (task.inputs.clone(), task.resources.clone()));
@@ -220,7 +231,6 @@ impl Local {
         let Some((inputs, resources)) = self.running.remove(&id) else {
             return false;
         };
-        self.free_threads += 1;
         give_back(&resources, &mut self.free_resources);
         self.forget_inputs(id, &inputs, store);
         self.replicas.remove(&id);

@@ -160,7 +160,16 @@ struct Session<'a> {
     out_finished: Vec<TaskFinished>,
     out_failed: Vec<TaskFailed>,
     out_other: Vec<FromWorker>,
+    /// Moving average of how long a job runs, in seconds (`None` before the first).
+    avg_run: Option<f64>,
+    /// Jobs per thread handed to the executor at once.
+    depth: u32,
 }
+
+/// Work (in seconds of the average job) each executor thread may have handed over ahead.
+const AHEAD_SECONDS: f64 = 0.005;
+/// Most jobs handed over per thread.
+const MAX_DEPTH: u32 = 64;
 
 impl<'a> Session<'a> {
     fn new(
@@ -181,6 +190,8 @@ impl<'a> Session<'a> {
             out_finished: Vec::new(),
             out_failed: Vec::new(),
             out_other: Vec::new(),
+            avg_run: None,
+            depth: 1,
         }
     }
 
@@ -422,6 +433,15 @@ impl<'a> Session<'a> {
     }
 
     fn on_result(&mut self, result: JobResult, local: &mut Local) {
+        let run = result.elapsed.as_secs_f64();
+        let avg = self.avg_run.map_or(run, |avg| 0.8 * avg + 0.2 * run);
+        self.avg_run = Some(avg);
+        // Short tasks: hand several per thread over at once (bounded to a few ms of work).
+        // The depth shrinks at once but grows at most twofold per result: one fast task
+        // must not hand a batch of long ones to this worker, out of reach of stealing.
+        let target = (AHEAD_SECONDS / avg.max(1e-7)).clamp(1.0, f64::from(MAX_DEPTH)) as u32;
+        self.depth = target.min(self.depth.saturating_mul(2)).max(1);
+        local.set_depth(self.depth);
         if !local.finished(result.id, self.store.as_ref()) {
             return;
         }
