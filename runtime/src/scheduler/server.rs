@@ -138,6 +138,8 @@ enum Event {
     WorkerJoined {
         registration: shoal_comm::message::Registration,
         outbox: Outbox,
+        /// The task writing to the worker: awaited at shutdown so `Shutdown` is delivered.
+        writer: tokio::task::JoinHandle<()>,
         reply: oneshot::Sender<WorkerId>,
     },
     Worker(WorkerId, FromWorker),
@@ -188,9 +190,9 @@ async fn handle_connection(
             return;
         }
     };
-    let (outbox, _writer) = spawn_writer(writer, peer.to_string());
+    let (outbox, writer) = spawn_writer(writer, peer.to_string());
     match hello.role {
-        Role::Worker => worker_connection(reader, outbox, peer, events).await,
+        Role::Worker => worker_connection(reader, outbox, writer, peer, events).await,
         Role::Client => client_connection(reader, outbox, peer, events).await,
         Role::Peer => {
             tracing::warn!(%peer, "refused a data request: the scheduler holds no data, ask a worker")
@@ -201,6 +203,7 @@ async fn handle_connection(
 async fn worker_connection(
     mut reader: TcpReader,
     outbox: Outbox,
+    writer: tokio::task::JoinHandle<()>,
     peer: SocketAddr,
     events: Events,
 ) {
@@ -220,6 +223,7 @@ async fn worker_connection(
         .send(Event::WorkerJoined {
             registration,
             outbox,
+            writer,
             reply,
         })
         .is_err()
@@ -376,11 +380,12 @@ impl ServerState {
             Event::WorkerJoined {
                 registration,
                 outbox,
+                writer,
                 reply,
             } => {
                 self.workers_seen.push(registration.name.clone());
                 let id = self.core.next_worker_id_hint();
-                self.comm.add_worker(id, outbox);
+                self.comm.add_worker(id, outbox, writer);
                 let assigned = self.core.on_worker_added(
                     registration,
                     now,
@@ -532,16 +537,19 @@ impl ServerState {
             self.comm.send_worker(w, ToWorker::Shutdown);
         }
         self.comm.flush();
-        let closed: Vec<_> = self.comm.workers.drain().map(|(_, q)| q.outbox).collect();
+        // Dropping the queues closes the outboxes: each writer ends once it has written
+        // everything queued (the Shutdown above included).
+        let writers: Vec<_> = self
+            .comm
+            .workers
+            .drain()
+            .filter_map(|(_, q)| q.writer)
+            .collect();
         self.comm.clients.clear();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        for outbox in closed {
-            while !outbox.is_closed() && outbox.strong_count() > 1 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        for writer in writers {
+            let _ = tokio::time::timeout_at(deadline, writer).await;
         }
-        // Let writer tasks flush what is queued.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -567,6 +575,8 @@ impl<M> Queued<M> {
 struct PeerQueue<M> {
     outbox: Outbox,
     queue: Vec<Queued<M>>,
+    /// The task writing to this peer (kept for workers, to await it at shutdown).
+    writer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl<M> PeerQueue<M> {
@@ -574,6 +584,7 @@ impl<M> PeerQueue<M> {
         PeerQueue {
             outbox,
             queue: Vec::new(),
+            writer: None,
         }
     }
 }
@@ -586,8 +597,10 @@ struct ServerComm {
 }
 
 impl ServerComm {
-    fn add_worker(&mut self, id: WorkerId, outbox: Outbox) {
-        self.workers.insert(id, PeerQueue::new(outbox));
+    fn add_worker(&mut self, id: WorkerId, outbox: Outbox, writer: tokio::task::JoinHandle<()>) {
+        let mut queue = PeerQueue::new(outbox);
+        queue.writer = Some(writer);
+        self.workers.insert(id, queue);
     }
 
     fn push_worker(&mut self, id: WorkerId, item: Queued<ToWorker>) {
