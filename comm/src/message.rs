@@ -120,6 +120,8 @@ pub struct KeyLocation {
     pub holders: Vec<String>,
     /// The current state, if the key is finished.
     pub state: Option<KeyState>,
+    /// The key is being computed (again, after its holder left): its result is coming.
+    pub computing: bool,
 }
 
 /// Worker figures shown by `shoal status`.

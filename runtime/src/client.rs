@@ -11,8 +11,8 @@ use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::{
-    ClusterStatus, DataReply, DataRequest, FromClient, KeyState, KeyUpdate, TaskError, TaskSpec,
-    ToClient,
+    ClusterStatus, DataReply, DataRequest, FromClient, KeyLocation, KeyState, KeyUpdate, TaskError,
+    TaskSpec, ToClient,
 };
 use shoal_comm::transport::{MessageRead, MessageWrite, TcpReader};
 use shoal_comm::{RawMessage, Secret};
@@ -21,6 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// How often `fetch` locates a result again after its holder failed to deliver it.
+const FETCH_ATTEMPTS: u32 = 10;
+
+/// How long `fetch` waits for results that are being recomputed after their worker left.
+pub const RECOMPUTE_WAIT: Duration = Duration::from_secs(600);
 
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
@@ -287,23 +293,82 @@ impl Client {
         self.lock().states.get(key).cloned()
     }
 
+    /// Where `keys` are held. A key whose holder left after it finished is being
+    /// recomputed from its lineage: wait for it (up to [`RECOMPUTE_WAIT`]) instead of
+    /// failing, so a worker leaving between "done" and "gather" loses nothing.
+    async fn locate_held(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
+        let deadline = Instant::now() + RECOMPUTE_WAIT;
+        loop {
+            let reply = self
+                .request(
+                    |request| FromClient::WhoHas {
+                        request,
+                        keys: keys.to_vec(),
+                    },
+                    Vec::new(),
+                )
+                .await?;
+            let ToClient::WhoHasReply { locations, .. } = reply else {
+                return Err(ClientError::Refused("unexpected reply to who-has".into()));
+            };
+            let recomputing: Vec<String> = locations
+                .iter()
+                .filter(|l| l.computing)
+                .map(|l| l.key.clone())
+                .collect();
+            if recomputing.is_empty() {
+                return Ok(locations);
+            }
+            {
+                let mut shared = self.lock();
+                for key in &recomputing {
+                    shared.states.remove(key);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(
+                    RECOMPUTE_WAIT,
+                    format!(
+                        "{} keys lost with their worker to be recomputed",
+                        recomputing.len()
+                    ),
+                ));
+            }
+            tracing::info!(
+                keys = recomputing.len(),
+                "results lost with their worker are being recomputed; waiting"
+            );
+            self.wait(&recomputing, Some(left)).await?;
+        }
+    }
+
     /// Fetch the results of finished keys straight from the workers holding them.
     ///
     /// # Errors
     /// A key failed, was cancelled, is unknown, or no holder could deliver it.
     pub async fn fetch(&self, keys: &[String]) -> Result<Vec<Bytes>, ClientError> {
-        let reply = self
-            .request(
-                |request| FromClient::WhoHas {
-                    request,
-                    keys: keys.to_vec(),
-                },
-                Vec::new(),
-            )
-            .await?;
-        let ToClient::WhoHasReply { locations, .. } = reply else {
-            return Err(ClientError::Refused("unexpected reply to who-has".into()));
-        };
+        // A holder can die between "where is it" and the fetch: ask again (the scheduler
+        // will have noticed and be recomputing), a bounded number of times.
+        let mut attempt = 0;
+        loop {
+            let locations = self.locate_held(keys).await?;
+            match self.fetch_from(keys, &locations).await {
+                Err(ClientError::Fetch { key, cause }) if attempt < FETCH_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::info!(%key, %cause, attempt, "fetch failed; locating the result again");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn fetch_from(
+        &self,
+        keys: &[String],
+        locations: &[KeyLocation],
+    ) -> Result<Vec<Bytes>, ClientError> {
         let mut by_holder: FxHashMap<String, Vec<(usize, TaskId)>> = FxHashMap::default();
         for (i, loc) in locations.iter().enumerate() {
             match (&loc.state, loc.task, loc.holders.first()) {

@@ -345,8 +345,10 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     Ok(RankOutcome::Exited(code))
 }
 
-/// How long MPI_Finalize may take before the rank leaves without it.
-const FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long MPI_Finalize may take before the rank leaves without it. Ranks legitimately
+/// wait there for the others (in batch scripts, for the client rank to finish), so this
+/// only bounds a real hang.
+const FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// MPI_Finalize (dropping the universe), but never hang in it: after a rank was killed,
 /// Open MPI's finalize can wait for a peer that is gone. A watchdog then exits with the

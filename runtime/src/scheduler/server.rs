@@ -486,6 +486,7 @@ impl ServerState {
                 task: None,
                 holders: Vec::new(),
                 state: None,
+                computing: false,
             };
         };
         let task = self.core.task(id);
@@ -505,6 +506,7 @@ impl ServerState {
             task: Some(id),
             holders,
             state,
+            computing: task.state.is_unfinished(),
         }
     }
 
