@@ -94,12 +94,13 @@ def test_scheduler_file_of_another_protocol_version(cluster, tmp_path):
 
 
 def _rust_shoal():
-    # SHOAL_RUST_BIN names a build of the Rust binary (e.g. one under $CARGO_TARGET_DIR).
-    for path in (os.environ.get("SHOAL_RUST_BIN", ""), os.path.join(ROOT, "target", "release", "shoal"),
-                 os.path.join(ROOT, "target", "debug", "shoal")):
-        if path and os.access(path, os.X_OK):
-            return path
-    return None
+    # SHOAL_RUST_BIN names a build of the Rust binary (e.g. one under $CARGO_TARGET_DIR);
+    # otherwise the most recently built of the release and debug binaries.
+    if os.access(os.environ.get("SHOAL_RUST_BIN", ""), os.X_OK):
+        return os.environ["SHOAL_RUST_BIN"]
+    builds = [os.path.join(ROOT, "target", kind, "shoal") for kind in ("release", "debug")]
+    builds = [b for b in builds if os.access(b, os.X_OK)]
+    return max(builds, key=os.path.getmtime, default=None)
 
 
 @pytest.mark.skipif(_rust_shoal() is None, reason="the Rust `shoal` binary is not built (cargo build -p shoal-launcher)")
