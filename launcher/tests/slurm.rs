@@ -230,7 +230,16 @@ fn worker_array_connects_computes_scales_down_and_cancels() {
     slurm.wait_until("an empty squeue", Duration::from_secs(30), |s| {
         s.queue().is_empty()
     });
-    assert!(!dir.path().join("scheduler.json.jobs.json").exists());
+    for leftover in [
+        "scheduler.json.jobs.json",
+        "scheduler.json.jobs.lock",
+        "scheduler.json.jobs.d",
+    ] {
+        assert!(
+            !dir.path().join(leftover).exists(),
+            "cancel --all left {leftover}"
+        );
+    }
     drop(scheduler);
 }
 

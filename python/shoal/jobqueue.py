@@ -171,7 +171,8 @@ class JobQueueCluster:
         for w in self._figures.get("warnings", []):
             warnings.warn(w, FutureWarning if "deprecated" in w else UserWarning, stacklevel=2)
 
-        if scheduler_file is not None and os.path.exists(scheduler_file):
+        self._owns_scheduler = not (scheduler_file is not None and os.path.exists(scheduler_file))
+        if not self._owns_scheduler:
             self.scheduler_file = os.path.abspath(os.fspath(scheduler_file))
         else:
             if scheduler_file is None:
@@ -198,9 +199,8 @@ class JobQueueCluster:
     # ----- the CLI's code -----
 
     def _cli(self, args: list[str]) -> str:
-        text, warns = _native.jobqueue(args, self._worker_cmd)
-        for w in warns:
-            warnings.warn(w, FutureWarning if "deprecated" in w else UserWarning, stacklevel=3)
+        # Warnings are about the parameters: shown once, by the constructor.
+        text, _warnings = _native.jobqueue(args, self._worker_cmd)
         return text
 
     def _param_args(self) -> list[str]:
@@ -385,7 +385,8 @@ class JobQueueCluster:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop adaptive scaling, cancel every job this cluster submitted, stop the
-        scheduler it started and remove its private directory. Idempotent."""
+        scheduler it started and remove its private directory. Idempotent. If cancelling
+        fails the directory is kept, so ``shoal jobqueue cancel`` can retry."""
         with self._lock:
             if self._closed:
                 return
@@ -395,7 +396,10 @@ class JobQueueCluster:
         error = None
         try:
             if os.path.exists(self._state_file):
-                self._cli(["cancel", "--all", "--scheduler-file", self.scheduler_file])
+                # A scheduler found running (its file given) is not ours: only the worker
+                # jobs are cancelled, a scheduler job submitted for it stays.
+                everything = ["--all"] if self._owns_scheduler else []
+                self._cli(["cancel", *everything, "--scheduler-file", self.scheduler_file])
         except RuntimeError as e:
             error = e
         self._status_client = None
