@@ -225,16 +225,37 @@ fn result_lost_with_its_worker_after_finishing_is_recomputed_when_fetched() {
     let mut c = Cluster::start(1, 1, &[], &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = Client::from_scheduler_file(&c.file, Duration::from_secs(10)).await.unwrap();
+        let client = Client::from_scheduler_file(&c.file, Duration::from_secs(10))
+            .await
+            .unwrap();
         let mut spec = TaskSpec::new("v", ExecutorKind::Sum, vec![]);
         spec.payload = Some(0);
         let keys = vec!["v".to_string()];
-        client.submit(vec![spec], vec![encode_args(&SumArgs { add: 41, sleep_ms: 0 })], keys.clone()).await.unwrap();
-        assert_eq!(client.wait(&keys, Some(Duration::from_secs(30))).await.unwrap(), vec![KeyState::Memory { size: 8 }]);
+        client
+            .submit(
+                vec![spec],
+                vec![encode_args(&SumArgs {
+                    add: 41,
+                    sleep_ms: 0,
+                })],
+                keys.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .wait(&keys, Some(Duration::from_secs(30)))
+                .await
+                .unwrap(),
+            vec![KeyState::Memory { size: 8 }]
+        );
         // The only holder dies after the client heard "done"; a new worker joins.
         c.workers[0].signal(libc::SIGKILL);
         c.add_worker(1, &[]);
-        let values = tokio::time::timeout(Duration::from_secs(60), client.fetch(&keys)).await.expect("fetch must not hang").unwrap();
+        let values = tokio::time::timeout(Duration::from_secs(60), client.fetch(&keys))
+            .await
+            .expect("fetch must not hang")
+            .unwrap();
         assert_eq!(values[0].as_ref(), 41u64.to_le_bytes());
     });
 }
