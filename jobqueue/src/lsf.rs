@@ -12,7 +12,8 @@ use crate::shell::quote_directive as quote;
 use crate::status::JobState;
 use crate::submit::Invocation;
 use crate::system::{
-    directive, leading_number, rows, BatchSystem, HeaderLine, System, ARRAY_REQUIRED, NAME_REQUIRED,
+    directive, leading_number, push_optional, rows, BatchSystem, HeaderLine, System,
+    ARRAY_REQUIRED, NAME_REQUIRED,
 };
 use crate::validate::ValidParams;
 use crate::walltime::WalltimeStyle;
@@ -66,18 +67,8 @@ impl BatchSystem for Lsf {
                 format!("-o {}", quote(&format!("{log}/{}-{stem}.out", g.name))),
             )));
         }
-        if let Some(q) = &g.queue {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-q {}", quote(q)),
-            )));
-        }
-        if let Some(a) = &g.account {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-P {}", quote(a)),
-            )));
-        }
+        push_optional(&mut h, P, "-q", g.queue.as_deref());
+        push_optional(&mut h, P, "-P", g.account.as_deref());
         h.push(HeaderLine::optional(directive(
             P,
             format!("-n {}", p.cores()),

@@ -12,7 +12,8 @@ use crate::shell::quote_directive as quote;
 use crate::status::JobState;
 use crate::submit::Invocation;
 use crate::system::{
-    directive, leading_number, rows, BatchSystem, HeaderLine, System, ARRAY_REQUIRED, NAME_REQUIRED,
+    directive, leading_number, push_optional, rows, BatchSystem, HeaderLine, System,
+    ARRAY_REQUIRED, NAME_REQUIRED,
 };
 use crate::validate::ValidParams;
 
@@ -58,18 +59,8 @@ impl BatchSystem for Pbs {
             directive(P, format!("-N {}", g.name)),
             NAME_REQUIRED,
         )];
-        if let Some(q) = &g.queue {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-q {}", quote(q)),
-            )));
-        }
-        if let Some(a) = &g.account {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-A {}", quote(a)),
-            )));
-        }
+        push_optional(&mut h, P, "-q", g.queue.as_deref());
+        push_optional(&mut h, P, "-A", g.account.as_deref());
         let resources = match (&g.resource_spec, self.torque) {
             (Some(spec), _) => spec.clone(),
             (None, false) => format!("select=1:ncpus={}:mem={}", p.cores(), p.memory().pbs()),

@@ -13,7 +13,8 @@ use crate::shell::quote_directive as quote;
 use crate::status::JobState;
 use crate::submit::Invocation;
 use crate::system::{
-    directive, leading_number, rows, BatchSystem, HeaderLine, System, ARRAY_REQUIRED, NAME_REQUIRED,
+    directive, leading_number, push_optional, rows, BatchSystem, HeaderLine, System,
+    ARRAY_REQUIRED, NAME_REQUIRED,
 };
 use crate::validate::ValidParams;
 
@@ -53,24 +54,9 @@ impl BatchSystem for Sge {
             directive(P, format!("-N {}", g.name)),
             NAME_REQUIRED,
         )];
-        if let Some(q) = &g.queue {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-q {}", quote(q)),
-            )));
-        }
-        if let Some(a) = &g.account {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-P {}", quote(a)),
-            )));
-        }
-        if let Some(spec) = &g.resource_spec {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-l {}", quote(spec)),
-            )));
-        }
+        push_optional(&mut h, P, "-q", g.queue.as_deref());
+        push_optional(&mut h, P, "-P", g.account.as_deref());
+        push_optional(&mut h, P, "-l", g.resource_spec.as_deref());
         h.push(HeaderLine::optional(directive(
             P,
             format!("-l h_rt={}", p.walltime().hms()),

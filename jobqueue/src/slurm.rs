@@ -7,7 +7,8 @@ use crate::shell::quote_directive as quote;
 use crate::status::JobState;
 use crate::submit::Invocation;
 use crate::system::{
-    directive, leading_number, rows, BatchSystem, HeaderLine, System, ARRAY_REQUIRED, NAME_REQUIRED,
+    directive, leading_number, push_optional, rows, BatchSystem, HeaderLine, System,
+    ARRAY_REQUIRED, NAME_REQUIRED,
 };
 use crate::validate::ValidParams;
 
@@ -65,18 +66,8 @@ impl BatchSystem for Slurm {
                 format!("-o {}", quote(&format!("{log}/{}-{stem}.out", g.name))),
             )));
         }
-        if let Some(q) = &g.queue {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-p {}", quote(q)),
-            )));
-        }
-        if let Some(a) = &g.account {
-            h.push(HeaderLine::optional(directive(
-                P,
-                format!("-A {}", quote(a)),
-            )));
-        }
+        push_optional(&mut h, P, "-p", g.queue.as_deref());
+        push_optional(&mut h, P, "-A", g.account.as_deref());
         h.push(HeaderLine::optional(directive(P, "-n 1")));
         h.push(HeaderLine::optional(directive(P, "-N 1")));
         let cpus = g.job_cpu.unwrap_or(p.cores());

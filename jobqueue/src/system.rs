@@ -220,6 +220,17 @@ pub fn directive(prefix: &str, args: impl fmt::Display) -> String {
     format!("{prefix} {args}")
 }
 
+/// Add `PREFIX FLAG VALUE` (the value quoted for a directive line) as an optional header
+/// line when the parameter is set.
+pub fn push_optional(header: &mut Vec<HeaderLine>, prefix: &str, flag: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        header.push(HeaderLine::optional(directive(
+            prefix,
+            format!("{flag} {}", crate::shell::quote_directive(v)),
+        )));
+    }
+}
+
 /// Splits whitespace-separated status output into rows of words.
 pub fn rows(stdout: &str) -> impl Iterator<Item = Vec<&str>> {
     stdout
