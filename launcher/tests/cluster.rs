@@ -49,22 +49,7 @@ fn killed_worker_midway_the_graph_still_completes() {
     let keys: Vec<String> = (0..30).map(|i| format!("leaf{i}")).collect();
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     tasks.push(sum("total", &key_refs, 0, 0));
-    let graph = json!({"tasks": tasks, "outputs": ["total"]});
-    let path = c.dir.path().join("kill.json");
-    std::fs::write(&path, serde_json::to_vec(&graph).unwrap()).unwrap();
-    let f = c.file_arg();
-    let runner = std::thread::spawn(move || {
-        common::run(
-            &[
-                "run",
-                "--json",
-                "--scheduler-file",
-                &f,
-                path.to_str().unwrap(),
-            ],
-            Duration::from_secs(60),
-        )
-    });
+    let runner = c.spawn_run_graph(&json!({"tasks": tasks, "outputs": ["total"]}));
     std::thread::sleep(Duration::from_millis(700));
     c.workers[0].signal(libc::SIGKILL);
     let out = runner.join().unwrap();

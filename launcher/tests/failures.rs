@@ -273,22 +273,8 @@ fn invalid_flag_values_are_named() {
 fn task_that_kills_its_workers_fails_with_killed_worker() {
     // allowed-failures 2: the task is retried once on a fresh worker, then fails.
     let mut c = Cluster::start(1, 1, &[], &["--allowed-failures", "2"]);
-    let f = c.file_arg();
-    let graph = json!({"tasks": [sum("doom", &[], 0, 60_000)], "outputs": ["doom"]});
-    let path = c.dir.path().join("doom.json");
-    std::fs::write(&path, serde_json::to_vec(&graph).unwrap()).unwrap();
-    let runner = std::thread::spawn(move || {
-        run(
-            &[
-                "run",
-                "--json",
-                "--scheduler-file",
-                &f,
-                path.to_str().unwrap(),
-            ],
-            Duration::from_secs(60),
-        )
-    });
+    let runner =
+        c.spawn_run_graph(&json!({"tasks": [sum("doom", &[], 0, 60_000)], "outputs": ["doom"]}));
     for round in 0..2 {
         // Kill only once the task runs on the newest worker.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -198,12 +198,34 @@ impl Cluster {
 
     /// `shoal run --json` with a graph file or generator; returns (exit ok, json).
     pub fn run_graph(&self, graph: &Value) -> (bool, Value) {
+        let path = self.write_graph(graph);
+        self.run_args(&[path.to_str().unwrap()])
+    }
+
+    /// `shoal run --json` of `graph` in a background thread, so a test can act meanwhile.
+    pub fn spawn_run_graph(&self, graph: &Value) -> std::thread::JoinHandle<Output> {
+        let (path, file) = (self.write_graph(graph), self.file_arg());
+        std::thread::spawn(move || {
+            run(
+                &[
+                    "run",
+                    "--json",
+                    "--scheduler-file",
+                    &file,
+                    path.to_str().unwrap(),
+                ],
+                Duration::from_secs(60),
+            )
+        })
+    }
+
+    fn write_graph(&self, graph: &Value) -> PathBuf {
         let path = self
             .dir
             .path()
             .join(format!("graph-{}.json", rand_suffix()));
         std::fs::write(&path, serde_json::to_vec(graph).unwrap()).unwrap();
-        self.run_args(&[path.to_str().unwrap()])
+        path
     }
 
     pub fn run_args(&self, extra: &[&str]) -> (bool, Value) {

@@ -202,15 +202,32 @@ impl Core {
                 self.notify_wanters(id, comm);
                 continue;
             }
-            self.task_mut(id).missing_deps = missing;
-            let state = if missing == 0 {
-                TaskState::Ready
-            } else {
-                TaskState::Waiting
-            };
-            self.set_state(id, state, comm);
+            self.await_inputs(id, missing, comm);
         }
         self.revive_stack = stack;
+    }
+
+    /// Inputs of `id` not in memory (with multiplicity).
+    pub(crate) fn missing_inputs(&self, id: TaskId) -> u32 {
+        let task = self.task(id);
+        task.deps
+            .iter()
+            .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
+            .count() as u32
+    }
+
+    /// Put `id` on its way to running with `missing` inputs still to come: ready when
+    /// none are missing, waiting otherwise. The one place `missing_deps` is set afresh.
+    pub(crate) fn await_inputs(&mut self, id: TaskId, missing: u32, comm: &mut impl Comm) {
+        self.task_mut(id).missing_deps = missing;
+        let state = if missing == 0 {
+            TaskState::Ready
+        } else {
+            TaskState::Waiting
+        };
+        if self.task(id).state != state {
+            self.set_state(id, state, comm);
+        }
     }
 
     /// Fail `id` and every unfinished task that depends on it, transitively.
@@ -314,11 +331,7 @@ impl Core {
                 }
             }
             if task.state == TaskState::Waiting {
-                let missing = task
-                    .deps
-                    .iter()
-                    .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
-                    .count() as u32;
+                let missing = self.missing_inputs(id);
                 assert_eq!(task.missing_deps, missing, "missing deps of {id}");
                 assert!(missing > 0, "waiting task {id} has all inputs");
             }

@@ -107,10 +107,11 @@ impl Core {
                 constraints,
             });
             new_ids.insert(spec.key.as_str(), id);
-            for i in 0..self.task(id).deps.len() {
-                let dep = self.task(id).deps[i];
-                self.task_mut(dep).dependents.push(id);
+            let deps = std::mem::take(&mut self.task_mut(id).deps);
+            for dep in deps.iter() {
+                self.task_mut(*dep).dependents.push(id);
             }
+            self.task_mut(id).deps = deps;
             inserted.push(id);
         }
         for key in &wants {

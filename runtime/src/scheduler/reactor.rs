@@ -104,17 +104,14 @@ impl Core {
         if !holders.is_empty() {
             return;
         }
-        // Lost: dependents that were ready wait again; queued ones report missing data.
+        // Lost: dependents not yet sent to a worker wait for it again; queued ones report
+        // missing data themselves.
         self.task_mut(task_id).state = TaskState::Released;
         let dependents = self.task(task_id).dependents.clone();
         for d in dependents {
-            match self.task(d).state {
-                TaskState::Waiting => self.task_mut(d).missing_deps += 1,
-                TaskState::Ready => {
-                    self.task_mut(d).missing_deps = 1;
-                    self.set_state(d, TaskState::Waiting, comm);
-                }
-                _ => {}
+            if matches!(self.task(d).state, TaskState::Waiting | TaskState::Ready) {
+                let missing = self.missing_inputs(d);
+                self.await_inputs(d, missing, comm);
             }
         }
         if self.task(task_id).is_needed() {
@@ -228,18 +225,8 @@ impl Core {
         }
         if let Some(t) = self.tasks.get(&task) {
             if t.state.assigned_worker() == Some(worker) {
-                let missing_now = t
-                    .deps
-                    .iter()
-                    .filter(|d| !matches!(self.task(**d).state, TaskState::Memory(_)))
-                    .count() as u32;
-                self.task_mut(task).missing_deps = missing_now;
-                let state = if missing_now == 0 {
-                    TaskState::Ready
-                } else {
-                    TaskState::Waiting
-                };
-                self.set_state(task, state, comm);
+                let missing = self.missing_inputs(task);
+                self.await_inputs(task, missing, comm);
             }
         }
         self.settle(comm);

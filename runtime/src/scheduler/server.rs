@@ -340,10 +340,11 @@ impl ServerState {
                         self.comm.send_worker(w, ToWorker::Heartbeat);
                     }
                     self.release_memory_after_churn();
-                    if self.is_busy() {
-                        self.last_activity = now;
-                    } else if let Some(limit) = idle_timeout {
-                        if now.duration_since(self.last_activity) >= limit {
+                    // Scanning for unfinished work is only needed with an idle timeout.
+                    if let Some(limit) = idle_timeout {
+                        if self.is_busy() {
+                            self.last_activity = now;
+                        } else if now.duration_since(self.last_activity) >= limit {
                             tracing::info!("no clients and no work for {limit:?} (--idle-timeout): stopping");
                             self.stop = true;
                         }
