@@ -22,14 +22,17 @@ pub enum ExecutorKind {
     Sum,
     /// Fails with the message in the payload.
     Fail,
+    /// Adds up every byte of its inputs (a little-endian u64): checks large results.
+    Checksum,
     /// A pickled Python callable; needs a worker hosted in a Python interpreter.
     Python,
 }
 
 impl ExecutorKind {
     /// Every kind, for error messages.
-    pub const ALL: &'static [&'static str] =
-        &["noop", "sleep", "bytes", "concat", "sum", "fail", "python"];
+    pub const ALL: &'static [&'static str] = &[
+        "noop", "sleep", "bytes", "concat", "sum", "fail", "checksum", "python",
+    ];
 }
 
 /// A named amount of an abstract resource (`GPU = 1`).
@@ -137,6 +140,29 @@ pub struct WorkerMetrics {
     pub executing: u32,
     /// Tasks waiting on the worker (inputs being fetched or threads busy).
     pub queued: u32,
+    /// Memory figures (managed, spilled, pause state, spill traffic).
+    pub memory: MemoryMetrics,
+}
+
+/// A worker's memory, as its heartbeats carry it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryMetrics {
+    /// Estimated bytes of the results held in memory.
+    pub managed: u64,
+    /// Bytes of results spilled to disk (as stored there).
+    pub spilled: u64,
+    /// Number of results spilled to disk.
+    pub spilled_count: u64,
+    /// The worker is paused: memory above the pause threshold.
+    pub paused: bool,
+    /// Values written to disk since the worker started, their bytes and the seconds spent.
+    pub spill_count: u64,
+    pub spill_bytes: u64,
+    pub spill_seconds: f64,
+    /// Values read back from disk, their bytes and the seconds spent.
+    pub unspill_count: u64,
+    pub unspill_bytes: u64,
+    pub unspill_seconds: f64,
 }
 
 /// One worker as `shoal status` shows it.
@@ -274,6 +300,11 @@ pub enum FromWorker {
     /// I am leaving on my own (end of lifetime, a signal): my queued work goes elsewhere,
     /// and tasks running here when I go did not kill me.
     Retiring,
+    /// Memory passed the pause threshold (`true`: start nothing new here) or fell back
+    /// under it (`false`).
+    Paused(bool),
+    /// These results moved to disk here (`true`) or back into memory (`false`).
+    Spilled { ids: Vec<TaskId>, on_disk: bool },
 }
 
 /// An input of a task to compute: its id and where it is held.

@@ -1,6 +1,7 @@
 //! Command-line definitions (clap). Values are parsed and validated here; anything that
 //! touches the system happens in `cmd/`.
 
+use crate::memory;
 use crate::parse;
 use clap::{Args, Parser, Subcommand};
 use shoal_comm::message::Resource;
@@ -9,7 +10,13 @@ use std::time::Duration;
 
 /// shoal: a fast distributed task runtime for HPC clusters.
 #[derive(Debug, Parser)]
-#[command(name = "shoal", version, about, propagate_version = true)]
+#[command(
+    name = "shoal",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace). Also: SHOAL_LOG=debug.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -109,6 +116,94 @@ pub struct WorkerSettings {
     /// Report every task done at once without running it (measures scheduler overhead).
     #[arg(long)]
     pub zero: bool,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+impl WorkerSettings {
+    /// These settings as flags for a worker process started by this one (`shoal local`,
+    /// `--nworkers`, the nanny). `local_directory` is the caller's to pass.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = Vec::new();
+        let mut flag = |f: &str, value: String| {
+            v.push(f.into());
+            v.push(value.into());
+        };
+        if let Some(n) = self.nthreads {
+            flag("--nthreads", n.to_string());
+        }
+        flag("--memory-limit", self.memory_limit.clone());
+        flag(
+            "--death-timeout",
+            self.death_timeout.as_secs_f64().to_string(),
+        );
+        for r in &self.resources {
+            flag("--resources", format!("{}={}", r.name, r.amount));
+        }
+        let m = &self.memory;
+        let off = |t: Option<f64>| t.map_or("false".to_string(), |f| f.to_string());
+        for (name, t) in [
+            ("--memory-target", m.memory_target),
+            ("--memory-spill", m.memory_spill),
+            ("--memory-pause", m.memory_pause),
+            ("--memory-terminate", m.memory_terminate),
+        ] {
+            if let Some(t) = t {
+                flag(name, off(t.0));
+            }
+        }
+        if let Some(memory::MaxSpill(cap)) = m.max_spill {
+            flag(
+                "--max-spill",
+                cap.map_or("false".to_string(), |b| b.to_string()),
+            );
+        }
+        if let Some(i) = m.memory_monitor_interval {
+            flag("--memory-monitor-interval", i.as_secs_f64().to_string());
+        }
+        if m.spill_compression {
+            v.push("--spill-compression".into());
+        }
+        if m.allow_network_spill {
+            v.push("--allow-network-spill".into());
+        }
+        if self.zero {
+            v.push("--zero".into());
+        }
+        v
+    }
+}
+
+/// Worker memory management (defaults from `~/.config/shoal/worker.toml`, then 0.6, 0.7,
+/// 0.8, 0.95 of the memory limit).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MemoryArgs {
+    /// Spill least-recently-used results to disk when they pass this fraction of the
+    /// memory limit (or false).
+    #[arg(long, value_parser = memory::threshold)]
+    pub memory_target: Option<memory::Threshold>,
+    /// Spill when the process's RSS passes this fraction (or false).
+    #[arg(long, value_parser = memory::threshold)]
+    pub memory_spill: Option<memory::Threshold>,
+    /// Start no task and fetch no data while RSS is above this fraction (or false).
+    #[arg(long, value_parser = memory::threshold)]
+    pub memory_pause: Option<memory::Threshold>,
+    /// Restart the worker when RSS passes this fraction (or false).
+    #[arg(long, value_parser = memory::threshold)]
+    pub memory_terminate: Option<memory::Threshold>,
+    /// Most bytes spilled to disk (100GiB, bytes, or false for no cap).
+    #[arg(long, value_parser = memory::max_spill)]
+    pub max_spill: Option<memory::MaxSpill>,
+    /// Compress spilled results (lz4) where it pays.
+    #[arg(long)]
+    pub spill_compression: bool,
+    /// Spill even when the local directory is on a network or parallel file system
+    /// (NFS, Lustre, GPFS, BeeGFS, CIFS); refused otherwise.
+    #[arg(long)]
+    pub allow_network_spill: bool,
+    /// How often memory is sampled, in seconds.
+    #[arg(long, value_parser = parse::seconds)]
+    pub memory_monitor_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -128,6 +223,10 @@ pub struct WorkerArgs {
     /// Network interface for this worker's data server.
     #[arg(long)]
     pub interface: Option<String>,
+    /// Run the worker in this process: no supervising process restarts it when its
+    /// memory passes the terminate threshold (the worker then restarts itself in-process).
+    #[arg(long)]
+    pub no_nanny: bool,
     #[command(flatten)]
     pub settings: WorkerSettings,
     #[command(flatten)]

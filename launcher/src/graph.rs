@@ -71,7 +71,7 @@ fn payload(
         ExecutorKind::Fail => {
             builtin::encode_args(&serde_json::from_value::<FailArgs>(args.clone()).map_err(bad)?)
         }
-        ExecutorKind::Noop | ExecutorKind::Concat => {
+        ExecutorKind::Noop | ExecutorKind::Concat | ExecutorKind::Checksum => {
             bail!("task {key:?}: kind {kind:?} takes no args")
         }
         ExecutorKind::Python => {

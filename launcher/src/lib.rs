@@ -12,6 +12,7 @@ mod cmd;
 mod graph;
 mod iface;
 mod logging;
+mod memory;
 mod parse;
 mod signals;
 mod topology;

@@ -13,7 +13,15 @@ fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// mimalloc's `mi_option_purge_delay` (v2): milliseconds before freed memory goes back
+/// to the system.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Workers watch their RSS to decide when to spill: memory they freed must leave the
+    // process at once, not linger until the allocator's next purge.
+    // SAFETY: setting an option before any allocation-heavy work has no preconditions.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     shoal_runtime::scheduler::server::set_memory_release_hook(release_freed_memory);
     shoal_launcher::main_with(std::env::args().collect(), shoal_launcher::Hooks::default())
 }

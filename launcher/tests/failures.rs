@@ -105,7 +105,7 @@ fn each_bad_scheduler_file_gets_its_own_error() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let stale = json!({"type": "Scheduler", "id": "Scheduler-gone", "address": format!("tcp://127.0.0.1:{port}"), "services": {}, "started": 0.0,
-        "n_workers": 0, "total_threads": 0, "total_memory": 0, "workers": {}, "protocol_version": 1, "secret": "ab".repeat(32)});
+        "n_workers": 0, "total_threads": 0, "total_memory": 0, "workers": {}, "protocol_version": shoal_comm::PROTOCOL_VERSION, "secret": "ab".repeat(32)});
     std::fs::write(&path, serde_json::to_vec(&stale).unwrap()).unwrap();
     let out = status(p);
     assert!(

@@ -3,18 +3,14 @@
 //! (`--lifetime`, `--lifetime-stagger`), and several worker processes from one command
 //! (`--nworkers`), as the scripts of `shoal jobqueue` ask for.
 
-use crate::cli::{BatchWorkerArgs, WorkerArgs};
+use super::nanny::{self, ChildSpec};
+use crate::cli::{BatchWorkerArgs, WorkerArgs, WorkerSettings};
 use anyhow::Context;
 use shoal_runtime::scheduler_file;
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::hash::BuildHasher;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-
-/// How long supervised workers get to leave after SIGTERM before they are killed.
-const CHILD_GRACE: Duration = Duration::from_secs(10);
 
 /// Waits for the scheduler file to appear, up to `--scheduler-file-timeout` (no wait
 /// without the flag: the worker's own retries within `--death-timeout` apply).
@@ -71,10 +67,10 @@ pub async fn stop(batch: &BatchWorkerArgs) {
     }
 }
 
-/// The arguments a supervised worker process gets: the same flags, its own name, and no
-/// `--nworkers`.
-fn child_args(args: &WorkerArgs, name: &str) -> Vec<OsString> {
-    let mut v: Vec<OsString> = vec!["worker".into()];
+/// The arguments a supervised worker process gets: the same flags, its own name, its
+/// memory limit in bytes, and no nanny of its own.
+fn child_args(args: &WorkerArgs, name: &str, memory_limit: u64) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["worker".into(), "--no-nanny".into()];
     let mut flag = |f: &str, value: OsString| {
         v.push(f.into());
         v.push(value);
@@ -89,20 +85,8 @@ fn child_args(args: &WorkerArgs, name: &str) -> Vec<OsString> {
     if let Some(iface) = &args.interface {
         flag("--interface", iface.into());
     }
-    let s = &args.settings;
-    if let Some(n) = s.nthreads {
-        flag("--nthreads", n.to_string().into());
-    }
-    flag("--memory-limit", s.memory_limit.clone().into());
-    flag(
-        "--death-timeout",
-        s.death_timeout.as_secs_f64().to_string().into(),
-    );
-    if let Some(dir) = &s.local_directory {
-        flag("--local-directory", dir.join(name).into());
-    }
-    for r in &s.resources {
-        flag("--resources", format!("{}={}", r.name, r.amount).into());
+    if let Some(dir) = &args.settings.local_directory {
+        flag("--local-directory", dir.into());
     }
     let b = &args.batch;
     if let Some(t) = b.scheduler_file_timeout {
@@ -118,23 +102,25 @@ fn child_args(args: &WorkerArgs, name: &str) -> Vec<OsString> {
             b.lifetime_stagger.as_secs_f64().to_string().into(),
         );
     }
-    if s.zero {
-        v.push("--zero".into());
-    }
+    let settings = WorkerSettings {
+        memory_limit: memory_limit.to_string(),
+        ..args.settings.clone()
+    };
+    v.extend(settings.to_args());
     if let Some(address) = &args.address {
         v.push(address.into());
     }
     v
 }
 
-/// Starts `--nworkers` worker processes named `NAME-0..P-1`, forwards SIGINT/SIGTERM to
-/// them, and returns when all have exited: 0 when all exited with 0, else the first
-/// non-zero status.
+/// Runs the worker processes of this command under a nanny: one (the default for
+/// `shoal worker`) or `--nworkers` named `NAME-0..P-1`. Without `--no-nanny`, a child
+/// above the terminate threshold is killed and restarted.
 ///
 /// # Errors
-/// A worker process cannot be started.
+/// Bad options, or a worker process cannot be started.
 pub async fn supervise(args: &WorkerArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
-    let (exe, leading): (OsString, Vec<OsString>) = match hooks.worker_command.as_deref() {
+    let (program, leading): (OsString, Vec<OsString>) = match hooks.worker_command.as_deref() {
         Some([program, rest @ ..]) => (program.clone(), rest.to_vec()),
         _ => (
             std::env::current_exe()
@@ -143,57 +129,33 @@ pub async fn supervise(args: &WorkerArgs, hooks: &crate::Hooks) -> anyhow::Resul
             Vec::new(),
         ),
     };
-    let base = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", shoal_runtime::sys::hostname(), std::process::id()));
-    let mut children: Vec<Child> = Vec::new();
-    for i in 0..args.batch.nworkers {
-        let name = format!("{base}-{i}");
-        let child = Command::new(&exe)
-            .args(&leading)
-            .args(child_args(args, &name))
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start worker process {name}"))?;
-        children.push(child);
-    }
-    tracing::info!(workers = children.len(), "supervising worker processes");
-    let codes = tokio::select! {
-        codes = wait_all(&mut children) => codes,
-        () = crate::signals::terminated() => {
-            for child in &children {
-                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
-                }
+    let processes = args.batch.nworkers.max(1);
+    let options = super::worker::options(args, processes)?;
+    let terminate_at = options
+        .memory
+        .thresholds
+        .terminate
+        .filter(|_| !args.no_nanny && options.memory_limit > 0)
+        .map(|t| (options.memory_limit as f64 * t) as u64);
+    let children = (0..processes)
+        .map(|i| {
+            let name = if processes == 1 {
+                options.name.clone()
+            } else {
+                format!("{}-{i}", options.name)
+            };
+            let mut command = leading.clone();
+            command.extend(child_args(args, &name, options.memory_limit));
+            ChildSpec {
+                name,
+                program: program.clone(),
+                args: command,
+                terminate_at,
+                interval: options.memory.monitor_interval,
             }
-            match tokio::time::timeout(CHILD_GRACE, wait_all(&mut children)).await {
-                Ok(codes) => codes,
-                Err(_) => {
-                    tracing::warn!("worker processes did not leave in {CHILD_GRACE:?}; killing them");
-                    for child in &mut children {
-                        let _ = child.kill().await;
-                    }
-                    vec![1]
-                }
-            }
-        }
-    };
-    Ok(codes.into_iter().find(|c| *c != 0).unwrap_or(0))
-}
-
-async fn wait_all(children: &mut [Child]) -> Vec<u8> {
-    let mut codes = Vec::with_capacity(children.len());
-    for child in children.iter_mut() {
-        let code = match child.wait().await {
-            Ok(status) => status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)),
-            Err(_) => 1,
-        };
-        codes.push(code);
-    }
-    codes
+        })
+        .collect();
+    nanny::supervise(children).await
 }
 
 #[cfg(test)]

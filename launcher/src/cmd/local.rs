@@ -59,28 +59,20 @@ fn spawn_worker(
     };
     let w = &args.worker;
     let cores = shoal_runtime::sys::cpu_count();
-    let nthreads = w.nthreads.unwrap_or_else(|| (cores / args.workers).max(1));
+    let settings = crate::cli::WorkerSettings {
+        nthreads: Some(w.nthreads.unwrap_or_else(|| (cores / args.workers).max(1))),
+        ..w.clone()
+    };
     let mut cmd = Command::new(exe);
     cmd.args(leading)
         .arg("worker")
         .arg("--scheduler-file")
         .arg(scheduler_file)
         .args(["--name", &format!("local-{index}")])
-        .args(["--nthreads", &nthreads.to_string()])
-        .args(["--memory-limit", &w.memory_limit])
-        .args([
-            "--death-timeout",
-            &w.death_timeout.as_secs_f64().to_string(),
-        ])
-        .args(["--host", "127.0.0.1"]);
+        .args(["--host", "127.0.0.1"])
+        .args(settings.to_args());
     if let Some(dir) = &w.local_directory {
         cmd.arg("--local-directory").arg(dir);
-    }
-    for r in &w.resources {
-        cmd.args(["--resources", &format!("{}={}", r.name, r.amount)]);
-    }
-    if w.zero {
-        cmd.arg("--zero");
     }
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd.spawn().context("cannot start a worker process")

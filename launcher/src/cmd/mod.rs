@@ -5,6 +5,7 @@ pub mod info;
 pub mod jobqueue;
 pub mod local;
 pub mod mpi;
+pub mod nanny;
 pub mod run;
 pub mod scheduler;
 pub mod status;

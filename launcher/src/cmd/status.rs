@@ -70,22 +70,58 @@ fn render(s: &ClusterStatus) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<24} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8}",
-        "NAME", "ADDRESS", "THREADS", "LIMIT", "RSS", "STORED", "RUNNING", "QUEUED"
+        "{:<16} {:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "NAME",
+        "ADDRESS",
+        "THREADS",
+        "LIMIT",
+        "RSS",
+        "MANAGED",
+        "UNMANAGED",
+        "SPILLED",
+        "STORED",
+        "RUNNING",
+        "QUEUED"
     );
     for w in &s.workers {
+        let m = &w.metrics.memory;
         let _ = writeln!(
             out,
-            "{:<16} {:<24} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8}",
+            "{:<16} {:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}{}",
             w.name,
             w.address,
             w.nthreads,
             human_bytes(w.memory_limit),
             human_bytes(w.metrics.rss),
+            human_bytes(m.managed),
+            human_bytes(w.metrics.rss.saturating_sub(m.managed)),
+            human_bytes(m.spilled),
             w.metrics.stored_count,
             w.metrics.executing,
-            w.metrics.queued
+            w.metrics.queued,
+            if m.paused { "  paused" } else { "" }
         );
+    }
+    let spills: Vec<String> = s
+        .workers
+        .iter()
+        .filter(|w| w.metrics.memory.spill_count + w.metrics.memory.unspill_count > 0)
+        .map(|w| {
+            let m = &w.metrics.memory;
+            format!(
+                "{}: spilled {} values ({}, {:.2} s), read back {} ({}, {:.2} s)",
+                w.name,
+                m.spill_count,
+                human_bytes(m.spill_bytes),
+                m.spill_seconds,
+                m.unspill_count,
+                human_bytes(m.unspill_bytes),
+                m.unspill_seconds
+            )
+        })
+        .collect();
+    for line in spills {
+        let _ = writeln!(out, "{line}");
     }
     let tasks: Vec<String> = s.tasks.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
@@ -112,6 +148,19 @@ fn status_json(s: &ClusterStatus) -> serde_json::Value {
             "memory_limit": w.memory_limit, "rss": w.metrics.rss, "stored_bytes": w.metrics.stored_bytes,
             "stored_count": w.metrics.stored_count, "executing": w.metrics.executing, "queued": w.metrics.queued,
             "finished": w.finished, "host": w.host, "pid": w.pid,
+            "memory": {
+                "managed": w.metrics.memory.managed,
+                "unmanaged": w.metrics.rss.saturating_sub(w.metrics.memory.managed),
+                "spilled": w.metrics.memory.spilled,
+                "spilled_count": w.metrics.memory.spilled_count,
+                "paused": w.metrics.memory.paused,
+                "spill_count": w.metrics.memory.spill_count,
+                "spill_bytes": w.metrics.memory.spill_bytes,
+                "spill_seconds": w.metrics.memory.spill_seconds,
+                "unspill_count": w.metrics.memory.unspill_count,
+                "unspill_bytes": w.metrics.memory.unspill_bytes,
+                "unspill_seconds": w.metrics.memory.unspill_seconds,
+            },
         })).collect::<Vec<_>>(),
     })
 }

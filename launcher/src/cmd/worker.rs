@@ -47,7 +47,7 @@ pub fn settings_to_options(
     let nthreads = s
         .nthreads
         .unwrap_or_else(|| (cores / processes_on_node.max(1)).max(1));
-    let machine = shoal_runtime::sys::total_memory().unwrap_or(0);
+    let machine = shoal_runtime::sys::machine_memory().effective();
     // `auto`: this process's threads' share of the machine, and never more than an equal
     // share among the worker processes on this node (oversubscribed MPI ranks).
     let share = (f64::from(nthreads) / f64::from(cores.max(1)))
@@ -70,6 +70,7 @@ pub fn settings_to_options(
         runner: None,
         executors: builtin::KINDS.to_vec(),
         local_directory: s.local_directory.clone(),
+        memory: crate::memory::policy(&s.memory, crate::memory::config_path().as_deref())?,
     })
 }
 
@@ -78,13 +79,15 @@ pub fn settings_to_options(
 /// # Errors
 /// Bad options or the data server cannot start.
 pub async fn run(args: WorkerArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
-    if args.batch.nworkers > 1 {
+    let supervised = std::env::var_os(super::nanny::SUPERVISED_ENV).is_some();
+    if args.batch.nworkers > 1 || !(args.no_nanny || supervised) {
         return super::batch_worker::supervise(&args, hooks).await;
     }
     super::batch_worker::wait_for_scheduler_file(&args).await?;
     let mut options = options(&args, 1)?;
     options.runner = hooks.runner.clone();
     options.executors = hooks.executors.clone();
+    options.memory.supervised = supervised;
     match run_worker(options, super::batch_worker::stop(&args.batch)).await? {
         WorkerExit::Shutdown => Ok(0),
         WorkerExit::SchedulerLost(reason) => {

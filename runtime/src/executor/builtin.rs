@@ -53,6 +53,7 @@ pub const KINDS: &[ExecutorKind] = &[
     ExecutorKind::Concat,
     ExecutorKind::Sum,
     ExecutorKind::Fail,
+    ExecutorKind::Checksum,
 ];
 
 fn error(kind: &str, message: String) -> TaskError {
@@ -116,6 +117,13 @@ pub fn run(
             let size = usize::try_from(a.size)
                 .map_err(|_| error("BadPayload", format!("cannot produce {} bytes on this machine", a.size)))?;
             Ok(Bytes::from(vec![a.fill; size]))
+        }
+        ExecutorKind::Checksum => {
+            let total = inputs
+                .iter()
+                .flat_map(|i| i.iter())
+                .fold(0u64, |sum, b| sum.wrapping_add(u64::from(*b)));
+            Ok(Bytes::copy_from_slice(&total.to_le_bytes()))
         }
         ExecutorKind::Concat => {
             let mut out = BytesMut::with_capacity(inputs.iter().map(Bytes::len).sum());

@@ -128,6 +128,9 @@ impl Core {
             if !matches!(self.task(id).state, TaskState::Memory(_)) {
                 for &w in holders {
                     comm.release(w, id);
+                    if let Some(worker) = self.workers.get_mut(&w) {
+                        worker.spilled.remove(&id);
+                    }
                 }
             }
         }

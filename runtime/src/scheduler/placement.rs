@@ -76,7 +76,10 @@ impl Core {
             let d = self.task(*dep);
             if let TaskState::Memory(holders) = &d.state {
                 for h in holders {
-                    *local_bytes.entry(*h).or_default() += d.size.max(1);
+                    // A spilled input counts half: a holder with it in memory is better.
+                    let spilled = self.workers.get(h).is_some_and(|w| w.spilled.contains(dep));
+                    let bytes = d.size.max(1);
+                    *local_bytes.entry(*h).or_default() += if spilled { bytes / 2 } else { bytes };
                 }
             }
         }
@@ -84,7 +87,7 @@ impl Core {
         let unconstrained = resources.is_empty() && allowed.is_empty();
         let mut best: Option<(u64, f64, WorkerId)> = None;
         for w in self.workers.values() {
-            if w.retiring {
+            if !w.accepts_work() {
                 continue;
             }
             if !(unconstrained && w.registration.executors.contains(&task.kind)
@@ -116,7 +119,7 @@ impl Core {
             .map(|d| Input {
                 id: *d,
                 holders: match &self.task(*d).state {
-                    TaskState::Memory(h) => h.to_vec(),
+                    TaskState::Memory(h) => self.holders_memory_first(*d, h),
                     _ => Vec::new(),
                 },
             })
@@ -134,12 +137,19 @@ impl Core {
         self.set_state(id, TaskState::Queued(worker), comm);
     }
 
+    /// The holders of `id`, those with it in memory first (fetches go to them first).
+    fn holders_memory_first(&self, id: TaskId, holders: &[WorkerId]) -> Vec<WorkerId> {
+        let mut out = holders.to_vec();
+        out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.spilled.contains(&id)));
+        out
+    }
+
     /// Move queued (not started) tasks from the busiest workers to idle ones.
     pub fn balance(&mut self, comm: &mut impl Comm) {
         let mut idle: Vec<(WorkerId, usize)> = self
             .workers
             .values()
-            .filter(|w| w.is_idle() && !w.retiring)
+            .filter(|w| w.is_idle() && w.accepts_work())
             .map(|w| (w.id, w.nthreads() as usize - w.assigned.len()))
             .collect();
         if idle.is_empty() {
@@ -151,14 +161,14 @@ impl Core {
             let Some(victim) = self
                 .workers
                 .values()
-                .filter(|w| w.id != thief && w.assigned.len() > w.nthreads() as usize)
+                .filter(|w| w.id != thief && w.surplus() > 0)
                 .max_by(|a, b| a.load().total_cmp(&b.load()).then(b.id.cmp(&a.id)))
                 .map(|w| w.id)
             else {
                 return;
             };
             let victim_state = &self.workers[&victim];
-            let surplus = victim_state.assigned.len() - victim_state.nthreads() as usize;
+            let surplus = victim_state.surplus();
             let want = free.max(surplus / 2).min(MAX_STEAL_PER_WORKER).min(surplus);
             let thief_state = &self.workers[&thief];
             let picked: Vec<TaskId> = victim_state

@@ -276,6 +276,36 @@ impl Core {
         self.settle(comm);
     }
 
+    /// A worker's memory passed its pause threshold (`true`) or fell back under it.
+    pub fn on_worker_paused(&mut self, worker: WorkerId, paused: bool, comm: &mut impl Comm) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        w.paused = paused;
+        w.metrics.memory.paused = paused;
+        tracing::info!(worker = %worker, name = %w.registration.name, paused, "worker memory pause state");
+        if paused {
+            self.balance(comm);
+        } else {
+            self.requeue_unplaced();
+            self.schedule(comm);
+        }
+    }
+
+    /// Results moved to a worker's disk (`on_disk`) or back into its memory.
+    pub fn on_worker_spilled(&mut self, worker: WorkerId, ids: &[TaskId], on_disk: bool) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        for id in ids {
+            if on_disk {
+                w.spilled.insert(*id);
+            } else {
+                w.spilled.remove(id);
+            }
+        }
+    }
+
     /// A worker's heartbeat.
     pub fn on_worker_heartbeat(&mut self, worker: WorkerId, metrics: WorkerMetrics, now: Instant) {
         if let Some(w) = self.workers.get_mut(&worker) {

@@ -41,6 +41,13 @@ pub fn set_memory_release_hook(hook: fn()) {
     let _ = MEMORY_RELEASE_HOOK.set(hook);
 }
 
+/// Hand freed heap memory back to the system, if the binary installed a way to.
+pub fn release_freed_memory() {
+    if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
+        hook();
+    }
+}
+
 /// Everything needed to start a scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -365,9 +372,7 @@ impl ServerState {
         let churn = mark.0.abs_diff(self.churn_mark.0) + mark.1.abs_diff(self.churn_mark.1);
         if churn >= RELEASE_MEMORY_CHURN {
             self.churn_mark = mark;
-            if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
-                hook();
-            }
+            release_freed_memory();
         }
     }
 
@@ -434,6 +439,8 @@ impl ServerState {
             } => core.on_missing_data(id, task, missing, &holders, comm),
             FromWorker::Heartbeat(metrics) => core.on_worker_heartbeat(id, metrics, now),
             FromWorker::Retiring => core.on_worker_retiring(id, comm),
+            FromWorker::Paused(paused) => core.on_worker_paused(id, paused, comm),
+            FromWorker::Spilled { ids, on_disk } => core.on_worker_spilled(id, &ids, on_disk),
         }
     }
 

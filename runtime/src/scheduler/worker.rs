@@ -19,6 +19,11 @@ pub struct WorkerState {
     /// The worker announced it is leaving: place nothing new here, and its departure is
     /// not a death that counts against the tasks it was running.
     pub retiring: bool,
+    /// Memory is above the worker's pause threshold: place nothing new here, and let
+    /// idle workers take what is queued.
+    pub paused: bool,
+    /// Results this worker holds on disk rather than in memory.
+    pub spilled: FxHashSet<TaskId>,
 }
 
 impl WorkerState {
@@ -31,6 +36,8 @@ impl WorkerState {
             metrics: WorkerMetrics::default(),
             finished: 0,
             retiring: false,
+            paused: false,
+            spilled: FxHashSet::default(),
         }
     }
 
@@ -46,6 +53,21 @@ impl WorkerState {
     /// Fewer tasks than threads: it could start more now.
     pub fn is_idle(&self) -> bool {
         (self.assigned.len() as u64) < self.nthreads() as u64
+    }
+
+    /// New work may be placed here.
+    pub fn accepts_work(&self) -> bool {
+        !(self.retiring || self.paused)
+    }
+
+    /// Queued tasks beyond what the worker can run now (all of them while paused).
+    pub fn surplus(&self) -> usize {
+        let running = if self.paused {
+            0
+        } else {
+            self.nthreads() as usize
+        };
+        self.assigned.len().saturating_sub(running)
     }
 
     /// Could this worker ever run a task with these needs?

@@ -56,7 +56,7 @@ pub async fn serve(listener: TcpListener, store: Arc<dyn DataStore>, secret: Sec
                         let id = *id;
                         // A value that cannot be encoded is reported missing; the reader's
                         // task then fails with MissingData rather than hanging.
-                        match store.get(id).map(|v| v.to_bytes()) {
+                        match store.get_for_peer(id).map(|v| v.to_bytes()) {
                             Some(Ok(bytes)) => {
                                 reply.found.push((id, frames.len() as u32));
                                 frames.push(bytes);

@@ -284,7 +284,7 @@ fn give_back(need: &[Resource], free: &mut [Resource]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::store::MemoryStore;
+    use crate::worker::memory::ManagedStore;
     use bytes::Bytes;
     use shoal_comm::message::Input;
 
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn higher_priority_runs_first_then_submission_order() {
-        let store = MemoryStore::default();
+        let store = ManagedStore::in_memory();
         let mut local = Local::new(WorkerId(1), 1, vec![]);
         let mut actions = Actions::default();
         for (id, p) in [(1, 0), (2, 5), (3, 0)] {
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn fetched_copies_are_dropped_after_their_readers() {
-        let store = MemoryStore::default();
+        let store = ManagedStore::in_memory();
         let mut local = Local::new(WorkerId(1), 2, vec![]);
         let mut actions = Actions::default();
         let input = || {
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn input_with_no_reachable_holder_is_reported() {
-        let store = MemoryStore::default();
+        let store = ManagedStore::in_memory();
         let mut local = Local::new(WorkerId(1), 1, vec![]);
         let mut actions = Actions::default();
         local.accept(
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn resources_limit_concurrency() {
-        let store = MemoryStore::default();
+        let store = ManagedStore::in_memory();
         let mut local = Local::new(
             WorkerId(1),
             4,

@@ -9,8 +9,11 @@
 pub mod data_server;
 pub mod fetch;
 pub mod local;
+pub mod memory;
 pub mod options;
+pub mod scratch;
 pub mod session;
+pub mod spill;
 pub mod store;
 
 pub use options::{SchedulerSource, WorkerOptions};

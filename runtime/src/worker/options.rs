@@ -1,5 +1,6 @@
 //! What a worker is started with.
 
+use super::memory::MemoryPolicy;
 use crate::executor::pool::Runner;
 use shoal_comm::message::{ExecutorKind, Resource};
 use shoal_comm::Secret;
@@ -35,8 +36,11 @@ pub struct WorkerOptions {
     pub runner: Option<Runner>,
     /// Executor kinds the runner supports.
     pub executors: Vec<ExecutorKind>,
-    /// Scratch directory (spilling arrives with the memory-management work).
+    /// Where the worker's scratch directory (spilled results) goes; `None`: the first
+    /// node-local candidate (`$TMPDIR`, `$SLURM_TMPDIR`, `/local`, `/scratch/local`, `/tmp`).
     pub local_directory: Option<PathBuf>,
+    /// Spill, pause and terminate thresholds and how to spill.
+    pub memory: MemoryPolicy,
 }
 
 impl std::fmt::Debug for WorkerOptions {

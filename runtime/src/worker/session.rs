@@ -4,8 +4,11 @@
 use super::data_server;
 use super::fetch::{FetchDone, PeerFetcher};
 use super::local::{Actions, Local};
+use super::memory::{assess, ManagedStore};
 use super::options::{SchedulerSource, WorkerOptions};
-use super::store::{DataStore, MemoryStore, Value};
+use super::scratch::{self, WorkerDir};
+use super::spill::SpillOptions;
+use super::store::{DataStore, Value};
 use crate::executor::builtin;
 use crate::executor::pool::{ExecutorPool, Job, JobResult, Runner};
 use crate::net::{connect, format_address, spawn_writer, Outbox};
@@ -35,6 +38,15 @@ pub enum WorkerExit {
     SchedulerLost(String),
 }
 
+/// Why a session with the scheduler ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+    /// RSS passed the terminate threshold (this many bytes) with no nanny to restart
+    /// the process: the worker restarts itself.
+    MemoryExceeded(u64),
+}
+
 /// Run a worker until it is told to stop, `stop` resolves, or the scheduler is gone for
 /// longer than the death timeout.
 ///
@@ -48,7 +60,8 @@ pub async fn run_worker(
         .await
         .with_context(|| format!("cannot start the data server on {}", options.host))?;
     let data_address = format_address(listener.local_addr()?);
-    let store = MemoryStore::shared();
+    // Declared before the store: dropped after it, removing the spill directory last.
+    let (_scratch, store) = open_store(&options)?;
     tokio::pin!(stop);
     let mut last_contact = Instant::now();
     let mut data_server: Option<(Secret, tokio::task::JoinHandle<()>)> = None;
@@ -91,7 +104,7 @@ pub async fn run_worker(
             };
             let handle = tokio::spawn(data_server::serve(
                 listener,
-                store.clone(),
+                store.clone() as Arc<dyn DataStore>,
                 secret.clone(),
                 options.name.clone(),
             ));
@@ -109,8 +122,44 @@ pub async fn run_worker(
                 drop(session);
                 store.clear();
             }
+            SessionEnd::MemoryExceeded(rss) => {
+                tracing::error!(
+                    worker = %options.name,
+                    pid = std::process::id(),
+                    rss,
+                    limit = options.memory_limit,
+                    "memory above the terminate threshold: restarting the worker; the scheduler recomputes its results elsewhere"
+                );
+                drop(session);
+                store.clear();
+                crate::scheduler::server::release_freed_memory();
+                last_contact = Instant::now();
+            }
         }
     }
+}
+
+/// The store for results: spilling into a fresh directory on node-local storage when a
+/// memory limit and a spill threshold are set, in memory only otherwise.
+fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc<ManagedStore>)> {
+    let policy = &options.memory;
+    if options.memory_limit == 0 || !policy.thresholds.spills() {
+        return Ok((None, Arc::new(ManagedStore::in_memory())));
+    }
+    let (base, filesystem) = scratch::choose_base(
+        options.local_directory.as_deref(),
+        policy.allow_network_spill,
+    )?;
+    let dir = WorkerDir::create(&base, &options.name)?;
+    let spill_options = SpillOptions {
+        compress: policy.compress,
+        max_spill: policy.max_spill,
+        ..SpillOptions::default()
+    };
+    let store = ManagedStore::spilling(&dir.spill_dir(), spill_options)
+        .with_context(|| format!("cannot spill into {}", dir.path().display()))?;
+    tracing::info!(directory = %dir.path().display(), %filesystem, "results spill to node-local storage");
+    Ok((Some(dir), Arc::new(store)))
 }
 
 async fn connect_scheduler(
@@ -143,14 +192,9 @@ fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
     }
 }
 
-enum SessionEnd {
-    Shutdown,
-    Lost(String),
-}
-
 struct Session<'a> {
     options: &'a WorkerOptions,
-    store: Arc<dyn DataStore>,
+    store: Arc<ManagedStore>,
     secret: Secret,
     data_address: String,
     last_heard: Instant,
@@ -164,17 +208,25 @@ struct Session<'a> {
     avg_run: Option<f64>,
     /// Jobs per thread handed to the executor at once.
     depth: u32,
+    /// Memory is above the pause threshold: start nothing, fetch nothing.
+    paused: bool,
+    /// Input fetches held back while paused.
+    deferred: Actions,
+    /// When memory was last sampled (also sampled between timer ticks as results arrive).
+    last_sample: Instant,
 }
 
 /// Work (in seconds of the average job) each executor thread may have handed over ahead.
 const AHEAD_SECONDS: f64 = 0.005;
 /// Most jobs handed over per thread.
 const MAX_DEPTH: u32 = 64;
+/// Shortest time between two memory samples taken as results arrive.
+const RESULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
 impl<'a> Session<'a> {
     fn new(
         options: &'a WorkerOptions,
-        store: Arc<dyn DataStore>,
+        store: Arc<ManagedStore>,
         secret: Secret,
         data_address: &str,
     ) -> Self {
@@ -192,6 +244,9 @@ impl<'a> Session<'a> {
             out_other: Vec::new(),
             avg_run: None,
             depth: 1,
+            paused: false,
+            deferred: Actions::default(),
+            last_sample: Instant::now(),
         }
     }
 
@@ -228,6 +283,9 @@ impl<'a> Session<'a> {
         let mut local: Option<Local> = None;
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         let mut death_check = tokio::time::interval(Duration::from_millis(200));
+        let mut memory_check = tokio::time::interval(options.memory.monitor_interval);
+        memory_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let manage_memory = options.memory_limit > 0;
         let end = loop {
             tokio::select! {
                 msg = inbox.recv() => {
@@ -253,6 +311,15 @@ impl<'a> Session<'a> {
                             self.on_result(result, local);
                         }
                     }
+                    // Results can pile up faster than the timer ticks: sample now and then.
+                    if manage_memory
+                        && (self.memory_tight()
+                            || self.last_sample.elapsed() >= RESULT_SAMPLE_INTERVAL)
+                    {
+                        if let Some(end) = self.on_memory_sample(&fetch_tx) {
+                            break end;
+                        }
+                    }
                 }
                 Some(done) = fetched.recv() => {
                     if let Some(local) = local.as_mut() {
@@ -262,6 +329,11 @@ impl<'a> Session<'a> {
                 _ = heartbeat.tick() => {
                     let metrics = self.metrics(local.as_ref());
                     self.out_other.push(FromWorker::Heartbeat(metrics));
+                }
+                _ = memory_check.tick(), if manage_memory => {
+                    if let Some(end) = self.on_memory_sample(&fetch_tx) {
+                        break end;
+                    }
                 }
                 _ = death_check.tick() => {
                     if self.last_heard.elapsed() > options.death_timeout {
@@ -372,7 +444,11 @@ impl<'a> Session<'a> {
         None
     }
 
-    fn act(&mut self, actions: Actions, fetch_tx: &mpsc::UnboundedSender<FetchDone>) {
+    fn act(&mut self, mut actions: Actions, fetch_tx: &mpsc::UnboundedSender<FetchDone>) {
+        if self.paused {
+            // Incoming transfers wait until memory falls.
+            self.deferred.fetch.append(&mut actions.fetch);
+        }
         let mut by_peer: FxHashMap<WorkerId, Vec<TaskId>> = FxHashMap::default();
         for (id, holder) in actions.fetch {
             by_peer.entry(holder).or_default().push(id);
@@ -439,21 +515,22 @@ impl<'a> Session<'a> {
         // Short tasks: hand several per thread over at once (bounded to a few ms of work).
         // The depth shrinks at once but grows at most twofold per result: one fast task
         // must not hand a batch of long ones to this worker, out of reach of stealing.
-        let target = (AHEAD_SECONDS / avg.max(1e-7)).clamp(1.0, f64::from(MAX_DEPTH)) as u32;
+        let mut target = (AHEAD_SECONDS / avg.max(1e-7)).clamp(1.0, f64::from(MAX_DEPTH)) as u32;
+        if self.memory_tight() {
+            // Under memory pressure, start a task only once a thread is free: results
+            // handed over ahead would land in memory before the next sample.
+            target = 1;
+        }
         self.depth = target.min(self.depth.saturating_mul(2)).max(1);
         local.set_depth(self.depth);
         if !local.finished(result.id, self.store.as_ref()) {
             return;
         }
-        match result.result {
-            Ok(value) => {
-                let size = value.size();
-                self.store.put(result.id, value);
-                self.out_finished.push(TaskFinished {
-                    id: result.id,
-                    size,
-                });
-            }
+        match result.result.and_then(|value| self.keep(result.id, value)) {
+            Ok(size) => self.out_finished.push(TaskFinished {
+                id: result.id,
+                size,
+            }),
             Err(error) => self.out_failed.push(TaskFailed {
                 id: result.id,
                 error,
@@ -461,7 +538,92 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Sample memory: spill, pause or resume, or end the session to restart the worker.
+    fn on_memory_sample(
+        &mut self,
+        fetch_tx: &mpsc::UnboundedSender<FetchDone>,
+    ) -> Option<SessionEnd> {
+        self.last_sample = Instant::now();
+        let limit = self.options.memory_limit;
+        let policy = &self.options.memory;
+        let rss = crate::sys::rss_bytes().unwrap_or(0);
+        let verdict = assess(limit, &policy.thresholds, rss, self.store.managed());
+        if let Some(goal) = verdict.evict_to {
+            self.evict(goal);
+        }
+        if verdict.pause != self.paused {
+            self.paused = verdict.pause;
+            self.out_other.push(FromWorker::Paused(verdict.pause));
+            if verdict.pause {
+                tracing::warn!(
+                    rss,
+                    limit,
+                    "memory above the pause threshold: no new tasks or transfers until it falls"
+                );
+            } else {
+                tracing::info!(
+                    rss,
+                    limit,
+                    "memory back under the pause threshold: resuming"
+                );
+                let deferred = std::mem::take(&mut self.deferred);
+                self.act(deferred, fetch_tx);
+            }
+        }
+        (verdict.terminate && !policy.supervised).then_some(SessionEnd::MemoryExceeded(rss))
+    }
+
+    /// Managed memory is above the spill target (or the worker is paused).
+    fn memory_tight(&self) -> bool {
+        let limit = self.options.memory_limit;
+        let target = self.options.memory.thresholds.target.unwrap_or(0.6);
+        self.paused || (limit > 0 && self.store.managed() as f64 > limit as f64 * target)
+    }
+
+    /// Spill in the background until managed memory is at most `goal` (one round at a time).
+    fn evict(&self, goal: u64) {
+        if self.store.can_spill() && self.store.start_eviction() {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                if store.evict_to(goal) > 0 {
+                    crate::sys::trim_heap();
+                }
+            });
+        }
+    }
+
+    /// Keep a new result: spill at once what alone exceeds the memory limit, and start
+    /// spilling when managed memory passes the target. `Err` if the result can be held
+    /// neither in memory nor on disk.
+    fn keep(&self, id: TaskId, value: Value) -> Result<u64, shoal_comm::message::TaskError> {
+        let size = value.size();
+        let limit = self.options.memory_limit;
+        self.store.put(id, value);
+        if limit > 0 && size > limit {
+            if let Err(e) = self.store.spill_one(id) {
+                self.store.remove(id);
+                return Err(shoal_comm::message::TaskError {
+                    key: String::new(),
+                    kind: "MemoryError".into(),
+                    message: format!("the result is {size} bytes, more than this worker's memory limit of {limit} bytes, and could not be spilled to disk ({e}); raise --memory-limit or split the task"),
+                    traceback: None,
+                    exception: Vec::new(),
+                });
+            }
+        }
+        if let Some(target) = self.options.memory.thresholds.target {
+            let goal = (limit as f64 * target) as u64;
+            if limit > 0 && self.store.managed() > goal {
+                self.evict(goal);
+            }
+        }
+        Ok(size)
+    }
+
     fn start_ready(&mut self, local: &mut Local, pool: &ExecutorPool) {
+        if self.paused {
+            return;
+        }
         while let Some((id, task)) = local.next_to_run() {
             let inputs: Option<Vec<Value>> =
                 task.inputs.iter().map(|i| self.store.get(*i)).collect();
@@ -499,6 +661,10 @@ impl<'a> Session<'a> {
             stored_count,
             executing: local.map_or(0, |l| l.running.len() as u32),
             queued: local.map_or(0, |l| l.queued() as u32),
+            memory: shoal_comm::message::MemoryMetrics {
+                paused: self.paused,
+                ..self.store.metrics()
+            },
         }
     }
 
@@ -520,6 +686,19 @@ impl<'a> Session<'a> {
                 outbox,
                 &FromWorker::Failed(std::mem::take(&mut self.out_failed)),
             )?;
+        }
+        let moves = self.store.take_moves();
+        if !moves.is_empty() {
+            for on_disk in [true, false] {
+                let ids: Vec<TaskId> = moves
+                    .iter()
+                    .filter(|m| m.1 == on_disk)
+                    .map(|m| m.0)
+                    .collect();
+                if !ids.is_empty() {
+                    self.out_other.push(FromWorker::Spilled { ids, on_disk });
+                }
+            }
         }
         for msg in std::mem::take(&mut self.out_other) {
             send(outbox, &msg)?;

@@ -6,10 +6,9 @@
 //! package), encoded only when a peer or a client asks for it.
 
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
 use shoal_comm::ids::TaskId;
 use std::any::Any;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// A result held in an executor's own representation, encoded on demand.
 pub trait NativeValue: Send + Sync + 'static {
@@ -69,86 +68,39 @@ impl std::fmt::Debug for Value {
     }
 }
 
-/// Where a worker keeps results.
+/// Where a worker keeps results (see [`super::memory::ManagedStore`]).
 pub trait DataStore: Send + Sync {
     fn put(&self, id: TaskId, value: Value);
+    /// The value for a task on this worker (brought back into memory if it was spilled).
     fn get(&self, id: TaskId) -> Option<Value>;
-    fn remove(&self, id: TaskId) -> Option<Value>;
+    /// The value for sending to a peer or a client: read from disk if spilled, without
+    /// moving it back into memory.
+    fn get_for_peer(&self, id: TaskId) -> Option<Value> {
+        self.get(id)
+    }
+    /// Forget a value; whether it was held.
+    fn remove(&self, id: TaskId) -> bool;
     fn contains(&self, id: TaskId) -> bool;
-    /// (number of values, bytes held).
+    /// (number of values, bytes held in memory).
     fn usage(&self) -> (u64, u64);
     /// Drop everything.
     fn clear(&self);
 }
 
-/// Results in memory.
-#[derive(Default)]
-pub struct MemoryStore {
-    inner: RwLock<(FxHashMap<TaskId, Value>, u64)>,
-}
-
-impl MemoryStore {
-    pub fn shared() -> Arc<dyn DataStore> {
-        Arc::new(MemoryStore::default())
-    }
-}
-
-impl DataStore for MemoryStore {
-    fn put(&self, id: TaskId, value: Value) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let len = value.size();
-        if let Some(old) = g.0.insert(id, value) {
-            g.1 -= old.size();
-        }
-        g.1 += len;
-    }
-    fn get(&self, id: TaskId) -> Option<Value> {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .get(&id)
-            .cloned()
-    }
-    fn remove(&self, id: TaskId) -> Option<Value> {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let old = g.0.remove(&id);
-        if let Some(v) = &old {
-            g.1 -= v.size();
-        }
-        old
-    }
-    fn contains(&self, id: TaskId) -> bool {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .contains_key(&id)
-    }
-    fn usage(&self) -> (u64, u64) {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        (g.0.len() as u64, g.1)
-    }
-    fn clear(&self) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        g.0.clear();
-        g.1 = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::memory::ManagedStore;
 
     #[test]
     fn usage_tracks_puts_and_removes() {
-        let s = MemoryStore::default();
+        let s = ManagedStore::in_memory();
         s.put(TaskId(1), Bytes::from_static(b"abc").into());
         s.put(TaskId(2), Bytes::from_static(b"de").into());
         s.put(TaskId(1), Bytes::from_static(b"a").into());
         assert_eq!(s.usage(), (2, 3));
-        let removed = s.remove(TaskId(2)).unwrap().to_bytes().unwrap();
-        assert_eq!(removed, Bytes::from_static(b"de"));
+        assert!(s.remove(TaskId(2)));
+        assert!(!s.remove(TaskId(2)));
         assert_eq!(s.usage(), (1, 1));
         assert!(!s.contains(TaskId(2)));
     }
@@ -169,7 +121,7 @@ mod tests {
 
     #[test]
     fn native_values_count_their_own_size_and_encode_on_demand() {
-        let s = MemoryStore::default();
+        let s = ManagedStore::in_memory();
         s.put(TaskId(1), Value::Native(Arc::new(Native(7))));
         assert_eq!(s.usage(), (1, 100));
         let v = s.get(TaskId(1)).unwrap();

@@ -1,0 +1,151 @@
+//! The nanny: `shoal worker` (by default) and `--nworkers P` run each worker in a child
+//! process and watch it. A child whose RSS passes the terminate threshold is killed and
+//! started again, with an event naming the worker, its pid and its RSS; the scheduler
+//! recomputes what the child held. A child killed by SIGKILL (the kernel's OOM killer)
+//! is restarted too. SIGINT/SIGTERM are passed on and the nanny leaves with its
+//! children.
+
+use anyhow::Context;
+use std::ffi::OsString;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// How long children get to leave after SIGTERM before they are killed.
+const CHILD_GRACE: Duration = Duration::from_secs(10);
+/// Set in a supervised worker's environment: the nanny decides on termination.
+pub const SUPERVISED_ENV: &str = "SHOAL_NANNY_CHILD";
+/// More restarts than this within [`RESTART_WINDOW`] and the nanny gives up.
+const MAX_RESTARTS: usize = 10;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// One worker process to keep alive.
+pub struct ChildSpec {
+    pub name: String,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Kill and restart the child above this RSS; `None`: never.
+    pub terminate_at: Option<u64>,
+    /// How often the child's RSS is read.
+    pub interval: Duration,
+}
+
+/// Run every child until all have ended; SIGINT/SIGTERM end them. Returns 0 when all
+/// exited with 0, else the first non-zero status.
+///
+/// # Errors
+/// A child cannot be started.
+pub async fn supervise(children: Vec<ChildSpec>) -> anyhow::Result<u8> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut watchers = tokio::task::JoinSet::new();
+    for spec in children {
+        watchers.spawn(watch_child(spec, stop_rx.clone()));
+    }
+    tracing::info!(workers = watchers.len(), "supervising worker processes");
+    let mut codes = Vec::new();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            joined = watchers.join_next() => match joined {
+                Some(Ok(code)) => codes.push(code?),
+                Some(Err(e)) => anyhow::bail!("a worker watcher failed: {e}"),
+                None => break,
+            },
+            () = crate::signals::terminated(), if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+    Ok(codes.into_iter().find(|c| *c != 0).unwrap_or(0))
+}
+
+async fn watch_child(spec: ChildSpec, mut stop: watch::Receiver<bool>) -> anyhow::Result<u8> {
+    let mut restarts: Vec<tokio::time::Instant> = Vec::new();
+    loop {
+        let mut child = spawn(&spec)?;
+        let pid = child.id().unwrap_or(0);
+        let mut check = tokio::time::interval(spec.interval);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let restart_reason = loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.with_context(|| format!("cannot wait for worker {}", spec.name))?;
+                    match killed_by_oom(status) {
+                        true if !*stop.borrow() => break format!("worker {} (pid {pid}) was killed by SIGKILL, probably the kernel's out-of-memory killer", spec.name),
+                        _ => return Ok(exit_code(status)),
+                    }
+                }
+                _ = check.tick(), if spec.terminate_at.is_some() => {
+                    let (Some(limit), Some(rss)) = (spec.terminate_at, shoal_runtime::sys::process_rss(pid)) else { continue };
+                    if rss > limit {
+                        tracing::error!(worker = %spec.name, pid, rss, terminate_at = limit, "worker memory above the terminate threshold: killing and restarting it");
+                        let _ = child.kill().await;
+                        break format!("worker {} (pid {pid}) passed the terminate threshold with {rss} bytes", spec.name);
+                    }
+                }
+                _ = stop.changed() => return Ok(stop_child(&mut child, &spec.name).await),
+            }
+        };
+        let now = tokio::time::Instant::now();
+        restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if restarts.len() >= MAX_RESTARTS {
+            tracing::error!(worker = %spec.name, "{restart_reason}; it was restarted {MAX_RESTARTS} times within {RESTART_WINDOW:?}: giving up");
+            return Ok(1);
+        }
+        restarts.push(now);
+        tracing::warn!(worker = %spec.name, "{restart_reason}; restarting it");
+    }
+}
+
+fn spawn(spec: &ChildSpec) -> anyhow::Result<Child> {
+    let mut command = Command::new(&spec.program);
+    if spec.terminate_at.is_some() {
+        command.env(SUPERVISED_ENV, "1");
+    }
+    if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
+        // glibc malloc (Python-hosted workers) keeps freed memory unless told to trim
+        // early: the worker's RSS must fall when it spills or frees results.
+        command.env("MALLOC_TRIM_THRESHOLD_", "65536");
+    }
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            // The worker dies with its nanny, even when the nanny is SIGKILLed.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start worker process {}", spec.name))
+}
+
+/// SIGTERM, then SIGKILL after the grace period.
+async fn stop_child(child: &mut Child, name: &str) -> u8 {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(CHILD_GRACE, child.wait()).await {
+        Ok(Ok(status)) => exit_code(status),
+        _ => {
+            tracing::warn!(worker = %name, "worker process did not leave in {CHILD_GRACE:?}; killing it");
+            let _ = child.kill().await;
+            1
+        }
+    }
+}
+
+fn killed_by_oom(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(libc::SIGKILL)
+}
+
+fn exit_code(status: ExitStatus) -> u8 {
+    status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1))
+}

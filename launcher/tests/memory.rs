@@ -1,0 +1,278 @@
+//! Worker memory management with real processes: spilling a computation three times the
+//! workers' memory, pausing when spilling is off, a full spill disk, and the nanny
+//! restarting a worker above the terminate threshold.
+
+mod common;
+
+use common::{spawn, Cluster};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+/// `n` producers of `size` bytes (filled with `i % 200 + 1`), each read back by a checksum
+/// of itself and its neighbour, all summed: `total` checks every byte produced.
+fn neighbour_checksums(n: u64, size: u64, keep_producers: bool) -> (Value, u64) {
+    let mut tasks = Vec::new();
+    let mut expected = 0u64;
+    for i in 0..n {
+        tasks.push(json!({"key": format!("p{i}"), "kind": "bytes", "args": {"size": size, "fill": i % 200 + 1}}));
+    }
+    for i in 0..n {
+        let j = (i + 1) % n;
+        tasks.push(json!({"key": format!("c{i}"), "kind": "checksum", "deps": [format!("p{i}"), format!("p{j}")]}));
+        expected += size * (i % 200 + 1 + j % 200 + 1);
+    }
+    let checks: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    tasks.push(json!({"key": "total", "kind": "sum", "deps": checks}));
+    let mut outputs = vec!["total".to_string()];
+    if keep_producers {
+        outputs.extend((0..n).map(|i| format!("p{i}")));
+    }
+    (json!({"tasks": tasks, "outputs": outputs}), expected)
+}
+
+fn workers(status: &Value) -> Vec<Value> {
+    status["workers"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_computation_three_times_the_memory_limit_completes_by_spilling() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_str().unwrap().to_string();
+    let c = Cluster::start(
+        2,
+        1,
+        &["--memory-limit", "256MiB", "--local-directory", &dir],
+        &[],
+    );
+    // 192 × 8 MiB held at once = 1.5 GiB, three times the 2 × 256 MiB of the workers.
+    let (graph, expected) = neighbour_checksums(192, 8 * MIB, true);
+    let (ok, out) = c.run_graph(&graph);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["total"], json!(expected), "{out}");
+    let status = c.status();
+    let spilled: u64 = workers(&status)
+        .iter()
+        .map(|w| w["memory"]["spill_bytes"].as_u64().unwrap())
+        .sum();
+    let read_back: u64 = workers(&status)
+        .iter()
+        .map(|w| w["memory"]["unspill_count"].as_u64().unwrap())
+        .sum();
+    assert!(
+        spilled >= 1000 * MIB,
+        "spilled only {spilled} bytes: {status}"
+    );
+    assert!(read_back > 0, "nothing was read back: {status}");
+    // Spill files live in one directory per worker, a few large files each, all of them
+    // removed with the data once it was released.
+    let space = scratch.path().join("shoal-worker-space");
+    let worker_dirs: Vec<_> = std::fs::read_dir(&space).unwrap().collect();
+    assert_eq!(worker_dirs.len(), 2, "one directory per worker");
+}
+
+#[test]
+fn with_spilling_off_a_worker_pauses_instead_of_dying_and_resumes() {
+    let c = Cluster::start(
+        1,
+        1,
+        &[
+            "--memory-limit",
+            "256MiB",
+            "--memory-target",
+            "false",
+            "--memory-spill",
+            "false",
+        ],
+        &[],
+    );
+    // Twice the memory limit, all wanted at once: without pausing the worker would pass
+    // the terminate threshold.
+    let tasks: Vec<Value> = (0..64)
+        .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
+        .collect();
+    let outputs: Vec<String> = (0..64).map(|i| format!("big{i}")).collect();
+    let graph_path = c.dir.path().join("big.json");
+    std::fs::write(
+        &graph_path,
+        json!({"tasks": tasks, "outputs": outputs}).to_string(),
+    )
+    .unwrap();
+    let file = c.file_arg();
+    let mut runner = spawn(
+        c.dir.path(),
+        "runner",
+        &[
+            "run",
+            "--json",
+            "--scheduler-file",
+            &file,
+            "--wait",
+            "600",
+            graph_path.to_str().unwrap(),
+        ],
+    );
+    wait_until("the worker pauses", Duration::from_secs(30), || {
+        workers(&c.status())
+            .first()
+            .is_some_and(|w| w["memory"]["paused"] == json!(true))
+    });
+    // Paused, it holds its results and starts nothing more: the rest stays queued.
+    std::thread::sleep(Duration::from_secs(1));
+    let status = c.status();
+    let w = &workers(&status)[0];
+    assert!(w["memory"]["paused"] == json!(true), "{status}");
+    let done = status["tasks"]["memory"].as_u64().unwrap_or(0);
+    assert!((10..64).contains(&done), "{status}");
+    assert!(status["tasks"].get("erred").is_none(), "{status}");
+    let rss = w["rss"].as_u64().unwrap();
+    assert!(
+        rss < 243 * MIB,
+        "RSS {rss} reached the terminate threshold: {status}"
+    );
+    // The client goes away: its data is freed, the worker resumes and computes again.
+    runner.signal(libc::SIGKILL);
+    let _ = runner.wait_timeout(Duration::from_secs(5));
+    wait_until("the worker resumes", Duration::from_secs(30), || {
+        workers(&c.status())
+            .first()
+            .is_some_and(|w| w["memory"]["paused"] == json!(false))
+    });
+    let (graph, expected) = neighbour_checksums(4, MIB, false);
+    let (ok, out) = c.run_graph(&graph);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["total"], json!(expected));
+    let log = c.workers[0].log_text();
+    assert!(log.contains("pause threshold"), "{log}");
+    assert!(!log.contains("terminate threshold"), "{log}");
+}
+
+/// A tmpfs of `size`, unmounted when dropped; `None` when mounting is not allowed here.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_spill_disk_loses_nothing() {
+    let Some(disk) = Tmpfs::mount("48m") else {
+        eprintln!("cannot mount a tmpfs here (not root?): skipped");
+        return;
+    };
+    let dir = disk.0.path().to_str().unwrap().to_string();
+    let c = Cluster::start(
+        1,
+        1,
+        &[
+            "--memory-limit",
+            "256MiB",
+            "--local-directory",
+            &dir,
+            "--memory-terminate",
+            "false",
+        ],
+        &[],
+    );
+    // 160 MiB held: about 100 MiB must leave memory, but only 48 MiB fit on the disk.
+    let (graph, expected) = neighbour_checksums(20, 8 * MIB, true);
+    let (ok, out) = c.run_graph(&graph);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["total"], json!(expected), "{out}");
+    let status = c.status();
+    let w = &workers(&status)[0];
+    assert!(w["memory"]["spill_count"].as_u64().unwrap() > 0, "{status}");
+    let log = c.workers[0].log_text();
+    assert!(log.contains("results stay in memory"), "{log}");
+}
+
+#[test]
+fn the_nanny_restarts_a_worker_above_the_terminate_threshold_and_the_graph_completes() {
+    // Spilling off and no pause: results pile up until the terminate threshold, the nanny
+    // kills and restarts the worker, and the scheduler recomputes what was lost.
+    let c = Cluster::start(
+        1,
+        1,
+        &[
+            "--memory-limit",
+            "96MiB",
+            "--memory-target",
+            "false",
+            "--memory-spill",
+            "false",
+            "--memory-pause",
+            "false",
+        ],
+        &["--allowed-failures", "10"],
+    );
+    let first_pid = workers(&c.status())[0]["pid"].as_i64().unwrap();
+    // Twelve 8 MiB results wanted at once pass 0.95 × 96 MiB; a slow task after them keeps
+    // the client waiting, and the results held.
+    let mut tasks: Vec<Value> = (0..12)
+        .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
+        .collect();
+    tasks.push(json!({"key": "slow", "kind": "sleep", "args": {"ms": 30_000}}));
+    let mut outputs: Vec<String> = (0..12).map(|i| format!("big{i}")).collect();
+    outputs.push("slow".into());
+    let graph_path = c.dir.path().join("big.json");
+    std::fs::write(
+        &graph_path,
+        json!({"tasks": tasks, "outputs": outputs}).to_string(),
+    )
+    .unwrap();
+    let file = c.file_arg();
+    let mut runner = spawn(
+        c.dir.path(),
+        "runner",
+        &[
+            "run",
+            "--json",
+            "--scheduler-file",
+            &file,
+            "--wait",
+            "60",
+            graph_path.to_str().unwrap(),
+        ],
+    );
+    wait_until("a restarted worker joins", Duration::from_secs(30), || {
+        workers(&c.status())
+            .first()
+            .and_then(|w| w["pid"].as_i64())
+            .is_some_and(|pid| pid != first_pid)
+    });
+    // Nothing can hold all of that: the client gives up, and its data is freed.
+    runner.signal(libc::SIGKILL);
+    let _ = runner.wait_timeout(Duration::from_secs(5));
+    let log = c.workers[0].log_text();
+    assert!(log.contains("terminate threshold"), "{log}");
+    let (graph, expected) = neighbour_checksums(4, MIB, false);
+    let (ok, out) = c.run_graph(&graph);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["total"], json!(expected));
+}

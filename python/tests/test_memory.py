@@ -1,0 +1,99 @@
+"""Worker memory management from Python: dask.array data three times the workers' memory
+completes by spilling, and a worker killed by its nanny above the terminate threshold is
+restarted while the graph still completes. Each test starts its own `shoal local`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import shoal
+
+from conftest import wait_for
+
+MIB = 1 << 20
+
+
+@contextlib.contextmanager
+def local_cluster(tmp_path, *flags):
+    scheduler_file = tmp_path / "scheduler.json"
+    log = open(tmp_path / "cluster.log", "wb")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "local", "--nthreads", "1", "--scheduler-file", str(scheduler_file),
+         "--local-directory", str(tmp_path), *flags],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    )
+    try:
+        assert wait_for(scheduler_file.exists, timeout=30), (tmp_path / "cluster.log").read_text()
+        with shoal.Client(scheduler_file=scheduler_file, timeout=10) as client:
+            yield client, tmp_path / "cluster.log"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_dask_array_three_times_the_memory_limit_completes_by_spilling(tmp_path):
+    da = pytest.importorskip("dask.array")
+    np = pytest.importorskip("numpy")
+    with local_cluster(tmp_path, "--workers", "2", "--memory-limit", "300MiB") as (client, log):
+        client.wait_for_workers(2, timeout=30)
+        # 1.8 GB held at once: three times the 2 x 300 MiB of the workers.
+        chunk = 1024  # 8 MiB chunks
+        side = chunk * 15
+        x = da.random.RandomState(7).random((side, side), chunks=(chunk, chunk))
+        (x,) = client.persist([x])
+        total = client.compute((x * 2).sum()).result(timeout=300)
+        column = client.compute(x[:, 5]).result(timeout=120)
+        expected = da.random.RandomState(7).random((side, side), chunks=(chunk, chunk))[:, 5].compute(
+            scheduler="synchronous")
+        assert np.array_equal(column, expected)
+        assert abs(total / (side * side) - 1.0) < 0.01
+        workers = client.scheduler_info()["workers"]
+        spilled = sum(w["metrics"]["memory"]["spill_bytes"] for w in workers)
+        assert spilled > 1000 * MIB, workers
+        assert all(w["metrics"]["rss"] < 0.95 * 300 * MIB for w in workers), workers
+        del x
+
+
+def spike_once(marker, i):
+    """Uses far more memory than the worker may, the first time only."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        hog = bytearray(b"\x01") * (500 * MIB)
+        time.sleep(60)
+        del hog
+    return i
+
+
+def double(i):
+    return 2 * i
+
+
+def test_the_nanny_restarts_a_worker_above_terminate_and_the_graph_completes(tmp_path):
+    flags = ("--workers", "1", "--memory-limit", "400MiB", "--memory-target", "false", "--memory-spill", "false",
+             "--memory-pause", "false")
+    with local_cluster(tmp_path, *flags) as (client, log):
+        client.wait_for_workers(1, timeout=30)
+        before = client.scheduler_info()["workers"][0]["pid"]
+        marker = str(tmp_path / "spiked")
+        parts = client.map(double, range(10))
+        spiky = client.submit(spike_once, marker, 100)
+        total = client.submit(sum, [*parts, spiky])
+        assert total.result(timeout=120) == 2 * sum(range(10)) + 100
+        assert os.path.exists(marker)
+        after = client.scheduler_info()["workers"][0]["pid"]
+        assert after != before
+        assert "terminate threshold" in log.read_text()
