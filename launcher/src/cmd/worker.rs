@@ -80,11 +80,14 @@ pub fn settings_to_options(
 /// Bad options or the data server cannot start.
 pub async fn run(args: WorkerArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
     let supervised = std::env::var_os(super::nanny::SUPERVISED_ENV).is_some();
-    if args.batch.nworkers > 1 || !(args.no_nanny || supervised) {
+    let mut options = options(&args, 1)?;
+    // The nanny watches memory: without a limit and a terminate threshold it has nothing to
+    // do, and the worker runs in this process.
+    let watched = options.memory_limit > 0 && options.memory.thresholds.terminate.is_some();
+    if args.batch.nworkers > 1 || (watched && !(args.no_nanny || supervised)) {
         return super::batch_worker::supervise(&args, hooks).await;
     }
     super::batch_worker::wait_for_scheduler_file(&args).await?;
-    let mut options = options(&args, 1)?;
     options.runner = hooks.runner.clone();
     options.executors = hooks.executors.clone();
     options.memory.supervised = supervised;
