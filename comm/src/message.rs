@@ -313,6 +313,9 @@ pub struct Input {
     pub id: TaskId,
     /// Workers holding it; may include the receiving worker itself.
     pub holders: Vec<WorkerId>,
+    /// Its size in bytes, as reported by the worker that produced it (bounds how much a
+    /// worker fetches at once).
+    pub size: u64,
 }
 
 /// One task a worker must run.

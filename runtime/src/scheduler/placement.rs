@@ -122,6 +122,7 @@ impl Core {
                     TaskState::Memory(h) => self.holders_memory_first(*d, h),
                     _ => Vec::new(),
                 },
+                size: self.task(*d).size,
             })
             .collect();
         let compute = ComputeTask {

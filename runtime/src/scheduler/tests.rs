@@ -217,7 +217,8 @@ fn inputs_name_their_holders() {
         c.inputs,
         vec![Input {
             id: env.id("x"),
-            holders: vec![w]
+            holders: vec![w],
+            size: 5,
         }]
     );
 }

@@ -28,6 +28,8 @@ pub struct Fetch {
     pub untried: Vec<WorkerId>,
     /// Holders tried and failed.
     pub tried: Vec<WorkerId>,
+    /// Its size in bytes, as the scheduler knows it.
+    pub size: u64,
 }
 
 /// The worker's task bookkeeping.
@@ -52,8 +54,8 @@ pub struct Local {
 /// What the session must do after `Local` accepted tasks or fetched data.
 #[derive(Default)]
 pub struct Actions {
-    /// (input, holder) pairs to fetch.
-    pub fetch: Vec<(TaskId, WorkerId)>,
+    /// (input, holder, bytes) to fetch.
+    pub fetch: Vec<(TaskId, WorkerId, u64)>,
     /// (task, missing input, holders tried) to report to the scheduler.
     pub missing: Vec<(TaskId, TaskId, Vec<WorkerId>)>,
 }
@@ -110,13 +112,14 @@ impl Local {
                     .filter(|w| *w != self.me)
                     .collect();
                 let first = untried.remove(0);
-                actions.fetch.push((input.id, first));
+                actions.fetch.push((input.id, first, input.size));
                 self.fetching.insert(
                     input.id,
                     Fetch {
                         waiters: vec![task.id],
                         untried,
                         tried: vec![first],
+                        size: input.size,
                     },
                 );
                 waiting_for += 1;
@@ -166,7 +169,7 @@ impl Local {
         };
         if let Some(next) = fetch.untried.pop() {
             fetch.tried.push(next);
-            actions.fetch.push((id, next));
+            actions.fetch.push((id, next, fetch.size));
             return;
         }
         let Some(fetch) = self.fetching.remove(&id) else {
@@ -323,19 +326,20 @@ mod tests {
             vec![Input {
                 id: TaskId(9),
                 holders: vec![WorkerId(2), WorkerId(3)],
+                size: 1,
             }]
         };
         local.accept(task(1, 0, input()), None, &store, &mut actions);
         local.accept(task(2, 0, input()), None, &store, &mut actions);
         assert_eq!(
             actions.fetch,
-            vec![(TaskId(9), WorkerId(2))],
+            vec![(TaskId(9), WorkerId(2), 1)],
             "one fetch for two readers"
         );
         local.fetch_failed(TaskId(9), &store, &mut actions);
         assert_eq!(
             actions.fetch.last(),
-            Some(&(TaskId(9), WorkerId(3))),
+            Some(&(TaskId(9), WorkerId(3), 1)),
             "next holder tried"
         );
         local.fetched(TaskId(9), Bytes::from_static(b"x").into(), &store);
@@ -362,6 +366,7 @@ mod tests {
                 vec![Input {
                     id: TaskId(9),
                     holders: vec![WorkerId(2)],
+                    size: 1,
                 }],
             ),
             None,

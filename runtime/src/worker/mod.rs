@@ -15,6 +15,7 @@ pub mod scratch;
 pub mod session;
 pub mod spill;
 pub mod store;
+pub mod transfers;
 
 pub use options::{SchedulerSource, WorkerOptions};
 pub use session::{run_worker, WorkerExit};

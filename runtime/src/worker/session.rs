@@ -9,6 +9,7 @@ use super::options::{SchedulerSource, WorkerOptions};
 use super::scratch::{self, WorkerDir};
 use super::spill::SpillOptions;
 use super::store::{DataStore, Value};
+use super::transfers::Transfers;
 use crate::executor::builtin;
 use crate::executor::pool::{ExecutorPool, Job, JobResult, Runner};
 use crate::net::{connect, format_address, spawn_writer, Outbox};
@@ -210,8 +211,8 @@ struct Session<'a> {
     depth: u32,
     /// Memory is above the pause threshold: start nothing, fetch nothing.
     paused: bool,
-    /// Input fetches held back while paused.
-    deferred: Actions,
+    /// Inputs to fetch, bounded in bytes in flight, held back while paused.
+    transfers: Transfers,
     /// When memory was last sampled (also sampled between timer ticks as results arrive).
     last_sample: Instant,
 }
@@ -245,7 +246,7 @@ impl<'a> Session<'a> {
             avg_run: None,
             depth: 1,
             paused: false,
-            deferred: Actions::default(),
+            transfers: Transfers::new(Transfers::budget_for(options.memory_limit)),
             last_sample: Instant::now(),
         }
     }
@@ -444,15 +445,21 @@ impl<'a> Session<'a> {
         None
     }
 
-    fn act(&mut self, mut actions: Actions, fetch_tx: &mpsc::UnboundedSender<FetchDone>) {
-        if self.paused {
-            // Incoming transfers wait until memory falls.
-            self.deferred.fetch.append(&mut actions.fetch);
+    fn act(&mut self, actions: Actions, fetch_tx: &mpsc::UnboundedSender<FetchDone>) {
+        self.transfers.push(actions.fetch);
+        self.dispatch_fetches(fetch_tx);
+        for (task, missing, holders) in actions.missing {
+            self.out_other.push(FromWorker::MissingData {
+                task,
+                missing,
+                holders,
+            });
         }
-        let mut by_peer: FxHashMap<WorkerId, Vec<TaskId>> = FxHashMap::default();
-        for (id, holder) in actions.fetch {
-            by_peer.entry(holder).or_default().push(id);
-        }
+    }
+
+    /// Start the fetches the transfer budget allows, batched per peer.
+    fn dispatch_fetches(&mut self, fetch_tx: &mpsc::UnboundedSender<FetchDone>) {
+        let by_peer = self.transfers.start(self.paused);
         for (peer, ids) in by_peer {
             let fetcher = match self.fetchers.get(&peer) {
                 Some(f) => f,
@@ -483,13 +490,6 @@ impl<'a> Session<'a> {
                 });
             }
         }
-        for (task, missing, holders) in actions.missing {
-            self.out_other.push(FromWorker::MissingData {
-                task,
-                missing,
-                holders,
-            });
-        }
     }
 
     fn on_fetched(
@@ -500,9 +500,11 @@ impl<'a> Session<'a> {
     ) {
         let mut actions = Actions::default();
         for (id, value) in done.found {
+            self.transfers.done(id);
             local.fetched(id, value.into(), self.store.as_ref());
         }
         for id in done.failed {
+            self.transfers.done(id);
             local.fetch_failed(id, self.store.as_ref(), &mut actions);
         }
         self.act(actions, fetch_tx);
@@ -566,8 +568,7 @@ impl<'a> Session<'a> {
                     limit,
                     "memory back under the pause threshold: resuming"
                 );
-                let deferred = std::mem::take(&mut self.deferred);
-                self.act(deferred, fetch_tx);
+                self.dispatch_fetches(fetch_tx);
             }
         }
         (verdict.terminate && !policy.supervised).then_some(SessionEnd::MemoryExceeded(rss))
