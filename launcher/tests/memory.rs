@@ -221,90 +221,27 @@ fn a_full_spill_disk_loses_nothing() {
     assert!(log.contains("results stay in memory"), "{log}");
 }
 
-#[test]
-fn the_nanny_restarts_a_worker_above_the_terminate_threshold_and_the_graph_completes() {
-    // Spilling off and no pause: results pile up until the terminate threshold, the nanny
-    // kills and restarts the worker, and the scheduler recomputes what was lost.
-    let c = Cluster::start(
-        1,
-        2,
-        &[
-            "--memory-limit",
-            "96MiB",
-            "--memory-target",
-            "false",
-            "--memory-spill",
-            "false",
-            "--memory-pause",
-            "false",
-        ],
-        &["--allowed-failures", "10"],
-    );
-    let first_pid = workers(&c.status())[0]["pid"].as_i64().unwrap();
-    // Twelve 8 MiB results wanted at once pass 0.95 × 96 MiB; a slow task after them keeps
-    // the client waiting, and the results held (on one thread; the other stays free).
-    let mut tasks: Vec<Value> = (0..12)
-        .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
-        .collect();
-    tasks.push(json!({"key": "slow", "kind": "sleep", "args": {"ms": 30_000}}));
-    let mut outputs: Vec<String> = (0..12).map(|i| format!("big{i}")).collect();
-    outputs.push("slow".into());
-    let graph_path = c.dir.path().join("big.json");
-    std::fs::write(
-        &graph_path,
-        json!({"tasks": tasks, "outputs": outputs}).to_string(),
-    )
-    .unwrap();
-    let file = c.file_arg();
-    let mut runner = spawn(
-        c.dir.path(),
-        "runner",
-        &[
-            "run",
-            "--json",
-            "--scheduler-file",
-            &file,
-            "--wait",
-            "60",
-            graph_path.to_str().unwrap(),
-        ],
-    );
-    wait_until("a restarted worker joins", Duration::from_secs(30), || {
-        workers(&c.status())
-            .first()
-            .and_then(|w| w["pid"].as_i64())
-            .is_some_and(|pid| pid != first_pid)
-    });
-    // Nothing can hold all of that: the client gives up, and its data is freed.
-    runner.signal(libc::SIGKILL);
-    let _ = runner.wait_timeout(Duration::from_secs(5));
-    let log = c.workers[0].log_text();
-    assert!(log.contains("terminate threshold"), "{log}");
-    let (graph, expected) = neighbour_checksums(4, MIB, false);
-    let (ok, out) = c.run_graph(&graph);
-    assert!(ok, "{out}");
-    assert_eq!(out["results"]["total"], json!(expected));
-}
-
-#[test]
-fn without_a_nanny_the_worker_restarts_itself_in_process_above_terminate() {
-    // As MPI ranks do: the process stays, its worker clears its results and rejoins.
-    let c = Cluster::start(
-        1,
-        2,
-        &[
-            "--no-nanny",
-            "--memory-limit",
-            "96MiB",
-            "--memory-target",
-            "false",
-            "--memory-spill",
-            "false",
-            "--memory-pause",
-            "false",
-        ],
-        &["--allowed-failures", "10"],
-    );
+/// One worker (2 threads, 96 MiB, spilling and pausing off) is given twelve 8 MiB
+/// results wanted at once, more than 0.95 × 96 MiB, and a slow task that keeps the client
+/// waiting (on one thread; the other stays free). Waits until the worker is replaced as
+/// `replaced(first worker, current worker)` says, then lets the client go (its data is
+/// freed), checks the log and that a new graph completes.
+fn pass_the_terminate_threshold(
+    extra: &[&str],
+    replaced: impl Fn(&Value, &Value) -> bool,
+) -> Cluster {
+    let mut flags = extra.to_vec();
+    flags.extend([
+        "--memory-limit",
+        "96MiB",
+        "--memory-target",
+        "false",
+        "--memory-spill",
+        "false",
+        "--memory-pause",
+        "false",
+    ]);
+    let c = Cluster::start(1, 2, &flags, &["--allowed-failures", "10"]);
     let first = workers(&c.status())[0].clone();
     let mut tasks: Vec<Value> = (0..12)
         .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
@@ -332,27 +269,35 @@ fn without_a_nanny_the_worker_restarts_itself_in_process_above_terminate() {
             graph_path.to_str().unwrap(),
         ],
     );
-    wait_until(
-        "the worker rejoins as a new worker",
-        Duration::from_secs(30),
-        || {
-            workers(&c.status())
-                .first()
-                .is_some_and(|w| w["id"] != first["id"])
-        },
-    );
+    wait_until("the worker is replaced", Duration::from_secs(30), || {
+        workers(&c.status())
+            .first()
+            .is_some_and(|now| replaced(&first, now))
+    });
+    // Nothing can hold all of that: the client gives up, and its data is freed.
     runner.signal(libc::SIGKILL);
     let _ = runner.wait_timeout(Duration::from_secs(5));
-    let status = c.status();
-    assert_eq!(
-        workers(&status)[0]["pid"],
-        first["pid"],
-        "same process: {status}"
-    );
     let log = c.workers[0].log_text();
-    assert!(log.contains("restarting the worker"), "{log}");
+    assert!(log.contains("terminate threshold"), "{log}");
     let (graph, expected) = neighbour_checksums(4, MIB, false);
     let (ok, out) = c.run_graph(&graph);
     assert!(ok, "{out}");
     assert_eq!(out["results"]["total"], json!(expected));
+    c
+}
+
+#[test]
+fn the_nanny_restarts_a_worker_above_the_terminate_threshold_and_the_graph_completes() {
+    // The nanny kills the worker process and starts a new one; the scheduler recomputes.
+    pass_the_terminate_threshold(&[], |first, now| now["pid"] != first["pid"]);
+}
+
+#[test]
+fn without_a_nanny_the_worker_restarts_itself_in_process_above_terminate() {
+    // As MPI ranks do: the process stays, its worker clears its results and rejoins.
+    let c = pass_the_terminate_threshold(&["--no-nanny"], |first, now| {
+        now["id"] != first["id"] && now["pid"] == first["pid"]
+    });
+    let log = c.workers[0].log_text();
+    assert!(log.contains("restarting the worker"), "{log}");
 }

@@ -3,6 +3,7 @@ started with this interpreter's `python -m shoal` and stopped by pid even on fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,9 +17,10 @@ import shoal
 START_TIMEOUT = 30
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def local_cluster(directory, *flags):
+    """`python -m shoal local FLAGS` writing its scheduler file and log into `directory`;
+    yields the scheduler file. The whole process group is stopped on exit."""
     scheduler_file = directory / "scheduler.json"
     log = open(directory / "cluster.log", "wb")
     # Tests pickle their own functions by module name: workers must import them too,
@@ -26,8 +28,7 @@ def cluster(tmp_path_factory):
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "local", "--workers", "2", "--nthreads", "1",
-         "--memory-limit", "0", "--scheduler-file", str(scheduler_file)],
+        [sys.executable, "-m", "shoal", "local", "--scheduler-file", str(scheduler_file), *flags],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     try:
@@ -41,11 +42,18 @@ def cluster(tmp_path_factory):
         # The whole process group: the scheduler and its worker processes.
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    with local_cluster(tmp_path_factory.mktemp("cluster"), "--workers", "2", "--nthreads", "1",
+                       "--memory-limit", "0") as scheduler_file:
+        yield scheduler_file
 
 
 @pytest.fixture

@@ -6,49 +6,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 import shoal
 
-from conftest import wait_for
+from conftest import local_cluster
 
 MIB = 1 << 20
 
 
 @contextlib.contextmanager
-def local_cluster(tmp_path, *flags):
-    scheduler_file = tmp_path / "scheduler.json"
-    log = open(tmp_path / "cluster.log", "wb")
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "local", "--nthreads", "1", "--scheduler-file", str(scheduler_file),
-         "--local-directory", str(tmp_path), *flags],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
-    )
-    try:
-        assert wait_for(scheduler_file.exists, timeout=30), (tmp_path / "cluster.log").read_text()
+def memory_cluster(tmp_path, *flags):
+    with local_cluster(tmp_path, "--nthreads", "1", "--local-directory", str(tmp_path), *flags) as scheduler_file:
         with shoal.Client(scheduler_file=scheduler_file, timeout=10) as client:
             yield client, tmp_path / "cluster.log"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
 
 
 def test_dask_array_three_times_the_memory_limit_completes_by_spilling(tmp_path):
     da = pytest.importorskip("dask.array")
     np = pytest.importorskip("numpy")
-    with local_cluster(tmp_path, "--workers", "2", "--memory-limit", "300MiB") as (client, log):
+    with memory_cluster(tmp_path, "--workers", "2", "--memory-limit", "300MiB") as (client, log):
         client.wait_for_workers(2, timeout=30)
         # 1.8 GB held at once: three times the 2 x 300 MiB of the workers.
         chunk = 1024  # 8 MiB chunks
@@ -85,7 +64,7 @@ def double(i):
 def test_the_nanny_restarts_a_worker_above_terminate_and_the_graph_completes(tmp_path):
     flags = ("--workers", "1", "--memory-limit", "400MiB", "--memory-target", "false", "--memory-spill", "false",
              "--memory-pause", "false")
-    with local_cluster(tmp_path, *flags) as (client, log):
+    with memory_cluster(tmp_path, *flags) as (client, log):
         client.wait_for_workers(1, timeout=30)
         before = client.scheduler_info()["workers"][0]["pid"]
         marker = str(tmp_path / "spiked")
