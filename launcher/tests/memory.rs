@@ -89,6 +89,39 @@ fn a_computation_three_times_the_memory_limit_completes_by_spilling() {
     assert_eq!(worker_dirs.len(), 2, "one directory per worker");
 }
 
+/// A client (`shoal run`, in the background) wanting `n` results of 8 MiB at once, and
+/// with `slow`, a 30 s task after them that keeps it waiting with the results held.
+fn hold_big_results(c: &Cluster, n: usize, slow: bool) -> common::Proc {
+    let mut tasks: Vec<Value> = (0..n)
+        .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
+        .collect();
+    let mut outputs: Vec<String> = (0..n).map(|i| format!("big{i}")).collect();
+    if slow {
+        tasks.push(json!({"key": "slow", "kind": "sleep", "args": {"ms": 30_000}}));
+        outputs.push("slow".into());
+    }
+    let graph_path = c.dir.path().join("big.json");
+    std::fs::write(
+        &graph_path,
+        json!({"tasks": tasks, "outputs": outputs}).to_string(),
+    )
+    .unwrap();
+    let file = c.file_arg();
+    spawn(
+        c.dir.path(),
+        "runner",
+        &[
+            "run",
+            "--json",
+            "--scheduler-file",
+            &file,
+            "--wait",
+            "600",
+            graph_path.to_str().unwrap(),
+        ],
+    )
+}
+
 #[test]
 fn with_spilling_off_a_worker_pauses_instead_of_dying_and_resumes() {
     let c = Cluster::start(
@@ -106,30 +139,7 @@ fn with_spilling_off_a_worker_pauses_instead_of_dying_and_resumes() {
     );
     // Twice the memory limit, all wanted at once: without pausing the worker would pass
     // the terminate threshold.
-    let tasks: Vec<Value> = (0..64)
-        .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
-        .collect();
-    let outputs: Vec<String> = (0..64).map(|i| format!("big{i}")).collect();
-    let graph_path = c.dir.path().join("big.json");
-    std::fs::write(
-        &graph_path,
-        json!({"tasks": tasks, "outputs": outputs}).to_string(),
-    )
-    .unwrap();
-    let file = c.file_arg();
-    let mut runner = spawn(
-        c.dir.path(),
-        "runner",
-        &[
-            "run",
-            "--json",
-            "--scheduler-file",
-            &file,
-            "--wait",
-            "600",
-            graph_path.to_str().unwrap(),
-        ],
-    );
+    let mut runner = hold_big_results(&c, 64, false);
     wait_until("the worker pauses", Duration::from_secs(30), || {
         workers(&c.status())
             .first()
@@ -243,32 +253,7 @@ fn pass_the_terminate_threshold(
     ]);
     let c = Cluster::start(1, 2, &flags, &["--allowed-failures", "10"]);
     let first = workers(&c.status())[0].clone();
-    let mut tasks: Vec<Value> = (0..12)
-        .map(|i| json!({"key": format!("big{i}"), "kind": "bytes", "args": {"size": 8 * MIB, "fill": 1}}))
-        .collect();
-    tasks.push(json!({"key": "slow", "kind": "sleep", "args": {"ms": 30_000}}));
-    let mut outputs: Vec<String> = (0..12).map(|i| format!("big{i}")).collect();
-    outputs.push("slow".into());
-    let graph_path = c.dir.path().join("big.json");
-    std::fs::write(
-        &graph_path,
-        json!({"tasks": tasks, "outputs": outputs}).to_string(),
-    )
-    .unwrap();
-    let file = c.file_arg();
-    let mut runner = spawn(
-        c.dir.path(),
-        "runner",
-        &[
-            "run",
-            "--json",
-            "--scheduler-file",
-            &file,
-            "--wait",
-            "60",
-            graph_path.to_str().unwrap(),
-        ],
-    );
+    let mut runner = hold_big_results(&c, 12, true);
     wait_until("the worker is replaced", Duration::from_secs(30), || {
         workers(&c.status())
             .first()
