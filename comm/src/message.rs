@@ -214,6 +214,8 @@ pub enum FromClient {
     Cancel { keys: Vec<String> },
     /// Where are these keys held?
     WhoHas { request: u64, keys: Vec<String> },
+    /// Copy these keys (in memory now) to every worker (`scatter(broadcast=True)`).
+    Replicate { keys: Vec<String> },
     /// Report the cluster state.
     Status { request: u64 },
     /// Stop the whole cluster: workers, then the scheduler.
@@ -305,6 +307,8 @@ pub enum FromWorker {
     Paused(bool),
     /// These results moved to disk here (`true`) or back into memory (`false`).
     Spilled { ids: Vec<TaskId>, on_disk: bool },
+    /// Copies asked for by `Replicate` are held here now.
+    Replicated(Vec<TaskId>),
 }
 
 /// An input of a task to compute: its id and where it is held.
@@ -346,6 +350,8 @@ pub enum ToWorker {
     Steal(Vec<TaskId>),
     /// Drop these results (and forget these tasks if queued).
     Release(Vec<TaskId>),
+    /// Fetch these results from their holders and keep them as held here.
+    Replicate(Vec<Input>),
     /// A peer joined.
     PeerJoined(WorkerId, String),
     /// A peer left.

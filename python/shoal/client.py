@@ -18,7 +18,7 @@ from typing import Any
 import cloudpickle
 
 from . import _native
-from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState
+from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState, wait
 from ._serialize import loads as _loads_value
 from ._worker import CALL, DATA, FUTURE_REFS, MAPPED, Dep
 
@@ -486,20 +486,37 @@ class Client:
         values = dict(zip(unique, self._fetch(unique))) if unique else {}
         return _rebuild(futures, values, errors == "skip")
 
-    def scatter(self, data, broadcast: bool = False, workers=None, hash: bool = True):
+    def scatter(self, data, broadcast: bool = False, workers=None, hash: bool = True, timeout: float | None = 60):
         """Put local data into the cluster; returns futures of the same shape (list, dict
-        or a single value). The data travels with the task that holds it."""
-        # TODO(protocol): push straight to a worker instead of through the scheduler.
+        or a single value). The data travels to one worker with the task that holds it;
+        with ``broadcast=True`` every worker then gets a copy (fetched from that worker),
+        so tasks anywhere read it without a transfer."""
+        futures = self._scatter(data, workers, hash)
+        if broadcast:
+            flat = list(futures.values()) if isinstance(futures, dict) else (
+                list(futures) if isinstance(futures, (list, tuple, set, frozenset)) else [futures])
+            wait(flat, timeout=timeout)
+            self._native.replicate([f.key for f in flat])
+        return futures
+
+    def who_has(self, futures=None) -> dict:
+        """``{key: [worker addresses holding it]}`` for these futures."""
+        if isinstance(futures, Future):
+            futures = [futures]
+        keys = [f.key for f in futures or []]
+        return dict(zip(keys, self._native.who_has(keys))) if keys else {}
+
+    def _scatter(self, data, workers, hash):
         if isinstance(data, dict):
             keys = list(data)
-            futures = self._scatter_values(list(data.values()), hash, workers, broadcast)
+            futures = self._scatter_values(list(data.values()), hash, workers)
             return dict(zip(keys, futures))
         if isinstance(data, (list, tuple, set, frozenset)):
-            futures = self._scatter_values(list(data), hash, workers, broadcast)
+            futures = self._scatter_values(list(data), hash, workers)
             return futures if isinstance(data, list) else type(data)(futures)
-        return self._scatter_values([data], hash, workers, broadcast)[0]
+        return self._scatter_values([data], hash, workers)[0]
 
-    def _scatter_values(self, values, hash_, workers, broadcast):
+    def _scatter_values(self, values, hash_, workers):
         tasks = []
         for v in values:
             payload = _pickle((DATA, v))

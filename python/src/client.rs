@@ -212,6 +212,14 @@ impl NativeClient {
         Ok(status.workers.len())
     }
 
+    /// The workers holding each key.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn who_has(&self, keys: &[String]) -> Result<Vec<Vec<String>>, ClientError> {
+        runtime()?.block_on(self.client.who_has(keys))
+    }
+
     /// Stop the cluster.
     ///
     /// # Errors

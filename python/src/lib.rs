@@ -171,6 +171,16 @@ impl PyClient {
         self.0.client.cancel(keys).map_err(to_py)
     }
 
+    /// The data-server addresses holding each key.
+    fn who_has(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Vec<String>>> {
+        py.detach(|| self.0.who_has(&keys)).map_err(to_py)
+    }
+
+    /// Copy keys held in memory to every worker.
+    fn replicate(&self, keys: Vec<String>) -> PyResult<()> {
+        self.0.client.replicate(keys).map_err(to_py)
+    }
+
     /// The cluster state as JSON.
     fn status(&self, py: Python<'_>) -> PyResult<String> {
         let status = py.detach(|| self.0.status()).map_err(to_py)?;

@@ -184,6 +184,19 @@ def test_scatter(client):
     assert single.result(timeout=10) == 5
 
 
+def test_scatter_broadcast_puts_a_copy_on_every_worker_and_release_frees_them(client):
+    payload = bytes(range(256)) * 4096
+    [f] = client.scatter([payload], broadcast=True, hash=False)
+    key = f.key
+    assert wait_for(lambda: len(client.who_has(f)[key]) == 2, timeout=10), client.who_has(f)
+    addresses = [w["address"] for w in client.scheduler_info()["workers"]]
+    assert sorted(client.who_has(f)[key]) == sorted(addresses)
+    lengths = [client.submit(len, f, workers=[a], pure=False).result(timeout=30) for a in addresses]
+    assert lengths == [len(payload)] * 2
+    del f
+    assert wait_for(lambda: client._native.who_has([key]) == [[]], timeout=10)
+
+
 def test_run_on_every_worker(client):
     pids = client.run(os.getpid)
     assert len(pids) == 2 and len(set(pids.values())) == 2

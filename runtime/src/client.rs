@@ -458,6 +458,34 @@ impl Client {
         self.send(&FromClient::Release { keys }, Vec::new())
     }
 
+    /// The data-server addresses of the workers holding each key (empty if not in memory).
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn who_has(&self, keys: &[String]) -> Result<Vec<Vec<String>>, ClientError> {
+        let reply = self
+            .request(
+                |request| FromClient::WhoHas {
+                    request,
+                    keys: keys.to_vec(),
+                },
+                Vec::new(),
+            )
+            .await?;
+        let ToClient::WhoHasReply { locations, .. } = reply else {
+            return Err(ClientError::Refused("unexpected reply to who-has".into()));
+        };
+        Ok(locations.into_iter().map(|l| l.holders).collect())
+    }
+
+    /// Copy keys that are in memory to every worker (`scatter(broadcast=True)`).
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn replicate(&self, keys: Vec<String>) -> Result<(), ClientError> {
+        self.send(&FromClient::Replicate { keys }, Vec::new())
+    }
+
     /// Cancel keys (for every client that wants them).
     ///
     /// # Errors

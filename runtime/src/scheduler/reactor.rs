@@ -4,9 +4,11 @@ use super::comm::Comm;
 use super::core::{ClientState, Core};
 use super::task::TaskState;
 use super::worker::WorkerState;
+use rustc_hash::FxHashMap;
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::{
-    KeyState, KeyUpdate, Registration, TaskError, TaskFailed, TaskFinished, ToWorker, WorkerMetrics,
+    Input, KeyState, KeyUpdate, Registration, TaskError, TaskFailed, TaskFinished, ToWorker,
+    WorkerMetrics,
 };
 use smallvec::smallvec;
 use std::sync::Arc;
@@ -374,6 +376,47 @@ impl Core {
             }
         }
         self.settle(comm);
+    }
+
+    /// Copy results in memory to every worker that lacks them and accepts work.
+    pub fn on_replicate(&mut self, keys: &[String], comm: &mut impl Comm) {
+        let mut by_worker: FxHashMap<WorkerId, Vec<Input>> = FxHashMap::default();
+        for key in keys {
+            let Some(id) = self.find_key(key) else {
+                continue;
+            };
+            let task = self.task(id);
+            let TaskState::Memory(holders) = &task.state else {
+                continue;
+            };
+            for w in self.workers.values() {
+                if w.accepts_work() && !holders.contains(&w.id) {
+                    by_worker.entry(w.id).or_default().push(Input {
+                        id,
+                        holders: holders.to_vec(),
+                        size: task.size,
+                    });
+                }
+            }
+        }
+        for (worker, inputs) in by_worker {
+            comm.send_worker(worker, ToWorker::Replicate(inputs));
+        }
+    }
+
+    /// A worker holds copies it was asked to make: it is a holder now, or it drops those
+    /// no longer wanted.
+    pub fn on_worker_replicated(&mut self, worker: WorkerId, ids: &[TaskId], comm: &mut impl Comm) {
+        for &id in ids {
+            match self.tasks.get_mut(&id).map(|t| &mut t.state) {
+                Some(TaskState::Memory(holders)) => {
+                    if !holders.contains(&worker) {
+                        holders.push(worker);
+                    }
+                }
+                _ => comm.release(worker, id),
+            }
+        }
     }
 
     /// Cancel keys for every client that wants them; work only they needed stops.

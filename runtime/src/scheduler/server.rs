@@ -441,6 +441,7 @@ impl ServerState {
             FromWorker::Retiring => core.on_worker_retiring(id, comm),
             FromWorker::Paused(paused) => core.on_worker_paused(id, paused, comm),
             FromWorker::Spilled { ids, on_disk } => core.on_worker_spilled(id, &ids, on_disk),
+            FromWorker::Replicated(ids) => core.on_worker_replicated(id, &ids, comm),
         }
     }
 
@@ -468,6 +469,7 @@ impl ServerState {
                     .send_client(id, ToClient::SubmitReply { request, error });
             }
             FromClient::Release { keys } => self.core.on_release(id, &keys, &mut self.comm),
+            FromClient::Replicate { keys } => self.core.on_replicate(&keys, &mut self.comm),
             FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
             FromClient::WhoHas { request, keys } => {
                 let locations = keys.into_iter().map(|key| self.locate(key)).collect();

@@ -5,7 +5,7 @@
 use super::store::{DataStore, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use shoal_comm::ids::{TaskId, WorkerId};
-use shoal_comm::message::{ComputeTask, ExecutorKind, Resource};
+use shoal_comm::message::{ComputeTask, ExecutorKind, Input, Resource};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -30,6 +30,8 @@ pub struct Fetch {
     pub tried: Vec<WorkerId>,
     /// Its size in bytes, as the scheduler knows it.
     pub size: u64,
+    /// Keep it once fetched, as held here (a replica the scheduler asked for).
+    pub keep: bool,
 }
 
 /// The worker's task bookkeeping.
@@ -120,6 +122,7 @@ impl Local {
                         untried,
                         tried: vec![first],
                         size: input.size,
+                        keep: false,
                     },
                 );
                 waiting_for += 1;
@@ -141,10 +144,51 @@ impl Local {
         );
     }
 
-    /// A fetched input arrived.
-    pub fn fetched(&mut self, id: TaskId, value: Value, store: &dyn DataStore) {
+    /// Copy results here as the scheduler asked; returns those already held, which are
+    /// kept from now on (the others arrive through [`Local::fetched`]).
+    pub fn replicate(
+        &mut self,
+        inputs: Vec<Input>,
+        store: &dyn DataStore,
+        actions: &mut Actions,
+    ) -> Vec<TaskId> {
+        let mut held = Vec::new();
+        for input in inputs {
+            if let Some(fetch) = self.fetching.get_mut(&input.id) {
+                fetch.keep = true;
+            } else if store.contains(input.id) {
+                // A fetched copy read by local tasks stays once they are done.
+                self.replicas.remove(&input.id);
+                held.push(input.id);
+            } else {
+                let mut untried: Vec<WorkerId> = input
+                    .holders
+                    .into_iter()
+                    .filter(|w| *w != self.me)
+                    .collect();
+                let Some(first) = untried.pop() else {
+                    continue;
+                };
+                actions.fetch.push((input.id, first, input.size));
+                self.fetching.insert(
+                    input.id,
+                    Fetch {
+                        waiters: Vec::new(),
+                        untried,
+                        tried: vec![first],
+                        size: input.size,
+                        keep: true,
+                    },
+                );
+            }
+        }
+        held
+    }
+
+    /// A fetched input arrived; `true` if it is kept as a replica the scheduler asked for.
+    pub fn fetched(&mut self, id: TaskId, value: Value, store: &dyn DataStore) -> bool {
         let Some(fetch) = self.fetching.remove(&id) else {
-            return;
+            return false;
         };
         let mut refs = 0;
         for waiter in fetch.waiters {
@@ -156,10 +200,17 @@ impl Local {
                 }
             }
         }
+        if fetch.keep {
+            if !store.contains(id) {
+                store.put(id, value);
+            }
+            return true;
+        }
         if refs > 0 && !store.contains(id) {
             store.put(id, value);
             self.replicas.insert(id, refs);
         }
+        false
     }
 
     /// A fetch of `id` from `holder` failed: try the next holder or give up on its waiters.
@@ -351,6 +402,31 @@ mod tests {
         assert!(
             !store.contains(TaskId(9)),
             "copy dropped after the last reader"
+        );
+    }
+
+    #[test]
+    fn replicas_asked_for_are_fetched_and_kept_after_their_readers() {
+        let store = ManagedStore::in_memory();
+        let mut local = Local::new(WorkerId(1), 1, Vec::new());
+        let mut actions = Actions::default();
+        let input = |id| Input {
+            id: TaskId(id),
+            holders: vec![WorkerId(2)],
+            size: 1,
+        };
+        // 8 is fetched for the scheduler; 9 is held already as a copy read by a task.
+        local.accept(task(1, 0, vec![input(9)]), None, &store, &mut actions);
+        local.fetched(TaskId(9), Bytes::from_static(b"9").into(), &store);
+        let held = local.replicate(vec![input(8), input(9)], &store, &mut actions);
+        assert_eq!(held, vec![TaskId(9)]);
+        assert_eq!(actions.fetch.last(), Some(&(TaskId(8), WorkerId(2), 1)));
+        assert!(local.fetched(TaskId(8), Bytes::from_static(b"8").into(), &store));
+        let (a, _) = local.next_to_run().unwrap();
+        local.finished(a, &store);
+        assert!(
+            store.contains(TaskId(8)) && store.contains(TaskId(9)),
+            "both kept"
         );
     }
 

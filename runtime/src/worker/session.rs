@@ -429,6 +429,15 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            ToWorker::Replicate(inputs) => {
+                let local = local.as_mut()?;
+                let mut actions = Actions::default();
+                let held = local.replicate(inputs, store.as_ref(), &mut actions);
+                if !held.is_empty() {
+                    self.out_other.push(FromWorker::Replicated(held));
+                }
+                self.act(actions, fetch_tx);
+            }
             ToWorker::PeerJoined(id, address) => {
                 self.peers.insert(id, address);
             }
@@ -499,9 +508,15 @@ impl<'a> Session<'a> {
         fetch_tx: &mpsc::UnboundedSender<FetchDone>,
     ) {
         let mut actions = Actions::default();
+        let mut kept = Vec::new();
         for (id, value) in done.found {
             self.transfers.done(id);
-            local.fetched(id, value.into(), self.store.as_ref());
+            if local.fetched(id, value.into(), self.store.as_ref()) {
+                kept.push(id);
+            }
+        }
+        if !kept.is_empty() {
+            self.out_other.push(FromWorker::Replicated(kept));
         }
         for id in done.failed {
             self.transfers.done(id);
