@@ -286,3 +286,58 @@ fn without_a_nanny_the_worker_restarts_itself_in_process_above_terminate() {
     let log = c.workers[0].log_text();
     assert!(log.contains("restarting the worker"), "{log}");
 }
+
+#[test]
+fn a_result_larger_than_the_limit_goes_to_disk_or_fails_saying_why() {
+    // Pause and terminate off: only the size of the one result matters here.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_str().unwrap().to_string();
+    let flags = [
+        "--memory-limit",
+        "64MiB",
+        "--memory-pause",
+        "false",
+        "--memory-terminate",
+        "false",
+        "--local-directory",
+        &dir,
+    ];
+    let huge = json!({"tasks": [
+        {"key": "huge", "kind": "bytes", "args": {"size": 96 * MIB, "fill": 3}},
+        {"key": "check", "kind": "checksum", "deps": ["huge"]}],
+        "outputs": ["check"]});
+    let spilling = Cluster::start(1, 1, &flags, &[]);
+    let (ok, out) = spilling.run_graph(&huge);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["check"], json!(96 * MIB * 3));
+    drop(spilling);
+    let mut no_spill = flags.to_vec();
+    no_spill.extend(["--memory-target", "false", "--memory-spill", "false"]);
+    let memory_only = Cluster::start(1, 1, &no_spill, &[]);
+    let (ok, out) = memory_only.run_graph(&huge);
+    assert!(!ok, "{out}");
+    let text = out.to_string();
+    assert!(
+        text.contains("MemoryError") && text.contains("more than this worker's memory limit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_worker_leaving_cleanly_removes_its_scratch_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_str().unwrap().to_string();
+    let mut c = Cluster::start(
+        1,
+        1,
+        &["--memory-limit", "128MiB", "--local-directory", &dir],
+        &[],
+    );
+    let space = scratch.path().join("shoal-worker-space");
+    let entries = || std::fs::read_dir(&space).map_or(0, |d| d.count());
+    assert_eq!(entries(), 1, "the worker's own directory");
+    c.workers[0].signal(libc::SIGTERM);
+    let status = c.workers[0].wait_timeout(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert_eq!(entries(), 0, "removed on a clean exit");
+}

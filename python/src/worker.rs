@@ -19,6 +19,11 @@ pub struct PyValue {
     size: u64,
 }
 
+/// First bytes of a frame that carries an encoding failure instead of a value
+/// (`shoal._serialize.ERROR_MAGIC`): readers raise it, but it must never replace the
+/// value on disk.
+const ERROR_MAGIC: &[u8] = b"SHLE";
+
 impl NativeValue for PyValue {
     fn to_bytes(&self) -> Result<Bytes, String> {
         Python::attach(|py| {
@@ -27,6 +32,14 @@ impl NativeValue for PyValue {
             Ok(bytes_of(frame.unbind(), py))
         })
         .map_err(|e: PyErr| format!("cannot serialize a result: {e}"))
+    }
+
+    fn to_spill_bytes(&self) -> Result<Bytes, String> {
+        let bytes = self.to_bytes()?;
+        match bytes.strip_prefix(ERROR_MAGIC) {
+            Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
+            None => Ok(bytes),
+        }
     }
 
     fn size(&self) -> u64 {

@@ -12,7 +12,7 @@ import pytest
 
 import shoal
 
-from conftest import local_cluster
+from conftest import local_cluster, wait_for
 
 MIB = 1 << 20
 
@@ -76,3 +76,24 @@ def test_the_nanny_restarts_a_worker_above_terminate_and_the_graph_completes(tmp
         after = client.scheduler_info()["workers"][0]["pid"]
         assert after != before
         assert "terminate threshold" in log.read_text()
+
+
+def unpicklable_big():
+    import threading
+
+    return threading.Lock(), bytearray(b"\x01") * (260 * MIB)
+
+
+def second_length(pair):
+    return len(pair[1])
+
+
+def test_a_result_that_cannot_be_serialised_stays_in_memory_and_is_used(tmp_path):
+    flags = ("--workers", "1", "--memory-limit", "400MiB", "--memory-pause", "false", "--memory-terminate", "false")
+    with memory_cluster(tmp_path, *flags) as (client, log):
+        client.wait_for_workers(1, timeout=30)
+        big = client.submit(unpicklable_big)
+        # Above the target, the worker tries to spill it, cannot pickle the lock, and
+        # keeps it: the dependent task still reads it.
+        assert wait_for(lambda: "stays in memory" in log.read_text(), timeout=30), log.read_text()
+        assert client.submit(second_length, big).result(timeout=60) == 260 * MIB

@@ -17,6 +17,15 @@ pub trait NativeValue: Send + Sync + 'static {
     /// # Errors
     /// The value cannot be encoded; the message names why.
     fn to_bytes(&self) -> Result<Bytes, String>;
+    /// Encode the value to spill it to disk. Unlike [`NativeValue::to_bytes`], which may
+    /// encode a failure for the reader to raise, this fails if the value itself cannot be
+    /// encoded: it then stays in memory.
+    ///
+    /// # Errors
+    /// The value cannot be encoded.
+    fn to_spill_bytes(&self) -> Result<Bytes, String> {
+        self.to_bytes()
+    }
     /// Memory the value holds, in bytes (reported to the scheduler).
     fn size(&self) -> u64;
     /// For executors to get their own type back.
@@ -49,6 +58,17 @@ impl Value {
         match self {
             Value::Bytes(b) => Ok(b.clone()),
             Value::Native(n) => n.to_bytes(),
+        }
+    }
+
+    /// The form written to disk when spilled; see [`NativeValue::to_spill_bytes`].
+    ///
+    /// # Errors
+    /// A native value that cannot be encoded.
+    pub fn to_spill_bytes(&self) -> Result<Bytes, String> {
+        match self {
+            Value::Bytes(b) => Ok(b.clone()),
+            Value::Native(n) => n.to_spill_bytes(),
         }
     }
 }

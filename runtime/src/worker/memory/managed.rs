@@ -211,7 +211,7 @@ impl ManagedStore {
     /// value. `Ok(false)`: it changed or vanished meanwhile; nothing moved.
     fn write_out(&self, id: TaskId, value: &Value, generation: u64) -> Result<bool, SpillFailure> {
         let started = Instant::now();
-        let bytes = value.to_bytes().map_err(SpillFailure::Encode)?;
+        let bytes = value.to_spill_bytes().map_err(SpillFailure::Encode)?;
         let Some(mut disk) = self.disk() else {
             return Err(SpillFailure::Disabled);
         };
