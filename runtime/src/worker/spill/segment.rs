@@ -145,7 +145,12 @@ impl Segment {
 
     /// Delete the file (the handle closes when `self` is dropped).
     pub fn remove_file(&self) {
-        if let Err(e) = fs::remove_file(&self.path) {
+        // Already gone (its directory was removed first at shutdown): nothing to do.
+        let result = fs::remove_file(&self.path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        });
+        if let Err(e) = result {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot delete spill segment");
         }
     }
