@@ -67,6 +67,7 @@ pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, String> {
         return Err("mpi_batch runs the `mpi` subcommand".into());
     };
     logging::init(cli.verbose, cli.quiet);
+    cmd::mpi::prefer_fast_start(&mpi_args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,6 +117,10 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
         }
     };
     logging::init(cli.verbose, cli.quiet);
+    if let Command::Mpi(args) = &cli.command {
+        // Before any other thread exists: it sets the environment MPI_Init reads.
+        cmd::mpi::prefer_fast_start(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
