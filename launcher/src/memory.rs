@@ -24,10 +24,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Threshold(pub Option<f64>);
 
+/// `false`, `off`, `none` or `no`: the setting is switched off.
+fn is_off(text: &str) -> bool {
+    ["false", "off", "none", "no"].contains(&text.to_ascii_lowercase().as_str())
+}
+
 /// `0.7`, or `false`/`off`/`none` to switch it off.
 pub fn threshold(text: &str) -> Result<Threshold, String> {
     let text = text.trim();
-    if ["false", "off", "none", "no"].contains(&text.to_ascii_lowercase().as_str()) {
+    if is_off(text) {
         return Ok(Threshold(None));
     }
     let value: f64 = text.parse().map_err(|_| {
@@ -53,7 +58,7 @@ pub struct MaxSpill(pub Option<u64>);
 /// `--max-spill`: a size (`100GiB`, bytes) or `false` for no cap.
 pub fn max_spill(text: &str) -> Result<MaxSpill, String> {
     let text = text.trim();
-    if ["false", "off", "none", "0"].contains(&text.to_ascii_lowercase().as_str()) {
+    if is_off(text) || text == "0" {
         return Ok(MaxSpill(None));
     }
     if let Ok(bytes) = text.parse::<u64>() {

@@ -95,6 +95,23 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `shoal jobqueue cancel --all`, then wait until squeue is empty.
+fn cancel_all(slurm: &Slurm, file: &Path) {
+    ok(
+        Some(slurm),
+        &[
+            "jobqueue",
+            "cancel",
+            "--all",
+            "--scheduler-file",
+            path(file),
+        ],
+    );
+    slurm.wait_until("an empty squeue", Duration::from_secs(30), |s| {
+        s.queue().is_empty()
+    });
+}
+
 fn check_tree(file: &Path) {
     let out = ok(
         None,
@@ -217,19 +234,7 @@ fn worker_array_connects_computes_scales_down_and_cancels() {
     });
     check_tree(&file);
 
-    ok(
-        s,
-        &[
-            "jobqueue",
-            "cancel",
-            "--all",
-            "--scheduler-file",
-            path(&file),
-        ],
-    );
-    slurm.wait_until("an empty squeue", Duration::from_secs(30), |s| {
-        s.queue().is_empty()
-    });
+    cancel_all(&slurm, &file);
     for leftover in [
         "scheduler.json.jobs.json",
         "scheduler.json.jobs.lock",
@@ -291,19 +296,7 @@ fn scheduler_as_its_own_batch_job_with_a_worker_job() {
         status.contains("scheduler") && status.contains("running"),
         "{status}"
     );
-    ok(
-        s,
-        &[
-            "jobqueue",
-            "cancel",
-            "--all",
-            "--scheduler-file",
-            path(&file),
-        ],
-    );
-    slurm.wait_until("an empty squeue", Duration::from_secs(30), |s| {
-        s.queue().is_empty()
-    });
+    cancel_all(&slurm, &file);
     // The scheduler left cleanly on SIGTERM: its file is gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     while file.exists() && Instant::now() < deadline {

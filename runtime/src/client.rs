@@ -299,18 +299,7 @@ impl Client {
     async fn locate_held(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
         let deadline = Instant::now() + RECOMPUTE_WAIT;
         loop {
-            let reply = self
-                .request(
-                    |request| FromClient::WhoHas {
-                        request,
-                        keys: keys.to_vec(),
-                    },
-                    Vec::new(),
-                )
-                .await?;
-            let ToClient::WhoHasReply { locations, .. } = reply else {
-                return Err(ClientError::Refused("unexpected reply to who-has".into()));
-            };
+            let locations = self.locate(keys).await?;
             let recomputing: Vec<String> = locations
                 .iter()
                 .filter(|l| l.computing)
@@ -463,6 +452,12 @@ impl Client {
     /// # Errors
     /// The connection closed.
     pub async fn who_has(&self, keys: &[String]) -> Result<Vec<Vec<String>>, ClientError> {
+        let locations = self.locate(keys).await?;
+        Ok(locations.into_iter().map(|l| l.holders).collect())
+    }
+
+    /// One who-has round trip: where `keys` are now.
+    async fn locate(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
         let reply = self
             .request(
                 |request| FromClient::WhoHas {
@@ -475,7 +470,7 @@ impl Client {
         let ToClient::WhoHasReply { locations, .. } = reply else {
             return Err(ClientError::Refused("unexpected reply to who-has".into()));
         };
-        Ok(locations.into_iter().map(|l| l.holders).collect())
+        Ok(locations)
     }
 
     /// Copy keys that are in memory to every worker (`scatter(broadcast=True)`).

@@ -72,10 +72,10 @@ async fn watch_child(spec: ChildSpec, mut stop: watch::Receiver<bool>) -> anyhow
             tokio::select! {
                 status = child.wait() => {
                     let status = status.with_context(|| format!("cannot wait for worker {}", spec.name))?;
-                    match killed_by_oom(status) {
-                        true if !*stop.borrow() => break format!("worker {} (pid {pid}) was killed by SIGKILL, probably the kernel's out-of-memory killer", spec.name),
-                        _ => return Ok(exit_code(status)),
+                    if !killed_by_oom(status) || *stop.borrow() {
+                        return Ok(exit_code(status));
                     }
+                    break format!("worker {} (pid {pid}) was killed by SIGKILL, probably the kernel's out-of-memory killer", spec.name);
                 }
                 _ = check.tick(), if spec.terminate_at.is_some() => {
                     let (Some(limit), Some(rss)) = (spec.terminate_at, shoal_runtime::sys::process_rss(pid)) else { continue };

@@ -211,6 +211,8 @@ struct Session<'a> {
     depth: u32,
     /// Memory is above the pause threshold: start nothing, fetch nothing.
     paused: bool,
+    /// Managed memory was above the spill target at the last result or sample.
+    over_target: bool,
     /// Inputs to fetch, bounded in bytes in flight, held back while paused.
     transfers: Transfers,
     /// When memory was last sampled (also sampled between timer ticks as results arrive).
@@ -246,6 +248,7 @@ impl<'a> Session<'a> {
             avg_run: None,
             depth: 1,
             paused: false,
+            over_target: false,
             transfers: Transfers::new(Transfers::budget_for(options.memory_limit)),
             last_sample: Instant::now(),
         }
@@ -564,7 +567,9 @@ impl<'a> Session<'a> {
         let limit = self.options.memory_limit;
         let policy = &self.options.memory;
         let rss = crate::sys::rss_bytes().unwrap_or(0);
-        let verdict = assess(limit, &policy.thresholds, rss, self.store.managed());
+        let managed = self.store.managed();
+        self.over_target = limit > 0 && managed > self.target_bytes();
+        let verdict = assess(limit, &policy.thresholds, rss, managed);
         if let Some(goal) = verdict.evict_to {
             self.evict(goal);
         }
@@ -591,9 +596,13 @@ impl<'a> Session<'a> {
 
     /// Managed memory is above the spill target (or the worker is paused).
     fn memory_tight(&self) -> bool {
-        let limit = self.options.memory_limit;
+        self.paused || self.over_target
+    }
+
+    /// Managed bytes at the spill target (0.6 of the limit when spilling is off).
+    fn target_bytes(&self) -> u64 {
         let target = self.options.memory.thresholds.target.unwrap_or(0.6);
-        self.paused || (limit > 0 && self.store.managed() as f64 > limit as f64 * target)
+        (self.options.memory_limit as f64 * target) as u64
     }
 
     /// Spill in the background until managed memory is at most `goal` (one round at a time).
@@ -611,7 +620,7 @@ impl<'a> Session<'a> {
     /// Keep a new result: spill at once what alone exceeds the memory limit, and start
     /// spilling when managed memory passes the target. `Err` if the result can be held
     /// neither in memory nor on disk.
-    fn keep(&self, id: TaskId, value: Value) -> Result<u64, shoal_comm::message::TaskError> {
+    fn keep(&mut self, id: TaskId, value: Value) -> Result<u64, shoal_comm::message::TaskError> {
         let size = value.size();
         let limit = self.options.memory_limit;
         self.store.put(id, value);
@@ -627,9 +636,10 @@ impl<'a> Session<'a> {
                 });
             }
         }
-        if let Some(target) = self.options.memory.thresholds.target {
-            let goal = (limit as f64 * target) as u64;
-            if limit > 0 && self.store.managed() > goal {
+        if limit > 0 {
+            let goal = self.target_bytes();
+            self.over_target = self.store.managed() > goal;
+            if self.over_target && self.options.memory.thresholds.target.is_some() {
                 self.evict(goal);
             }
         }
