@@ -62,16 +62,7 @@ impl MpiJob {
     }
 
     fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_child(&mut self.child, timeout)
     }
 
     fn status(&self) -> Value {
