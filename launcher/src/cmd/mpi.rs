@@ -360,7 +360,13 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         None => worker_future.await?,
     };
     drop(world);
-    finalize_within(universe, FINALIZE_TIMEOUT, code);
+    // A rank that lost its scheduler lost a peer: Open MPI's finalize may wait for it.
+    let timeout = if code == super::worker::EXIT_SCHEDULER_LOST {
+        LOST_PEER_FINALIZE_TIMEOUT
+    } else {
+        FINALIZE_TIMEOUT
+    };
+    finalize_within(universe, timeout, code);
     Ok(RankOutcome::Exited(code))
 }
 
@@ -368,6 +374,8 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
 /// wait there for the others (in batch scripts, for the client rank to finish), so this
 /// only bounds a real hang.
 const FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The same after the scheduler rank died: nobody is left to wait for.
+const LOST_PEER_FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// MPI_Finalize (dropping the universe), but never hang in it: after a rank was killed,
 /// Open MPI's finalize can wait for a peer that is gone. A watchdog then exits with the
