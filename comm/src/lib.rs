@@ -11,6 +11,8 @@
 //! - [`auth`]: the versioned, HMAC challenge-response handshake every connection starts with.
 //! - [`transport`]: the [`transport::MessageRead`] / [`transport::MessageWrite`] traits every
 //!   transport implements, and the TCP implementation.
+//! - [`mpi`]: the MPI transport: virtual connections over MPI point-to-point inside one
+//!   MPI job, driven by a progress thread.
 //! - [`secret`]: the cluster secret (random, never sent in clear).
 
 pub mod auth;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod message;
+pub mod mpi;
 pub mod secret;
 pub mod transport;
 

@@ -309,9 +309,9 @@ pub struct RunArgs {
 /// How scheduler-worker and worker-worker traffic travels inside an MPI job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
-    /// TCP for now; MPI point-to-point once available.
+    /// TCP for now (see the README's MPI section for why).
     Auto,
-    /// MPI point-to-point.
+    /// Worker-to-worker data over MPI point-to-point; scheduler and clients over TCP.
     Mpi,
     /// TCP sockets.
     Tcp,

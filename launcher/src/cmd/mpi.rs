@@ -10,9 +10,11 @@ use mpi::point_to_point::Source;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
+use shoal_comm::mpi::MpiFabric;
 use shoal_comm::Secret;
 use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit};
+use std::sync::Arc;
 
 /// Environment variables through which launchers announce the job size.
 const LAUNCHER_SIZE_VARS: &[&str] = &[
@@ -226,14 +228,18 @@ pub async fn run(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
 /// Open MPI's point-to-point layer (PML) for this job, unless the user chose one.
 const FAST_START_PML: &str = "ob1";
 
-/// With TCP as the data transport, shoal's own MPI traffic is the start-up broadcast of a
-/// few hundred bytes. Open MPI would otherwise probe for high-speed point-to-point layers
-/// (`cm` over OFI/PSM, UCX) in `MPI_Init`, which costs about 0.2 s of a 0.35 s start on
-/// this machine; the basic `ob1` layer starts at once. A user's own choice
-/// (`OMPI_MCA_pml`, also what `mpirun --mca pml X` sets) is kept; other MPIs ignore it.
+/// Open MPI would otherwise probe for high-speed point-to-point layers (`cm` over OFI/PSM,
+/// UCX) in `MPI_Init`, which costs about 0.2 s of a 0.35 s start on this machine; the basic
+/// `ob1` layer starts at once, and it is what Open MPI ends up choosing anyway on a node
+/// without a high-speed network (shared memory within the node, TCP between nodes). So:
+/// with TCP as the data transport (shoal's own MPI traffic is then the start-up broadcast),
+/// or on a node without InfiniBand, Omni-Path or Slingshot devices, `ob1`; otherwise Open
+/// MPI's choice, so data over MPI uses the fabric. A user's own choice (`OMPI_MCA_pml`,
+/// also what `mpirun --mca pml X` sets) is always kept; other MPIs ignore the variable.
 /// Call before other threads exist: it sets this process's environment.
 pub fn prefer_fast_start(args: &MpiArgs) {
-    if args.transport != Transport::Mpi && std::env::var_os("OMPI_MCA_pml").is_none() {
+    let needs_fabric = args.transport == Transport::Mpi && high_speed_network_present();
+    if !needs_fabric && std::env::var_os("OMPI_MCA_pml").is_none() {
         std::env::set_var("OMPI_MCA_pml", FAST_START_PML);
         tracing::debug!(
             pml = FAST_START_PML,
@@ -242,14 +248,53 @@ pub fn prefer_fast_start(args: &MpiArgs) {
     }
 }
 
+/// True if this node has a high-speed network device (InfiniBand/RoCE, Omni-Path,
+/// Slingshot) that Open MPI's other point-to-point layers would use.
+fn high_speed_network_present() -> bool {
+    let infiniband = std::fs::read_dir("/sys/class/infiniband")
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    infiniband
+        || ["/dev/hfi1_0", "/dev/cxi0"]
+            .iter()
+            .any(|d| std::path::Path::new(d).exists())
+}
+
+/// Start this process's MPI transport on a duplicate of the world (collective: every rank
+/// calls it, in the same order as the other collectives). Rank 0 names the job, so that
+/// workers of another MPI job never take this job's `mpi://` addresses for their own.
+/// `None` on a rank that takes no part (the client rank of a batch script).
+fn start_fabric(
+    world: &SimpleCommunicator,
+    takes_part: bool,
+) -> anyhow::Result<Option<Arc<MpiFabric>>> {
+    use mpi::raw::AsRaw;
+    let job = (world.rank() == 0).then(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("{:x}{nanos:08x}", std::process::id()).into_bytes()
+    });
+    let job = String::from_utf8_lossy(&broadcast(world, 0, job)).into_owned();
+    let comm = world.duplicate();
+    let raw = comm.as_raw();
+    // Freed by MPI_Finalize, after the fabric stopped.
+    std::mem::forget(comm);
+    if !takes_part {
+        return Ok(None);
+    }
+    // SAFETY: MPI is initialised and finalised only after `MpiFabric::stop` (end of
+    // `run_rank`); the duplicate communicator is used by the fabric alone.
+    let fabric = unsafe { MpiFabric::start(raw, job) }.context("cannot start --transport mpi")?;
+    shoal_comm::mpi::install(fabric.clone());
+    Ok(Some(fabric))
+}
+
 /// Run this rank's part: scheduler, worker, or (batch scripts) return as the client.
 ///
 /// # Errors
 /// Bad world or flags, the scheduler cannot start, or a worker cannot start.
 pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<RankOutcome> {
-    if args.transport == Transport::Mpi {
-        bail!("--transport mpi (data over MPI point-to-point) is not available in this build yet; use --transport tcp (the default for auto)");
-    }
     let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
         .context("MPI was already initialised in this process")?;
     let world = universe.world();
@@ -265,6 +310,11 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     let (local_rank, on_node) = place_on_node(&world);
     let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
     let is_client = args.client_rank == Some(rank);
+    let fabric = if args.transport == Transport::Mpi {
+        start_fabric(&world, !is_client)?
+    } else {
+        None
+    };
     let runs_worker = if is_scheduler {
         args.inclusive_workers
     } else {
@@ -328,6 +378,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
             super::worker::settings_to_options(&args.worker, source, name, host, on_node)?;
         options.runner = hooks.runner.clone();
         options.executors = hooks.executors.clone();
+        options.data_over_mpi = fabric.is_some();
         let scheduler_rank = (!args.no_scheduler).then_some(args.scheduler_rank);
         Ok(
             match run_worker(options, stopped(&world, scheduler_rank)).await? {
@@ -359,6 +410,9 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         }
         None => worker_future.await?,
     };
+    if let Some(fabric) = &fabric {
+        fabric.stop();
+    }
     drop(world);
     // A rank that lost its scheduler lost a peer: Open MPI's finalize may wait for it.
     let timeout = if code == super::worker::EXIT_SCHEDULER_LOST {

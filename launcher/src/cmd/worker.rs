@@ -71,6 +71,7 @@ pub fn settings_to_options(
         executors: builtin::KINDS.to_vec(),
         local_directory: s.local_directory.clone(),
         memory: crate::memory::policy(&s.memory, crate::memory::config_path().as_deref())?,
+        data_over_mpi: false,
     })
 }
 

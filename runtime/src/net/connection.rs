@@ -3,8 +3,9 @@
 use super::address::parse_address;
 use anyhow::Context;
 use shoal_comm::auth::{self, Role};
-use shoal_comm::transport::{tcp_split, MessageWrite, TcpReader, TcpWriter};
-use shoal_comm::{RawMessage, Secret};
+use shoal_comm::mpi::{MpiReader, MpiWriter, Service};
+use shoal_comm::transport::{tcp_split, MessageRead, MessageWrite, TcpReader, TcpWriter};
+use shoal_comm::{CommError, Limits, RawMessage, Secret};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -59,4 +60,76 @@ pub fn spawn_writer<W: MessageWrite>(mut writer: W, label: String) -> (Outbox, J
         }
     });
     (tx, handle)
+}
+
+/// Receiving half of a connection to a peer's data server: TCP, or MPI inside one job.
+pub enum PeerReader {
+    Tcp(TcpReader),
+    Mpi(MpiReader),
+}
+
+/// Sending half of a connection to a peer's data server.
+pub enum PeerWriter {
+    Tcp(TcpWriter),
+    Mpi(MpiWriter),
+}
+
+impl MessageRead for PeerReader {
+    async fn recv(&mut self) -> Result<Option<RawMessage>, CommError> {
+        match self {
+            PeerReader::Tcp(r) => r.recv().await,
+            PeerReader::Mpi(r) => r.recv().await,
+        }
+    }
+
+    fn set_limits(&mut self, limits: Limits) {
+        match self {
+            PeerReader::Tcp(r) => r.set_limits(limits),
+            PeerReader::Mpi(r) => r.set_limits(limits),
+        }
+    }
+}
+
+impl MessageWrite for PeerWriter {
+    async fn send(&mut self, msg: &RawMessage) -> Result<(), CommError> {
+        match self {
+            PeerWriter::Tcp(w) => w.send(msg).await,
+            PeerWriter::Mpi(w) => w.send(msg).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), CommError> {
+        match self {
+            PeerWriter::Tcp(w) => w.flush().await,
+            PeerWriter::Mpi(w) => w.flush().await,
+        }
+    }
+}
+
+/// Connect to a peer's data server at `address`: over MPI when the address has an
+/// `mpi://JOB/RANK` alternative of this process's MPI job, over TCP otherwise. Either way
+/// the connection is authenticated like any other.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_peer(
+    address: &str,
+    secret: &Secret,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<(PeerReader, PeerWriter)> {
+    let same_job = shoal_comm::mpi::installed().and_then(|fabric| {
+        super::mpi_alternative(address)
+            .filter(|(job, _)| *job == fabric.job())
+            .map(|(_, rank)| (fabric, rank))
+    });
+    if let Some((fabric, rank)) = same_job {
+        let (mut reader, mut writer) = fabric.connect(rank, Service::Data);
+        auth::connect(&mut reader, &mut writer, secret, Role::Peer, name, timeout)
+            .await
+            .with_context(|| format!("handshake with rank {rank} over MPI failed"))?;
+        return Ok((PeerReader::Mpi(reader), PeerWriter::Mpi(writer)));
+    }
+    let (reader, writer, _) = connect(address, secret, Role::Peer, name, timeout).await?;
+    Ok((PeerReader::Tcp(reader), PeerWriter::Tcp(writer)))
 }

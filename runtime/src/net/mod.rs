@@ -1,8 +1,8 @@
-//! Connection plumbing shared by scheduler, worker and client: authenticated TCP
-//! connections and a writer task that batches queued messages into one flush.
+//! Connection plumbing shared by scheduler, worker and client: authenticated TCP (and,
+//! between workers of one MPI job, MPI) connections and a writer task that batches queued messages into one flush.
 
 pub mod address;
 pub mod connection;
 
-pub use address::{format_address, parse_address};
-pub use connection::{connect, spawn_writer, Outbox};
+pub use address::{format_address, mpi_alternative, parse_address};
+pub use connection::{connect, connect_peer, spawn_writer, Outbox, PeerReader, PeerWriter};

@@ -80,9 +80,11 @@ impl WorkerState {
                     .any(|have| have.name == need.name && have.amount >= need.amount)
             })
             && (allowed.is_empty()
-                || allowed
-                    .iter()
-                    .any(|w| *w == reg.name || *w == reg.data_address || *w == reg.host))
+                || allowed.iter().any(|w| {
+                    *w == reg.name
+                        || *w == reg.host
+                        || crate::net::address::is_alternative(&reg.data_address, w)
+                }))
     }
 
     pub fn info(&self) -> WorkerInfo {

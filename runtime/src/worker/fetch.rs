@@ -1,15 +1,14 @@
-//! Fetching inputs from peers: one task per peer owns an authenticated connection and
-//! batches every queued request into one round trip.
+//! Fetching inputs from peers: one task per peer owns an authenticated connection (TCP, or
+//! MPI between workers of one MPI job) and batches every queued request into one round trip.
 
-use crate::net::connect;
+use crate::net::connect_peer;
 use bytes::Bytes;
-use shoal_comm::auth::Role;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{DataReply, DataRequest};
 use shoal_comm::transport::{MessageRead, MessageWrite};
 use shoal_comm::{RawMessage, Secret};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The outcome of one batch fetched from one peer.
 pub struct FetchDone {
@@ -19,9 +18,12 @@ pub struct FetchDone {
     pub failed: Vec<TaskId>,
 }
 
-/// Handle to a peer's fetch task.
+/// Handle to a peer's fetch task. Dropping it (the peer left) ends the task, and a round
+/// trip in flight fails at once: a peer that died may never answer (MPI has no notion of a
+/// closed connection).
 pub struct PeerFetcher {
     requests: mpsc::UnboundedSender<Vec<TaskId>>,
+    _cancel: oneshot::Sender<()>,
 }
 
 impl PeerFetcher {
@@ -34,8 +36,12 @@ impl PeerFetcher {
         done: mpsc::UnboundedSender<FetchDone>,
     ) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        tokio::spawn(fetch_loop(peer, address, secret, name, rx, done));
-        PeerFetcher { requests }
+        let (cancel, cancelled) = oneshot::channel();
+        tokio::spawn(fetch_loop(peer, address, secret, name, rx, done, cancelled));
+        PeerFetcher {
+            requests,
+            _cancel: cancel,
+        }
     }
 
     /// Ask for these ids.
@@ -51,6 +57,7 @@ async fn fetch_loop(
     name: String,
     mut requests: mpsc::UnboundedReceiver<Vec<TaskId>>,
     done: mpsc::UnboundedSender<FetchDone>,
+    mut cancelled: oneshot::Receiver<()>,
 ) {
     let mut conn = None;
     while let Some(mut ids) = requests.recv().await {
@@ -58,16 +65,8 @@ async fn fetch_loop(
             ids.extend(more);
         }
         if conn.is_none() {
-            match connect(
-                &address,
-                &secret,
-                Role::Peer,
-                &name,
-                Duration::from_secs(10),
-            )
-            .await
-            {
-                Ok((r, w, _)) => conn = Some((r, w)),
+            match connect_peer(&address, &secret, &name, Duration::from_secs(10)).await {
+                Ok((r, w)) => conn = Some((r, w)),
                 Err(e) => {
                     tracing::warn!(%peer, %address, error = %format!("{e:#}"), "cannot reach peer");
                     let _ = done.send(FetchDone {
@@ -82,7 +81,18 @@ async fn fetch_loop(
         let Some((reader, writer)) = conn.as_mut() else {
             continue;
         };
-        match round_trip(reader, writer, &ids).await {
+        let outcome = tokio::select! {
+            outcome = round_trip(reader, writer, &ids) => outcome,
+            _ = &mut cancelled => {
+                let _ = done.send(FetchDone {
+                    peer,
+                    found: Vec::new(),
+                    failed: ids,
+                });
+                return;
+            }
+        };
+        match outcome {
             Ok((found, failed)) => {
                 let _ = done.send(FetchDone {
                     peer,

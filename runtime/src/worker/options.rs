@@ -41,6 +41,9 @@ pub struct WorkerOptions {
     pub local_directory: Option<PathBuf>,
     /// Spill, pause and terminate thresholds and how to spill.
     pub memory: MemoryPolicy,
+    /// Serve peers of the same MPI job over MPI as well (needs an installed
+    /// [`shoal_comm::mpi::MpiFabric`]); clients and other jobs keep using TCP.
+    pub data_over_mpi: bool,
 }
 
 impl std::fmt::Debug for WorkerOptions {

@@ -60,7 +60,12 @@ pub async fn run_worker(
     let listener = TcpListener::bind((options.host.as_str(), 0))
         .await
         .with_context(|| format!("cannot start the data server on {}", options.host))?;
-    let data_address = format_address(listener.local_addr()?);
+    let fabric = shoal_comm::mpi::installed().filter(|_| options.data_over_mpi);
+    let tcp_address = format_address(listener.local_addr()?);
+    let data_address = match fabric {
+        Some(fabric) => format!("{tcp_address} {}", fabric.address()),
+        None => tcp_address.clone(),
+    };
     // Declared before the store: dropped after it, removing the spill directory last.
     let (_scratch, store) = open_store(&options)?;
     tokio::pin!(stop);
@@ -100,11 +105,12 @@ pub async fn run_worker(
                     if let Some((_, h)) = data_server.take() {
                         h.abort();
                     }
-                    TcpListener::bind(data_address.trim_start_matches("tcp://")).await?
+                    TcpListener::bind(tcp_address.trim_start_matches("tcp://")).await?
                 }
             };
             let handle = tokio::spawn(data_server::serve(
                 listener,
+                fabric.map(|f| f.listen(shoal_comm::mpi::Service::Data)),
                 store.clone() as Arc<dyn DataStore>,
                 secret.clone(),
                 options.name.clone(),

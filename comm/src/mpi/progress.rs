@@ -1,0 +1,697 @@
+//! The progress thread: the one place that calls MPI for shoal's connections.
+//!
+//! It posts the sends asked for through [`Command`]s, probes for arriving messages, posts
+//! receives for their data frames straight into the buffers the reader will own, tests
+//! every request in flight, and hands complete messages to their connection in the order
+//! they were sent. While anything is in flight it spins (yielding the core between rounds):
+//! MPI's large-message protocols only move while both sides call into MPI. When idle it
+//! sleeps a little longer each round, up to a millisecond, and wakes at once for a command.
+//!
+//! Wire form of one [`RawMessage`] on a connection's tag: one MPI message holding the frame
+//! header ([`RawMessage::header`]) and the control part, then each non-empty data frame in
+//! chunks of at most [`CHUNK`] bytes (MPI counts are C ints). MPI keeps messages between two
+//! ranks on one tag in order, so the receiver knows which bytes come next. A bare header
+//! (empty control part, no frames) opens a connection; a message of zero bytes closes it.
+
+use super::tag::{self, Service};
+use crate::frame::{check_frame_len, parse_header, Limits, RawMessage, HEADER_LEN};
+use crate::CommError;
+use bytes::Bytes;
+use mpi::ffi;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_int;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest piece of a data frame sent as one MPI message.
+pub(crate) const CHUNK: usize = 1 << 30;
+
+/// Where a connection's arriving messages go; `None` means the peer closed it.
+pub(crate) type Sink = mpsc::UnboundedSender<Option<RawMessage>>;
+/// The reading end of a [`Sink`].
+pub(crate) type Inbox = mpsc::UnboundedReceiver<Option<RawMessage>>;
+
+/// A connection another rank opened to a service of this rank.
+pub(crate) struct Accepted {
+    pub source: i32,
+    pub tag: i32,
+    pub inbox: Inbox,
+}
+
+/// What the fabric's handles ask the progress thread to do.
+pub(crate) enum Command {
+    /// Send these messages in order; `done` learns when MPI is finished with every buffer.
+    Send {
+        dest: i32,
+        tag: i32,
+        messages: Vec<RawMessage>,
+        done: oneshot::Sender<Result<(), CommError>>,
+    },
+    /// Announce a new connection to the peer, whose service may speak first (the
+    /// handshake's challenge comes from the accepting side).
+    Open { dest: i32, tag: i32 },
+    /// Tell the peer the connection is closed.
+    Close { dest: i32, tag: i32 },
+    /// Deliver messages from `source` on `tag` to `sink` (sent before the first message
+    /// of a connection this rank opens, so no answer can arrive unrouted).
+    Route { source: i32, tag: i32, sink: Sink },
+    /// The reader is gone: drop what still arrives on this route.
+    Unroute { source: i32, tag: i32 },
+    /// Hand connections opened to `service` to `acceptor` (replacing an earlier one).
+    Listen {
+        service: Service,
+        acceptor: mpsc::UnboundedSender<Accepted>,
+    },
+    /// Cancel what is in flight and end the thread.
+    Stop,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Send { .. } => "send",
+            Command::Open { .. } => "open",
+            Command::Close { .. } => "close",
+            Command::Route { .. } => "route",
+            Command::Unroute { .. } => "unroute",
+            Command::Listen { .. } => "listen",
+            Command::Stop => "stop",
+        }
+    }
+}
+
+/// The communicator handle, moved into the progress thread.
+pub(crate) struct RawComm(pub ffi::MPI_Comm);
+// SAFETY: an MPI communicator handle may be used from any thread when MPI was initialised
+// with MPI_THREAD_MULTIPLE (checked before the fabric starts); only the progress thread
+// uses this one.
+unsafe impl Send for RawComm {}
+
+/// Memory a send reads from, kept alive until MPI is done with it.
+enum SendBuffer {
+    Bytes(Bytes),
+    Header(Vec<u8>),
+    Empty,
+}
+
+struct PendingSend {
+    request: ffi::MPI_Request,
+    buffer: SendBuffer,
+    batch: Option<u64>,
+}
+
+struct Batch {
+    remaining: usize,
+    done: oneshot::Sender<Result<(), CommError>>,
+    failed: Option<CommError>,
+}
+
+struct PendingRecv {
+    request: ffi::MPI_Request,
+    route: (i32, i32),
+    seq: u64,
+}
+
+/// A message being received: its control part and frames still filling.
+struct Arrival {
+    seq: u64,
+    control: Bytes,
+    frames: Vec<(Vec<u8>, usize)>,
+    remaining: usize,
+    close: bool,
+}
+
+#[derive(Default)]
+struct Route {
+    sink: Option<Sink>,
+    queue: VecDeque<Arrival>,
+    next_seq: u64,
+}
+
+pub(crate) struct Engine {
+    comm: ffi::MPI_Comm,
+    commands: std_mpsc::Receiver<Command>,
+    routes: HashMap<(i32, i32), Route>,
+    acceptors: HashMap<Service, mpsc::UnboundedSender<Accepted>>,
+    sends: Vec<PendingSend>,
+    batches: HashMap<u64, Batch>,
+    next_batch: u64,
+    recvs: Vec<PendingRecv>,
+}
+
+fn mpi_error(call: &str, code: c_int) -> CommError {
+    CommError::Io(std::io::Error::other(format!(
+        "{call} failed with MPI error code {code}"
+    )))
+}
+
+impl Engine {
+    pub(crate) fn new(comm: RawComm, commands: std_mpsc::Receiver<Command>) -> Self {
+        Engine {
+            comm: comm.0,
+            commands,
+            routes: HashMap::new(),
+            acceptors: HashMap::new(),
+            sends: Vec::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            recvs: Vec::new(),
+        }
+    }
+
+    /// Run until [`Command::Stop`] or until every handle is gone.
+    pub(crate) fn run(mut self) {
+        let mut last_activity = Instant::now();
+        loop {
+            let busy = !self.sends.is_empty() || !self.recvs.is_empty();
+            let first = if busy {
+                std::thread::yield_now();
+                self.commands.try_recv().map_err(|e| match e {
+                    std_mpsc::TryRecvError::Empty => None,
+                    std_mpsc::TryRecvError::Disconnected => Some(()),
+                })
+            } else {
+                let idle = last_activity.elapsed() / 16;
+                let wait = idle.clamp(Duration::from_micros(10), Duration::from_millis(1));
+                self.commands.recv_timeout(wait).map_err(|e| match e {
+                    std_mpsc::RecvTimeoutError::Timeout => None,
+                    std_mpsc::RecvTimeoutError::Disconnected => Some(()),
+                })
+            };
+            let mut active = false;
+            let mut next = first;
+            loop {
+                match next {
+                    Ok(Command::Stop) | Err(Some(())) => {
+                        self.stop();
+                        return;
+                    }
+                    Ok(command) => {
+                        active = true;
+                        self.handle(command);
+                    }
+                    Err(None) => break,
+                }
+                next = self.commands.try_recv().map_err(|e| match e {
+                    std_mpsc::TryRecvError::Empty => None,
+                    std_mpsc::TryRecvError::Disconnected => Some(()),
+                });
+            }
+            active |= self.probe_arrivals();
+            active |= self.test_requests();
+            if active || busy {
+                last_activity = Instant::now();
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        tracing::trace!(command = command.name(), "MPI transport command");
+        match command {
+            Command::Send {
+                dest,
+                tag,
+                messages,
+                done,
+            } => self.post_messages(dest, tag, &messages, done),
+            Command::Open { dest, tag } => {
+                let open = SendBuffer::Header(vec![0; HEADER_LEN]);
+                if let Err(e) = self.post_send(dest, tag, open, None) {
+                    tracing::warn!(dest, error = %e, "cannot open a connection over MPI");
+                }
+            }
+            Command::Close { dest, tag } => {
+                if let Err(e) = self.post_send(dest, tag, SendBuffer::Empty, None) {
+                    tracing::debug!(dest, error = %e, "cannot send a close over MPI");
+                }
+            }
+            Command::Route { source, tag, sink } => {
+                self.routes.entry((source, tag)).or_default().sink = Some(sink);
+            }
+            Command::Unroute { source, tag } => {
+                if let Some(route) = self.routes.get_mut(&(source, tag)) {
+                    route.sink = None;
+                    if route.queue.is_empty() {
+                        self.routes.remove(&(source, tag));
+                    }
+                }
+            }
+            Command::Listen { service, acceptor } => {
+                self.acceptors.insert(service, acceptor);
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn post_messages(
+        &mut self,
+        dest: i32,
+        tag: i32,
+        messages: &[RawMessage],
+        done: oneshot::Sender<Result<(), CommError>>,
+    ) {
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(
+            batch,
+            Batch {
+                remaining: 0,
+                done,
+                failed: None,
+            },
+        );
+        let mut result = Ok(());
+        'messages: for msg in messages {
+            let mut head = match msg.header() {
+                Ok(h) => h,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            head.extend_from_slice(&msg.control);
+            if let Err(e) = self.post_send(dest, tag, SendBuffer::Header(head), Some(batch)) {
+                result = Err(e);
+                break;
+            }
+            for frame in &msg.frames {
+                let mut offset = 0;
+                while offset < frame.len() {
+                    let end = (offset + CHUNK).min(frame.len());
+                    let piece = frame.slice(offset..end);
+                    if let Err(e) = self.post_send(dest, tag, SendBuffer::Bytes(piece), Some(batch))
+                    {
+                        result = Err(e);
+                        break 'messages;
+                    }
+                    offset = end;
+                }
+            }
+        }
+        if let Err(e) = result {
+            if let Some(b) = self.batches.get_mut(&batch) {
+                b.failed = Some(e);
+            }
+        }
+        self.finish_batch_if_done(batch);
+    }
+
+    fn post_send(
+        &mut self,
+        dest: i32,
+        tag: i32,
+        buffer: SendBuffer,
+        batch: Option<u64>,
+    ) -> Result<(), CommError> {
+        let (ptr, len): (*const u8, usize) = match &buffer {
+            SendBuffer::Bytes(b) => (b.as_ptr(), b.len()),
+            SendBuffer::Header(v) => (v.as_ptr(), v.len()),
+            SendBuffer::Empty => (std::ptr::NonNull::<u8>::dangling().as_ptr(), 0),
+        };
+        let count = c_int::try_from(len).map_err(|_| mpi_error("MPI_Isend (count)", -1))?;
+        let mut request = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
+        // SAFETY: `ptr` points to `len` readable bytes owned by `buffer`, which is stored with
+        // the request below and freed only once MPI reports the send complete (or leaked at
+        // stop). The communicator is valid until the fabric stops.
+        let code = unsafe {
+            ffi::MPI_Isend(
+                ptr.cast(),
+                count,
+                ffi::RSMPI_UINT8_T,
+                dest,
+                tag,
+                self.comm,
+                request.as_mut_ptr(),
+            )
+        };
+        if code != 0 {
+            return Err(mpi_error("MPI_Isend", code));
+        }
+        if let Some(b) = batch.and_then(|b| self.batches.get_mut(&b)) {
+            b.remaining += 1;
+        }
+        self.sends.push(PendingSend {
+            // SAFETY: MPI_Isend succeeded and wrote the request.
+            request: unsafe { request.assume_init() },
+            buffer,
+            batch,
+        });
+        Ok(())
+    }
+
+    fn finish_batch_if_done(&mut self, batch: u64) {
+        if self.batches.get(&batch).is_some_and(|b| b.remaining == 0) {
+            if let Some(b) = self.batches.remove(&batch) {
+                let _ = b.done.send(b.failed.map_or(Ok(()), Err));
+            }
+        }
+    }
+
+    /// Receive every message that has arrived; true if there was one.
+    fn probe_arrivals(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..64 {
+            let mut flag: c_int = 0;
+            let mut message = std::mem::MaybeUninit::<ffi::MPI_Message>::uninit();
+            let mut status = std::mem::MaybeUninit::<ffi::MPI_Status>::uninit();
+            // SAFETY: out-pointers to local storage; valid communicator.
+            let code = unsafe {
+                ffi::MPI_Improbe(
+                    ffi::RSMPI_ANY_SOURCE,
+                    ffi::RSMPI_ANY_TAG,
+                    self.comm,
+                    &mut flag,
+                    message.as_mut_ptr(),
+                    status.as_mut_ptr(),
+                )
+            };
+            if code != 0 || flag == 0 {
+                if code != 0 {
+                    tracing::error!(code, "MPI_Improbe failed");
+                }
+                return any;
+            }
+            any = true;
+            // SAFETY: flag set: MPI wrote the message handle and the status.
+            let (mut message, mut status) =
+                unsafe { (message.assume_init(), status.assume_init()) };
+            let mut count: c_int = 0;
+            // SAFETY: a status filled by MPI_Improbe.
+            unsafe { ffi::MPI_Get_count(&status, ffi::RSMPI_UINT8_T, &mut count) };
+            let len = usize::try_from(count).unwrap_or(0);
+            let mut buffer = Vec::<u8>::with_capacity(len.max(1));
+            // SAFETY: the buffer has room for `count` bytes; the matched message is
+            // received exactly once.
+            let code = unsafe {
+                ffi::MPI_Mrecv(
+                    buffer.as_mut_ptr().cast(),
+                    count,
+                    ffi::RSMPI_UINT8_T,
+                    &mut message,
+                    &mut status,
+                )
+            };
+            if code != 0 {
+                tracing::error!(code, "MPI_Mrecv failed");
+                continue;
+            }
+            // SAFETY: MPI_Mrecv wrote `len` bytes.
+            unsafe { buffer.set_len(len) };
+            self.arrived(status.MPI_SOURCE, status.MPI_TAG, buffer);
+        }
+        any
+    }
+
+    /// The first MPI message of a shoal message (or a close) arrived.
+    fn arrived(&mut self, source: i32, tag: i32, head: Vec<u8>) {
+        tracing::trace!(source, tag, bytes = head.len(), "MPI message arrived");
+        let key = (source, tag);
+        if !self.routes.contains_key(&key) {
+            let mut route = Route::default();
+            if let Some(service) = tag::opened_service(tag).filter(|_| !head.is_empty()) {
+                if let Some(acceptor) = self.acceptors.get(&service) {
+                    let (sink, inbox) = mpsc::unbounded_channel();
+                    if acceptor.send(Accepted { source, tag, inbox }).is_ok() {
+                        route.sink = Some(sink);
+                    } else {
+                        self.acceptors.remove(&service);
+                    }
+                }
+            }
+            self.routes.insert(key, route);
+        }
+        let parsed = if head.is_empty() {
+            None
+        } else {
+            match parse_head(&head) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(source, error = %e, "malformed message over MPI; closing the connection");
+                    None
+                }
+            }
+        };
+        let Some(route) = self.routes.get_mut(&key) else {
+            return;
+        };
+        if parsed
+            .as_ref()
+            .is_some_and(|(control, frames)| control.is_empty() && frames.is_empty())
+        {
+            // The opening announcement (no real message has an empty control part): the
+            // route now exists and the listener has the connection.
+            return;
+        }
+        let seq = route.next_seq;
+        route.next_seq += 1;
+        let mut arrival = Arrival {
+            seq,
+            control: Bytes::new(),
+            frames: Vec::new(),
+            remaining: 0,
+            close: parsed.is_none(),
+        };
+        if let Some((control_range, frame_lens)) = parsed {
+            let head = Bytes::from(head);
+            arrival.control = head.slice(control_range);
+            for len in frame_lens {
+                arrival.frames.push((Vec::with_capacity(len), len));
+            }
+        }
+        // Receives for the frames are posted now, before the next probe: the frames are
+        // the next messages on this tag from this source, and a posted receive takes them
+        // before any probe can.
+        let mut posted = Vec::new();
+        for (buffer, len) in &mut arrival.frames {
+            let mut offset = 0;
+            while offset < *len {
+                let piece = (*len - offset).min(CHUNK);
+                let mut request = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
+                // SAFETY: the buffer has capacity `len`; MPI writes `piece` bytes at
+                // `offset`. The Vec's heap block does not move while the arrival waits in
+                // its route's queue, and it is only read after every receive completed.
+                let code = unsafe {
+                    ffi::MPI_Irecv(
+                        buffer.as_mut_ptr().add(offset).cast(),
+                        piece as c_int,
+                        ffi::RSMPI_UINT8_T,
+                        source,
+                        tag,
+                        self.comm,
+                        request.as_mut_ptr(),
+                    )
+                };
+                if code != 0 {
+                    tracing::error!(code, source, "MPI_Irecv failed; closing the connection");
+                    arrival.close = true;
+                    break;
+                }
+                // SAFETY: MPI_Irecv succeeded and wrote the request.
+                posted.push(unsafe { request.assume_init() });
+                offset += piece;
+            }
+        }
+        arrival.remaining = posted.len();
+        for request in posted {
+            self.recvs.push(PendingRecv {
+                request,
+                route: key,
+                seq,
+            });
+        }
+        route.queue.push_back(arrival);
+        self.deliver(key);
+    }
+
+    /// Hand the complete messages at the front of a route's queue to its reader, in order.
+    fn deliver(&mut self, key: (i32, i32)) {
+        let Some(route) = self.routes.get_mut(&key) else {
+            return;
+        };
+        let mut closed = false;
+        while route.queue.front().is_some_and(|a| a.remaining == 0) {
+            let Some(arrival) = route.queue.pop_front() else {
+                break;
+            };
+            if arrival.close {
+                if let Some(sink) = route.sink.take() {
+                    let _ = sink.send(None);
+                }
+                closed = true;
+                break;
+            }
+            let frames = arrival
+                .frames
+                .into_iter()
+                .map(|(mut buffer, len)| {
+                    // SAFETY: every receive into this buffer completed: `len` bytes written.
+                    unsafe { buffer.set_len(len) };
+                    Bytes::from(buffer)
+                })
+                .collect();
+            let msg = RawMessage {
+                control: arrival.control,
+                frames,
+            };
+            if let Some(sink) = &route.sink {
+                if sink.send(Some(msg)).is_err() {
+                    route.sink = None;
+                }
+            }
+        }
+        let idle = route.queue.is_empty() && route.sink.is_none();
+        if closed && !route.queue.is_empty() {
+            // Receives still in flight after a close belong to a broken stream; they
+            // complete into their buffers and are dropped with the route's queue below
+            // only once done, so keep the route until then.
+            route.sink = None;
+        } else if closed || idle {
+            self.routes.remove(&key);
+        }
+    }
+
+    /// Test every request in flight; true if one completed.
+    fn test_requests(&mut self) -> bool {
+        let mut any = false;
+        let mut i = 0;
+        while i < self.sends.len() {
+            let mut flag: c_int = 0;
+            // SAFETY: an active request from MPI_Isend; MPI sets it to MPI_REQUEST_NULL
+            // when complete.
+            let code = unsafe {
+                ffi::MPI_Test(
+                    &mut self.sends[i].request,
+                    &mut flag,
+                    ffi::RSMPI_STATUS_IGNORE,
+                )
+            };
+            if code != 0 || flag != 0 {
+                any = true;
+                let send = self.sends.swap_remove(i);
+                if let Some(batch) = send.batch {
+                    if let Some(b) = self.batches.get_mut(&batch) {
+                        b.remaining -= 1;
+                        if code != 0 {
+                            b.failed = Some(mpi_error("MPI_Isend completion", code));
+                        }
+                    }
+                    self.finish_batch_if_done(batch);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.recvs.len() {
+            let mut flag: c_int = 0;
+            // SAFETY: an active request from MPI_Irecv.
+            let code = unsafe {
+                ffi::MPI_Test(
+                    &mut self.recvs[i].request,
+                    &mut flag,
+                    ffi::RSMPI_STATUS_IGNORE,
+                )
+            };
+            if code != 0 || flag != 0 {
+                any = true;
+                let recv = self.recvs.swap_remove(i);
+                if let Some(arrival) = self.routes.get_mut(&recv.route).and_then(|r| {
+                    let front = r.queue.front()?.seq;
+                    r.queue.get_mut(usize::try_from(recv.seq - front).ok()?)
+                }) {
+                    arrival.remaining -= 1;
+                    if code != 0 {
+                        tracing::error!(code, "an MPI receive failed; closing the connection");
+                        arrival.close = true;
+                    }
+                }
+                self.deliver(recv.route);
+            } else {
+                i += 1;
+            }
+        }
+        any
+    }
+
+    /// Cancel receives in flight; let sends in flight go (their buffers are leaked, since
+    /// MPI may still read them) and end.
+    fn stop(&mut self) {
+        for mut recv in self.recvs.drain(..) {
+            // SAFETY: active receive requests; a cancelled request completes at once.
+            unsafe {
+                ffi::MPI_Cancel(&mut recv.request);
+                ffi::MPI_Wait(&mut recv.request, ffi::RSMPI_STATUS_IGNORE);
+            }
+        }
+        // Buffers of cancelled receives may now be freed.
+        self.routes.clear();
+        for mut send in self.sends.drain(..) {
+            // SAFETY: an active send request; freeing it lets MPI complete it on its own.
+            unsafe { ffi::MPI_Request_free(&mut send.request) };
+            std::mem::forget(send.buffer);
+        }
+        for (_, batch) in self.batches.drain() {
+            let _ = batch.done.send(Err(CommError::Truncated));
+        }
+    }
+}
+
+/// Split the first MPI message of a shoal message: the control part's byte range and the
+/// data frames' lengths.
+fn parse_head(head: &[u8]) -> Result<(std::ops::Range<usize>, Vec<usize>), CommError> {
+    let limits = Limits::DEFAULT;
+    let fixed: [u8; HEADER_LEN] = head
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(CommError::Truncated)?;
+    let (control_len, n_frames) = parse_header(fixed, &limits)?;
+    let table_end = HEADER_LEN + 8 * n_frames as usize;
+    let table = head
+        .get(HEADER_LEN..table_end)
+        .ok_or(CommError::Truncated)?;
+    let mut lens = Vec::with_capacity(n_frames as usize);
+    for raw in table.chunks_exact(8) {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(raw);
+        let len = u64::from_le_bytes(len);
+        check_frame_len(len, &limits)?;
+        lens.push(usize::try_from(len).map_err(|_| CommError::TooLarge {
+            what: "data frame",
+            size: len,
+            limit: usize::MAX as u64,
+        })?);
+    }
+    let control_end = table_end + control_len as usize;
+    if head.len() != control_end {
+        return Err(CommError::Decode(format!(
+            "MPI message of {} bytes, but its header announces {control_end}",
+            head.len()
+        )));
+    }
+    Ok((table_end..control_end, lens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_split_into_control_and_frame_lengths() {
+        let msg = RawMessage {
+            control: Bytes::from_static(b"ctl"),
+            frames: vec![Bytes::from(vec![1u8; 10]), Bytes::new()],
+        };
+        let mut head = msg.header().unwrap();
+        head.extend_from_slice(&msg.control);
+        let (range, lens) = parse_head(&head).unwrap();
+        assert_eq!(&head[range], b"ctl");
+        assert_eq!(lens, vec![10, 0]);
+        head.push(0);
+        assert!(parse_head(&head)
+            .unwrap_err()
+            .to_string()
+            .contains("announces"));
+        assert!(matches!(parse_head(&[1, 2]), Err(CommError::Truncated)));
+    }
+}
