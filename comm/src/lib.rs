@@ -4,6 +4,7 @@
 //!
 //! - [`frame`]: one message on the wire = a msgpack control part followed by raw data
 //!   frames; encoding, decoding and size limits, with no I/O.
+//! - [`buffer`]: receive buffers for large data frames (huge pages where possible).
 //! - [`message`]: the control messages, one enum per direction
 //!   (client → scheduler, scheduler → client, worker → scheduler, scheduler → worker,
 //!   worker ↔ worker data requests).
@@ -16,6 +17,7 @@
 //! - [`secret`]: the cluster secret (random, never sent in clear).
 
 pub mod auth;
+pub mod buffer;
 pub mod error;
 pub mod frame;
 pub mod ids;

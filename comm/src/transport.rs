@@ -6,7 +6,6 @@
 
 use crate::frame::{check_frame_len, parse_header, Limits, RawMessage, HEADER_LEN};
 use crate::CommError;
-use bytes::BytesMut;
 use std::future::Future;
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
@@ -49,15 +48,18 @@ impl<R: AsyncRead + Unpin + Send + 'static> StreamReader<R> {
     }
 
     async fn read_exact_bytes(&mut self, len: u64) -> Result<bytes::Bytes, CommError> {
-        let mut buf = BytesMut::with_capacity(len as usize);
-        while (buf.len() as u64) < len {
-            let remaining = len - buf.len() as u64;
-            let n = (&mut self.inner).take(remaining).read_buf(&mut buf).await?;
+        let mut buf = crate::buffer::ReceiveBuffer::new(len as usize);
+        while (buf.vec().len() as u64) < len {
+            let remaining = len - buf.vec().len() as u64;
+            let n = (&mut self.inner)
+                .take(remaining)
+                .read_buf(buf.vec())
+                .await?;
             if n == 0 {
                 return Err(CommError::Truncated);
             }
         }
-        Ok(buf.freeze())
+        Ok(buf.into_bytes())
     }
 }
 

@@ -309,12 +309,19 @@ pub struct RunArgs {
 /// How scheduler-worker and worker-worker traffic travels inside an MPI job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
-    /// TCP for now (see the README's MPI section for why).
+    /// MPI inside the job (as `mpi`).
     Auto,
-    /// Worker-to-worker data over MPI point-to-point; scheduler and clients over TCP.
+    /// Worker-to-worker data over MPI point-to-point; the scheduler and clients over TCP.
     Mpi,
-    /// TCP sockets.
+    /// TCP sockets for everything.
     Tcp,
+}
+
+impl Transport {
+    /// True if workers of the job exchange data over MPI.
+    pub fn data_over_mpi(self) -> bool {
+        self != Transport::Tcp
+    }
 }
 
 #[derive(Debug, Clone, Args)]

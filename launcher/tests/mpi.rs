@@ -368,3 +368,95 @@ fn bind_cores_pins_each_worker_rank_to_its_share() {
         job.log()
     );
 }
+
+/// Produce a patterned payload of `size` bytes on worker `from`, hand it to a one-input
+/// concat pinned to worker `to` (which fetches it), and return what the client then reads
+/// from `to`.
+async fn move_payload(
+    client: &shoal_runtime::client::Client,
+    key: &str,
+    size: u64,
+    from: &str,
+    to: &str,
+) -> bytes::Bytes {
+    use shoal_comm::message::{ExecutorKind, KeyState, TaskSpec};
+    use shoal_runtime::executor::builtin::{encode_args, BytesArgs};
+    let (made, moved) = (format!("{key}-made"), format!("{key}-moved"));
+    let mut produce = TaskSpec::new(&made, ExecutorKind::Bytes, vec![]);
+    produce.payload = Some(0);
+    produce.workers = vec![from.to_string()];
+    let mut consume = TaskSpec::new(&moved, ExecutorKind::Concat, vec![made.clone()]);
+    consume.workers = vec![to.to_string()];
+    let args = BytesArgs {
+        size,
+        fill: size as u8,
+        pattern: true,
+    };
+    let keys = vec![moved.clone()];
+    client
+        .submit(
+            vec![produce, consume],
+            vec![encode_args(&args)],
+            keys.clone(),
+        )
+        .await
+        .unwrap();
+    let state = client
+        .wait(&keys, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(state, vec![KeyState::Memory { size }], "{key}");
+    let mut values = client.fetch(&keys).await.unwrap();
+    client.release(keys).unwrap();
+    values.remove(0)
+}
+
+#[test]
+fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
+    use shoal_runtime::executor::builtin::pattern_byte;
+    let mut job = MpiJob::start(3, &[], &["--transport", "mpi", "--memory-limit", "0"]);
+    job.wait_for_workers(2);
+    let addresses: Vec<String> = job.status()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["address"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        addresses.iter().all(|a| a.contains(" mpi://")),
+        "workers advertise an MPI address: {addresses:?}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            shoal_runtime::client::Client::from_scheduler_file(&job.file, Duration::from_secs(10))
+                .await
+                .unwrap();
+        // Empty, tiny, odd, just over a MiB, and 64 MiB plus 3 (several MPI messages).
+        let sizes = [0u64, 1, 4093, (1 << 20) + 5, (64 << 20) + 3];
+        for (n, size) in sizes.into_iter().enumerate() {
+            let (from, to) = if n % 2 == 0 {
+                ("shoal-mpi-1", "shoal-mpi-2")
+            } else {
+                ("shoal-mpi-2", "shoal-mpi-1")
+            };
+            let got = move_payload(&client, &format!("p{n}"), size, from, to).await;
+            assert_eq!(got.len() as u64, size);
+            let wrong = got
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != pattern_byte(i as u64, size as u8));
+            assert_eq!(wrong, None, "payload of {size} bytes differs at this byte");
+        }
+    });
+    shutdown(job.f());
+    assert!(
+        job.wait(Duration::from_secs(20))
+            .is_some_and(|s| s.success()),
+        "{}",
+        job.log()
+    );
+    let log = job.log();
+    assert!(log.contains("fetching from peer over MPI"), "{log}");
+    assert!(!log.contains("fetching from peer over TCP"), "{log}");
+}

@@ -1,5 +1,6 @@
 //! Worker-to-worker transfer of one payload: a task on worker A produces N bytes, a task
-//! restricted to worker B reads it (the fetch from A plus a concatenation). Prints the
+//! restricted to worker B takes it as its input (the fetch from A; a one-input concat hands
+//! the input on without copying), timed from submission to the client seeing it done. Prints the
 //! best of several rounds as JSON. Needs a scheduler with two workers named in the args.
 //!
 //! `transfer SCHEDULER_FILE WORKER_A WORKER_B [MiB] [ROUNDS]`
@@ -28,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
         client
             .submit(
                 vec![produce],
-                vec![encode_args(&BytesArgs { size, fill: 7 })],
+                vec![encode_args(&BytesArgs {
+                    size,
+                    fill: 7,
+                    pattern: false,
+                })],
                 vec![p.clone()],
             )
             .await?;

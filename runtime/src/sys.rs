@@ -20,9 +20,11 @@ fn rss_from_statm(path: &str) -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
-/// Hand freed heap memory back to the system: glibc's `malloc_trim` (for memory the C
-/// allocator holds, e.g. in a Python-hosted worker) and the binary's own allocator hook.
+/// Hand freed heap memory back to the system: the pool of received frame buffers,
+/// glibc's `malloc_trim` (for memory the C allocator holds, e.g. in a Python-hosted worker)
+/// and the binary's own allocator hook.
 pub fn trim_heap() {
+    shoal_comm::buffer::release_pool();
     // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
     unsafe { libc::malloc_trim(0) };
     crate::scheduler::server::release_freed_memory();

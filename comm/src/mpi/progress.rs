@@ -14,6 +14,7 @@
 //! (empty control part, no frames) opens a connection; a message of zero bytes closes it.
 
 use super::tag::{self, Service};
+use crate::buffer::ReceiveBuffer;
 use crate::frame::{check_frame_len, parse_header, Limits, RawMessage, HEADER_LEN};
 use crate::CommError;
 use bytes::Bytes;
@@ -117,7 +118,7 @@ struct PendingRecv {
 struct Arrival {
     seq: u64,
     control: Bytes,
-    frames: Vec<(Vec<u8>, usize)>,
+    frames: Vec<(ReceiveBuffer, usize)>,
     remaining: usize,
     close: bool,
 }
@@ -456,7 +457,7 @@ impl Engine {
             let head = Bytes::from(head);
             arrival.control = head.slice(control_range);
             for len in frame_lens {
-                arrival.frames.push((Vec::with_capacity(len), len));
+                arrival.frames.push((ReceiveBuffer::new(len), len));
             }
         }
         // Receives for the frames are posted now, before the next probe: the frames are
@@ -473,7 +474,7 @@ impl Engine {
                 // its route's queue, and it is only read after every receive completed.
                 let code = unsafe {
                     ffi::MPI_Irecv(
-                        buffer.as_mut_ptr().add(offset).cast(),
+                        buffer.vec().as_mut_ptr().add(offset).cast(),
                         piece as c_int,
                         ffi::RSMPI_UINT8_T,
                         source,
@@ -526,8 +527,8 @@ impl Engine {
                 .into_iter()
                 .map(|(mut buffer, len)| {
                     // SAFETY: every receive into this buffer completed: `len` bytes written.
-                    unsafe { buffer.set_len(len) };
-                    Bytes::from(buffer)
+                    unsafe { buffer.vec().set_len(len) };
+                    buffer.into_bytes()
                 })
                 .collect();
             let msg = RawMessage {

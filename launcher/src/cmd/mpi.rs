@@ -238,7 +238,7 @@ const FAST_START_PML: &str = "ob1";
 /// also what `mpirun --mca pml X` sets) is always kept; other MPIs ignore the variable.
 /// Call before other threads exist: it sets this process's environment.
 pub fn prefer_fast_start(args: &MpiArgs) {
-    let needs_fabric = args.transport == Transport::Mpi && high_speed_network_present();
+    let needs_fabric = args.transport.data_over_mpi() && high_speed_network_present();
     if !needs_fabric && std::env::var_os("OMPI_MCA_pml").is_none() {
         std::env::set_var("OMPI_MCA_pml", FAST_START_PML);
         tracing::debug!(
@@ -310,7 +310,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     let (local_rank, on_node) = place_on_node(&world);
     let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
     let is_client = args.client_rank == Some(rank);
-    let fabric = if args.transport == Transport::Mpi {
+    let fabric = if args.transport.data_over_mpi() {
         start_fabric(&world, !is_client)?
     } else {
         None

@@ -20,6 +20,16 @@ pub struct BytesArgs {
     pub size: u64,
     #[serde(default)]
     pub fill: u8,
+    /// Instead of `fill` everywhere, byte `i` is [`pattern_byte`]`(i, fill)`: any byte
+    /// lost, added or moved in transit shows.
+    #[serde(default)]
+    pub pattern: bool,
+}
+
+/// Byte `i` of a patterned [`BytesArgs`] payload seeded with `seed`: differs between
+/// neighbours and between 2 KiB blocks, so shifted or swapped pieces do not match.
+pub fn pattern_byte(i: u64, seed: u8) -> u8 {
+    (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8
 }
 
 /// Arguments of [`ExecutorKind::Sum`].
@@ -116,6 +126,9 @@ pub fn run(
             let a: BytesArgs = args(kind, payload)?;
             let size = usize::try_from(a.size)
                 .map_err(|_| error("BadPayload", format!("cannot produce {} bytes on this machine", a.size)))?;
+            if a.pattern {
+                return Ok((0..a.size).map(|i| pattern_byte(i, a.fill)).collect());
+            }
             Ok(Bytes::from(vec![a.fill; size]))
         }
         ExecutorKind::Checksum => {
@@ -125,6 +138,8 @@ pub fn run(
                 .fold(0u64, |sum, b| sum.wrapping_add(u64::from(*b)));
             Ok(Bytes::copy_from_slice(&total.to_le_bytes()))
         }
+        // One input is the result as it is: no copy.
+        ExecutorKind::Concat if inputs.len() == 1 => Ok(inputs[0].clone()),
         ExecutorKind::Concat => {
             let mut out = BytesMut::with_capacity(inputs.iter().map(Bytes::len).sum());
             for i in inputs {
@@ -189,7 +204,11 @@ mod tests {
     fn bytes_concat_and_fail() {
         let b = run(
             ExecutorKind::Bytes,
-            Some(&encode_args(&BytesArgs { size: 3, fill: 7 })),
+            Some(&encode_args(&BytesArgs {
+                size: 3,
+                fill: 7,
+                pattern: false,
+            })),
             &[],
         )
         .unwrap();

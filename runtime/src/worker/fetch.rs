@@ -66,7 +66,14 @@ async fn fetch_loop(
         }
         if conn.is_none() {
             match connect_peer(&address, &secret, &name, Duration::from_secs(10)).await {
-                Ok((r, w)) => conn = Some((r, w)),
+                Ok((r, w)) => {
+                    let over = match r {
+                        crate::net::PeerReader::Tcp(_) => "TCP",
+                        crate::net::PeerReader::Mpi(_) => "MPI",
+                    };
+                    tracing::info!(%peer, "fetching from peer over {over}");
+                    conn = Some((r, w));
+                }
                 Err(e) => {
                     tracing::warn!(%peer, %address, error = %format!("{e:#}"), "cannot reach peer");
                     let _ = done.send(FetchDone {

@@ -60,6 +60,11 @@ pub async fn run_worker(
     let listener = TcpListener::bind((options.host.as_str(), 0))
         .await
         .with_context(|| format!("cannot start the data server on {}", options.host))?;
+    if options.memory_limit > 0 {
+        // Reused receive buffers are unmanaged memory: a tenth of the limit at most, as for
+        // transfers in flight.
+        shoal_comm::buffer::set_pool_limit((options.memory_limit / 10) as usize);
+    }
     let fabric = shoal_comm::mpi::installed().filter(|_| options.data_over_mpi);
     let tcp_address = format_address(listener.local_addr()?);
     let data_address = match fabric {
