@@ -3,7 +3,7 @@
 //! the workers by MPI broadcast (a stale scheduler file from an earlier run is never read);
 //! the scheduler file is still written, atomically, for clients outside the job.
 
-use crate::cli::{MpiArgs, Transport};
+use crate::cli::MpiArgs;
 use crate::iface::choose_host;
 use anyhow::{bail, Context};
 use mpi::point_to_point::Source;
@@ -267,7 +267,7 @@ fn high_speed_network_present() -> bool {
 fn start_fabric(
     world: &SimpleCommunicator,
     takes_part: bool,
-) -> anyhow::Result<Option<Arc<MpiFabric>>> {
+) -> anyhow::Result<Option<RunningFabric>> {
     use mpi::raw::AsRaw;
     let job = (world.rank() == 0).then(|| {
         let nanos = std::time::SystemTime::now()
@@ -287,7 +287,17 @@ fn start_fabric(
     // `run_rank`); the duplicate communicator is used by the fabric alone.
     let fabric = unsafe { MpiFabric::start(raw, job) }.context("cannot start --transport mpi")?;
     shoal_comm::mpi::install(fabric.clone());
-    Ok(Some(fabric))
+    Ok(Some(RunningFabric(fabric)))
+}
+
+/// The MPI transport of this rank, stopped when dropped: on every way out of
+/// [`run_rank`], errors included, before the universe (declared earlier) finalises MPI.
+struct RunningFabric(Arc<MpiFabric>);
+
+impl Drop for RunningFabric {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Run this rank's part: scheduler, worker, or (batch scripts) return as the client.
@@ -410,9 +420,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         }
         None => worker_future.await?,
     };
-    if let Some(fabric) = &fabric {
-        fabric.stop();
-    }
+    drop(fabric);
     drop(world);
     // A rank that lost its scheduler lost a peer: Open MPI's finalize may wait for it.
     let timeout = if code == super::worker::EXIT_SCHEDULER_LOST {
