@@ -19,7 +19,7 @@ use crate::frame::{Limits, RawMessage};
 use crate::transport::{MessageRead, MessageWrite};
 use crate::CommError;
 use progress::{Accepted, Command, Engine, Inbox, RawComm};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 pub use tag::Service;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +31,7 @@ pub struct MpiFabric {
     job: String,
     next_number: AtomicU32,
     numbers: u32,
+    peer_lost: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -101,6 +102,7 @@ impl MpiFabric {
             rank,
             job,
             next_number: AtomicU32::new(1),
+            peer_lost: AtomicBool::new(false),
             // SAFETY: valid communicator.
             numbers: tag::numbers_below(unsafe { tag_upper_bound(comm) }),
             thread: Mutex::new(Some(thread)),
@@ -120,6 +122,17 @@ impl MpiFabric {
     /// This rank's MPI address, `mpi://JOB/RANK`.
     pub fn address(&self) -> String {
         format!("mpi://{}/{}", self.job, self.rank)
+    }
+
+    /// Note that a peer of this job left (its process may have died; MPI itself does not
+    /// tell). The launcher then bounds `MPI_Finalize` tightly.
+    pub fn note_peer_lost(&self) {
+        self.peer_lost.store(true, Ordering::Relaxed);
+    }
+
+    /// True once [`MpiFabric::note_peer_lost`] was called.
+    pub fn peer_lost(&self) -> bool {
+        self.peer_lost.load(Ordering::Relaxed)
     }
 
     /// Open a connection to `service` on `rank`.

@@ -400,30 +400,34 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
             },
         )
     };
+    let mut rank_lost = false;
     let code = match scheduler {
         Some(s) => {
             let scheduler = async {
-                let result = s.run(crate::signals::terminated()).await;
-                if let Ok(seen) = &result {
-                    let unseen: Vec<i32> = (0..size)
-                        .filter(|r| *r != rank || runs_worker)
-                        .filter(|r| Some(*r) != args.client_rank)
-                        .filter(|r| !seen.contains(&format!("{}-{r}", args.name)))
-                        .collect();
-                    send_stop(&world, &unseen);
-                }
-                result.map(drop)
+                let summary = s.run(crate::signals::terminated()).await?;
+                let rank_name = |r: i32| format!("{}-{r}", args.name);
+                let unseen: Vec<i32> = (0..size)
+                    .filter(|r| *r != rank || runs_worker)
+                    .filter(|r| Some(*r) != args.client_rank)
+                    .filter(|r| !summary.workers_seen.contains(&rank_name(*r)))
+                    .collect();
+                send_stop(&world, &unseen);
+                Ok::<_, anyhow::Error>(
+                    (0..size).any(|r| summary.workers_lost.contains(&rank_name(r))),
+                )
             };
             let (sched, worker) = tokio::join!(scheduler, worker_future);
-            sched?;
+            rank_lost = sched?;
             worker?
         }
         None => worker_future.await?,
     };
+    rank_lost |= fabric.as_ref().is_some_and(|f| f.0.peer_lost());
     drop(fabric);
     drop(world);
-    // A rank that lost its scheduler lost a peer: Open MPI's finalize may wait for it.
-    let timeout = if code == super::worker::EXIT_SCHEDULER_LOST {
+    // A rank that lost its scheduler, or saw a worker rank go, lost a peer: Open MPI's
+    // finalize may wait for it.
+    let timeout = if code == super::worker::EXIT_SCHEDULER_LOST || rank_lost {
         LOST_PEER_FINALIZE_TIMEOUT
     } else {
         FINALIZE_TIMEOUT
@@ -436,7 +440,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
 /// wait there for the others (in batch scripts, for the client rank to finish), so this
 /// only bounds a real hang.
 const FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// The same after the scheduler rank died: nobody is left to wait for.
+/// The same after a peer rank died: the survivors have nobody to wait for.
 const LOST_PEER_FINALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// MPI_Finalize (dropping the universe), but never hang in it: after a rank was killed,

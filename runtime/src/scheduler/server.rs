@@ -48,6 +48,15 @@ pub fn release_freed_memory() {
     }
 }
 
+/// What a scheduler's run saw of its workers.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Names of every worker that registered.
+    pub workers_seen: Vec<String>,
+    /// Names of workers whose connection closed before the shutdown (left, or died).
+    pub workers_lost: Vec<String>,
+}
+
 /// Everything needed to start a scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -107,9 +116,10 @@ impl Scheduler {
     }
 
     /// Serve until a client asks for shutdown, `shutdown` resolves, or the idle timeout
-    /// passes. Workers are told to exit; the scheduler file is removed. Returns the names
-    /// of every worker that registered (a launcher can then reach those that never did).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Vec<String>> {
+    /// passes. Workers are told to exit; the scheduler file is removed. Returns which
+    /// workers registered and which were lost on the way (a launcher can then reach those
+    /// that never registered, and knows whether a peer process may have died).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
         let (events_tx, events) = mpsc::unbounded_channel();
         let acceptor = tokio::spawn(accept_loop(
             self.listener,
@@ -126,7 +136,7 @@ impl Scheduler {
             last_activity: Instant::now(),
             stop: false,
             churn_mark: (0, 0),
-            workers_seen: Vec::new(),
+            summary: RunSummary::default(),
         };
         let result = state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -137,7 +147,7 @@ impl Scheduler {
             scheduler_file::remove_if_ours(path, &self.id);
         }
         tracing::info!("scheduler stopped");
-        result.map(|()| state.workers_seen)
+        result.map(|()| state.summary)
     }
 }
 
@@ -310,7 +320,7 @@ struct ServerState {
     /// (task count, finished count) at the last memory release check.
     churn_mark: (u64, u64),
     /// Names of every worker that registered.
-    workers_seen: Vec<String>,
+    summary: RunSummary,
 }
 
 impl ServerState {
@@ -389,7 +399,7 @@ impl ServerState {
                 writer,
                 reply,
             } => {
-                self.workers_seen.push(registration.name.clone());
+                self.summary.workers_seen.push(registration.name.clone());
                 let id = self.core.next_worker_id_hint();
                 self.comm.add_worker(id, outbox, writer);
                 let assigned = self.core.on_worker_added(
@@ -402,6 +412,10 @@ impl ServerState {
                 let _ = reply.send(id);
             }
             Event::WorkerClosed(id, reason) => {
+                if let Some(worker) = self.core.workers.get(&id) {
+                    let name = worker.registration.name.clone();
+                    self.summary.workers_lost.push(name);
+                }
                 self.core.on_worker_lost(id, &reason, &mut self.comm);
                 self.comm.workers.remove(&id);
             }

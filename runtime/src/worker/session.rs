@@ -197,6 +197,15 @@ async fn connect_scheduler(
     Ok((reader, writer, secret))
 }
 
+/// A peer of this process's MPI job left: tell the fabric (MPI does not notice).
+fn note_if_same_job(address: &str) {
+    if let Some(fabric) = shoal_comm::mpi::installed() {
+        if crate::net::mpi_alternative(address).is_some_and(|(job, _)| job == fabric.job()) {
+            fabric.note_peer_lost();
+        }
+    }
+}
+
 fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
     match &options.scheduler {
         SchedulerSource::File(p) => p.clone(),
@@ -456,7 +465,9 @@ impl<'a> Session<'a> {
                 self.peers.insert(id, address);
             }
             ToWorker::PeerLeft(id) => {
-                self.peers.remove(&id);
+                if let Some(address) = self.peers.remove(&id) {
+                    note_if_same_job(&address);
+                }
                 self.fetchers.remove(&id);
             }
             ToWorker::Heartbeat => {}
