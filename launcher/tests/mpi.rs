@@ -467,3 +467,100 @@ fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
     assert!(log.contains("fetching from peer over MPI"), "{log}");
     assert!(!log.contains("fetching from peer over TCP"), "{log}");
 }
+
+#[test]
+fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed() {
+    use shoal_comm::message::{ExecutorKind, KeyState, TaskSpec};
+    use shoal_runtime::executor::builtin::{encode_args, pattern_byte, BytesArgs};
+    let mut job = MpiJob::start(4, &["--enable-recovery"], &["--memory-limit", "0"]);
+    job.wait_for_workers(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            shoal_runtime::client::Client::from_scheduler_file(&job.file, Duration::from_secs(10))
+                .await
+                .unwrap();
+        let size = 16u64 << 20;
+        let mut produce = TaskSpec::new("made", ExecutorKind::Bytes, vec![]);
+        produce.payload = Some(0);
+        let args = BytesArgs {
+            size,
+            fill: 9,
+            pattern: true,
+        };
+        let made = vec!["made".to_string()];
+        client
+            .submit(vec![produce], vec![encode_args(&args)], made.clone())
+            .await
+            .unwrap();
+        client
+            .wait(&made, Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        // The holder stops answering: the fetch below is then surely in flight when it dies.
+        let holder_address = client.who_has(&made).await.unwrap()[0][0].clone();
+        let workers = job.status()["workers"].as_array().unwrap().clone();
+        let holder = workers
+            .iter()
+            .find(|w| w["address"] == holder_address.as_str())
+            .unwrap();
+        let reader = workers
+            .iter()
+            .find(|w| w["name"] != holder["name"])
+            .unwrap();
+        let pid = holder["pid"].as_i64().unwrap() as i32;
+        // A first small transfer opens the reader's connection to the holder: the fetch
+        // below then waits on it for an answer, with no handshake timeout to end it.
+        let warm = move_payload(
+            &client,
+            "warm",
+            10,
+            holder["name"].as_str().unwrap(),
+            reader["name"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(warm.len(), 10);
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        let mut consume = TaskSpec::new("moved", ExecutorKind::Concat, made.clone());
+        consume.workers = vec![reader["name"].as_str().unwrap().to_string()];
+        let moved = vec!["moved".to_string()];
+        client
+            .submit(vec![consume], vec![], moved.clone())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !matches!(client.state("moved"), Some(KeyState::Memory { .. })),
+            "the reader cannot have the input while its holder is stopped"
+        );
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        // The scheduler sees the rank's connection close at once and tells the reader,
+        // which abandons the fetch; the input is recomputed on a live worker.
+        let state = tokio::time::timeout(
+            Duration::from_secs(8),
+            client.wait(&moved, Some(Duration::from_secs(60))),
+        )
+        .await
+        .expect("the reader must give up on the dead rank")
+        .unwrap();
+        assert_eq!(state, vec![KeyState::Memory { size }], "{}", job.log());
+        let got = client.fetch(&moved).await.unwrap().remove(0);
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern_byte(i as u64, 9)));
+    });
+    shutdown(job.f());
+    assert!(job.wait(Duration::from_secs(20)).is_some(), "{}", job.log());
+    assert!(
+        job.log().contains("fetching from peer over MPI"),
+        "{}",
+        job.log()
+    );
+}

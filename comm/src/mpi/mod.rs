@@ -19,6 +19,7 @@ use crate::frame::{Limits, RawMessage};
 use crate::transport::{MessageRead, MessageWrite};
 use crate::CommError;
 use progress::{Accepted, Command, Engine, Inbox, RawComm};
+pub use progress::{MAX_MESSAGE, MAX_MESSAGE_VAR};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 pub use tag::Service;
@@ -44,6 +45,9 @@ pub enum FabricError {
     /// An MPI call failed.
     #[error("{call} failed with MPI error code {code}")]
     Call { call: &'static str, code: i32 },
+    /// `SHOAL_MPI_MAX_MESSAGE` is not usable.
+    #[error("{0}")]
+    BadSetting(String),
     /// The progress thread could not be started.
     #[error("cannot start the MPI progress thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -92,11 +96,12 @@ impl MpiFabric {
                 code,
             });
         }
+        let chunk = progress::max_message().map_err(FabricError::BadSetting)?;
         let (commands, receiver) = std_mpsc::channel();
         let raw = RawComm(comm);
         let thread = std::thread::Builder::new()
             .name("shoal-mpi-progress".into())
-            .spawn(move || Engine::new(raw, receiver).run())?;
+            .spawn(move || Engine::new(raw, chunk, receiver).run())?;
         Ok(Arc::new(MpiFabric {
             commands,
             rank,
@@ -124,10 +129,12 @@ impl MpiFabric {
         format!("mpi://{}/{}", self.job, self.rank)
     }
 
-    /// Note that a peer of this job left (its process may have died; MPI itself does not
-    /// tell). The launcher then bounds `MPI_Finalize` tightly.
-    pub fn note_peer_lost(&self) {
+    /// Note that the peer on `rank` left (its process may have died; MPI itself does not
+    /// tell): connections with it close, sends to it fail, and the launcher bounds
+    /// `MPI_Finalize` tightly.
+    pub fn note_peer_lost(&self, rank: i32) {
         self.peer_lost.store(true, Ordering::Relaxed);
+        let _ = self.commands.send(Command::PeerLost(rank));
     }
 
     /// True once [`MpiFabric::note_peer_lost`] was called.

@@ -9,7 +9,8 @@
 //!
 //! Wire form of one [`RawMessage`] on a connection's tag: one MPI message holding the frame
 //! header ([`RawMessage::header`]) and the control part, then each non-empty data frame in
-//! chunks of at most [`CHUNK`] bytes (MPI counts are C ints). MPI keeps messages between two
+//! chunks of at most [`MAX_MESSAGE`] bytes (MPI counts are C ints; `SHOAL_MPI_MAX_MESSAGE`
+//! lowers it for MPI libraries that have trouble with large messages). MPI keeps messages between two
 //! ranks on one tag in order, so the receiver knows which bytes come next. A bare header
 //! (empty control part, no frames) opens a connection; a message of zero bytes closes it.
 
@@ -25,8 +26,27 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// Largest piece of a data frame sent as one MPI message.
-pub(crate) const CHUNK: usize = 1 << 30;
+/// Largest piece of a data frame sent as one MPI message, unless the environment says less.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// The environment variable that lowers [`MAX_MESSAGE`] (bytes; every rank must agree).
+pub const MAX_MESSAGE_VAR: &str = "SHOAL_MPI_MAX_MESSAGE";
+
+/// [`MAX_MESSAGE`], or the smaller positive value of [`MAX_MESSAGE_VAR`].
+///
+/// # Errors
+/// The variable is set but is not a positive number of bytes.
+pub(crate) fn max_message() -> Result<usize, String> {
+    match std::env::var(MAX_MESSAGE_VAR) {
+        Err(_) => Ok(MAX_MESSAGE),
+        Ok(value) => match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n.min(MAX_MESSAGE)),
+            _ => Err(format!(
+                "{MAX_MESSAGE_VAR}={value:?} is not a positive number of bytes (at most {MAX_MESSAGE}); unset it or give e.g. 67108864"
+            )),
+        },
+    }
+}
 
 /// Where a connection's arriving messages go; `None` means the peer closed it.
 pub(crate) type Sink = mpsc::UnboundedSender<Option<RawMessage>>;
@@ -64,6 +84,9 @@ pub(crate) enum Command {
         service: Service,
         acceptor: mpsc::UnboundedSender<Accepted>,
     },
+    /// That rank's process left (it may have died: MPI does not say). Its connections
+    /// close and sends to it fail now, instead of waiting for ever.
+    PeerLost(i32),
     /// Cancel what is in flight and end the thread.
     Stop,
 }
@@ -77,6 +100,7 @@ impl Command {
             Command::Route { .. } => "route",
             Command::Unroute { .. } => "unroute",
             Command::Listen { .. } => "listen",
+            Command::PeerLost(_) => "peer lost",
             Command::Stop => "stop",
         }
     }
@@ -98,6 +122,7 @@ enum SendBuffer {
 
 struct PendingSend {
     request: ffi::MPI_Request,
+    dest: i32,
     buffer: SendBuffer,
     batch: Option<u64>,
 }
@@ -132,6 +157,7 @@ struct Route {
 
 pub(crate) struct Engine {
     comm: ffi::MPI_Comm,
+    chunk: usize,
     commands: std_mpsc::Receiver<Command>,
     routes: HashMap<(i32, i32), Route>,
     acceptors: HashMap<Service, mpsc::UnboundedSender<Accepted>>,
@@ -148,9 +174,10 @@ fn mpi_error(call: &str, code: c_int) -> CommError {
 }
 
 impl Engine {
-    pub(crate) fn new(comm: RawComm, commands: std_mpsc::Receiver<Command>) -> Self {
+    pub(crate) fn new(comm: RawComm, chunk: usize, commands: std_mpsc::Receiver<Command>) -> Self {
         Engine {
             comm: comm.0,
+            chunk,
             commands,
             routes: HashMap::new(),
             acceptors: HashMap::new(),
@@ -241,6 +268,7 @@ impl Engine {
             Command::Listen { service, acceptor } => {
                 self.acceptors.insert(service, acceptor);
             }
+            Command::PeerLost(rank) => self.forget_peer(rank),
             Command::Stop => {}
         }
     }
@@ -279,7 +307,7 @@ impl Engine {
             for frame in &msg.frames {
                 let mut offset = 0;
                 while offset < frame.len() {
-                    let end = (offset + CHUNK).min(frame.len());
+                    let end = (offset + self.chunk).min(frame.len());
                     let piece = frame.slice(offset..end);
                     if let Err(e) = self.post_send(dest, tag, SendBuffer::Bytes(piece), Some(batch))
                     {
@@ -335,6 +363,7 @@ impl Engine {
         self.sends.push(PendingSend {
             // SAFETY: MPI_Isend succeeded and wrote the request.
             request: unsafe { request.assume_init() },
+            dest,
             buffer,
             batch,
         });
@@ -346,6 +375,36 @@ impl Engine {
             if let Some(b) = self.batches.remove(&batch) {
                 let _ = b.done.send(b.failed.map_or(Ok(()), Err));
             }
+        }
+    }
+
+    /// Close every connection with `rank` and fail the sends to it. Requests in flight stay
+    /// with MPI, and their buffers with them, until MPI lets go of them.
+    fn forget_peer(&mut self, rank: i32) {
+        for ((source, _), route) in &mut self.routes {
+            if *source == rank {
+                if let Some(sink) = route.sink.take() {
+                    let _ = sink.send(None);
+                }
+            }
+        }
+        self.routes
+            .retain(|(source, _), route| *source != rank || !route.queue.is_empty());
+        let failed: Vec<u64> = self
+            .sends
+            .iter_mut()
+            .filter(|send| send.dest == rank)
+            .filter_map(|send| send.batch.take())
+            .collect();
+        for batch in failed {
+            if let Some(b) = self.batches.get_mut(&batch) {
+                b.remaining -= 1;
+                b.failed = Some(CommError::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    format!("MPI rank {rank} left"),
+                )));
+            }
+            self.finish_batch_if_done(batch);
         }
     }
 
@@ -467,7 +526,7 @@ impl Engine {
         for (buffer, len) in &mut arrival.frames {
             let mut offset = 0;
             while offset < *len {
-                let piece = (*len - offset).min(CHUNK);
+                let piece = (*len - offset).min(self.chunk);
                 let mut request = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
                 // SAFETY: the buffer has capacity `len`; MPI writes `piece` bytes at
                 // `offset`. The Vec's heap block does not move while the arrival waits in

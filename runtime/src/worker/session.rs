@@ -200,8 +200,10 @@ async fn connect_scheduler(
 /// A peer of this process's MPI job left: tell the fabric (MPI does not notice).
 fn note_if_same_job(address: &str) {
     if let Some(fabric) = shoal_comm::mpi::installed() {
-        if crate::net::mpi_alternative(address).is_some_and(|(job, _)| job == fabric.job()) {
-            fabric.note_peer_lost();
+        if let Some((job, rank)) = crate::net::mpi_alternative(address) {
+            if job == fabric.job() {
+                fabric.note_peer_lost(rank);
+            }
         }
     }
 }
