@@ -8,7 +8,9 @@
 //! sleeps a little longer each round, up to a millisecond, and wakes at once for a command.
 //!
 //! Wire form of one [`RawMessage`] on a connection's tag: one MPI message holding the frame
-//! header ([`RawMessage::header`]) and the control part, then each non-empty data frame in
+//! header ([`RawMessage::header`]), the control part and the small data frames (see
+//! [`travels_inline`]: thousands of tiny results fetched at once must not become thousands
+//! of MPI requests), then each other data frame in
 //! chunks of at most [`MAX_MESSAGE`] bytes (MPI counts are C ints; `SHOAL_MPI_MAX_MESSAGE`
 //! lowers it for MPI libraries that have trouble with large messages). MPI keeps messages between two
 //! ranks on one tag in order, so the receiver knows which bytes come next. A bare header
@@ -25,6 +27,43 @@ use std::ffi::c_int;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// Requests of each kind tested per round of the progress loop: with thousands in flight,
+/// testing all of them every round would cost more than the transfers.
+const TESTS_PER_ROUND: usize = 128;
+
+/// Test up to [`TESTS_PER_ROUND`] of `pending`, going round from `cursor` so that every one
+/// is tested in turn; remove and return the completed ones with their MPI result code.
+fn test_some<T>(
+    pending: &mut Vec<T>,
+    cursor: &mut usize,
+    request: impl Fn(&mut T) -> &mut ffi::MPI_Request,
+) -> Vec<(T, c_int)> {
+    let mut done = Vec::new();
+    for _ in 0..pending.len().min(TESTS_PER_ROUND) {
+        if pending.is_empty() {
+            break;
+        }
+        let index = *cursor % pending.len();
+        let mut flag: c_int = 0;
+        // SAFETY: an active request from MPI_Isend or MPI_Irecv; MPI sets it to
+        // MPI_REQUEST_NULL when complete.
+        let code = unsafe {
+            ffi::MPI_Test(
+                request(&mut pending[index]),
+                &mut flag,
+                ffi::RSMPI_STATUS_IGNORE,
+            )
+        };
+        if code != 0 || flag != 0 {
+            // The last one moves here and is tested next.
+            done.push((pending.swap_remove(index), code));
+        } else {
+            *cursor = index + 1;
+        }
+    }
+    done
+}
 
 /// Largest piece of a data frame sent as one MPI message, unless the environment says less.
 pub const MAX_MESSAGE: usize = 1 << 30;
@@ -143,9 +182,17 @@ struct PendingRecv {
 struct Arrival {
     seq: u64,
     control: Bytes,
-    frames: Vec<(ReceiveBuffer, usize)>,
+    frames: Vec<ArrivingFrame>,
     remaining: usize,
     close: bool,
+}
+
+/// One data frame of an arriving message.
+enum ArrivingFrame {
+    /// Came inside the first MPI message.
+    Inline(Bytes),
+    /// Filling through receives of its own: the buffer and the frame's length.
+    Separate(ReceiveBuffer, usize),
 }
 
 #[derive(Default)]
@@ -162,9 +209,11 @@ pub(crate) struct Engine {
     routes: HashMap<(i32, i32), Route>,
     acceptors: HashMap<Service, mpsc::UnboundedSender<Accepted>>,
     sends: Vec<PendingSend>,
+    send_cursor: usize,
     batches: HashMap<u64, Batch>,
     next_batch: u64,
     recvs: Vec<PendingRecv>,
+    recv_cursor: usize,
 }
 
 fn mpi_error(call: &str, code: c_int) -> CommError {
@@ -182,9 +231,11 @@ impl Engine {
             routes: HashMap::new(),
             acceptors: HashMap::new(),
             sends: Vec::new(),
+            send_cursor: 0,
             batches: HashMap::new(),
             next_batch: 0,
             recvs: Vec::new(),
+            recv_cursor: 0,
         }
     }
 
@@ -300,11 +351,20 @@ impl Engine {
                 }
             };
             head.extend_from_slice(&msg.control);
+            let mut inline_bytes = 0;
+            let mut separate = Vec::new();
+            for frame in &msg.frames {
+                if travels_inline(frame.len(), &mut inline_bytes) {
+                    head.extend_from_slice(frame);
+                } else {
+                    separate.push(frame);
+                }
+            }
             if let Err(e) = self.post_send(dest, tag, SendBuffer::Header(head), Some(batch)) {
                 result = Err(e);
                 break;
             }
-            for frame in &msg.frames {
+            for frame in separate {
                 let mut offset = 0;
                 while offset < frame.len() {
                     let end = (offset + self.chunk).min(frame.len());
@@ -512,18 +572,26 @@ impl Engine {
             remaining: 0,
             close: parsed.is_none(),
         };
-        if let Some((control_range, frame_lens)) = parsed {
+        if let Some((control_range, frames)) = parsed {
             let head = Bytes::from(head);
             arrival.control = head.slice(control_range);
-            for len in frame_lens {
-                arrival.frames.push((ReceiveBuffer::new(len), len));
+            for frame in frames {
+                arrival.frames.push(match frame {
+                    FramePlace::Inline(range) => ArrivingFrame::Inline(head.slice(range)),
+                    FramePlace::Separate(len) => {
+                        ArrivingFrame::Separate(ReceiveBuffer::new(len), len)
+                    }
+                });
             }
         }
         // Receives for the frames are posted now, before the next probe: the frames are
         // the next messages on this tag from this source, and a posted receive takes them
         // before any probe can.
         let mut posted = Vec::new();
-        for (buffer, len) in &mut arrival.frames {
+        for frame in &mut arrival.frames {
+            let ArrivingFrame::Separate(buffer, len) = frame else {
+                continue;
+            };
             let mut offset = 0;
             while offset < *len {
                 let piece = (*len - offset).min(self.chunk);
@@ -584,10 +652,14 @@ impl Engine {
             let frames = arrival
                 .frames
                 .into_iter()
-                .map(|(mut buffer, len)| {
-                    // SAFETY: every receive into this buffer completed: `len` bytes written.
-                    unsafe { buffer.vec().set_len(len) };
-                    buffer.into_bytes()
+                .map(|frame| match frame {
+                    ArrivingFrame::Inline(bytes) => bytes,
+                    ArrivingFrame::Separate(mut buffer, len) => {
+                        // SAFETY: every receive into this buffer completed: `len` bytes
+                        // written.
+                        unsafe { buffer.vec().set_len(len) };
+                        buffer.into_bytes()
+                    }
                 })
                 .collect();
             let msg = RawMessage {
@@ -611,65 +683,36 @@ impl Engine {
         }
     }
 
-    /// Test every request in flight; true if one completed.
+    /// Test requests in flight, at most [`TESTS_PER_ROUND`] of each kind per round, in
+    /// turn; true if one completed.
     fn test_requests(&mut self) -> bool {
-        let mut any = false;
-        let mut i = 0;
-        while i < self.sends.len() {
-            let mut flag: c_int = 0;
-            // SAFETY: an active request from MPI_Isend; MPI sets it to MPI_REQUEST_NULL
-            // when complete.
-            let code = unsafe {
-                ffi::MPI_Test(
-                    &mut self.sends[i].request,
-                    &mut flag,
-                    ffi::RSMPI_STATUS_IGNORE,
-                )
+        let sent = test_some(&mut self.sends, &mut self.send_cursor, |s| &mut s.request);
+        let received = test_some(&mut self.recvs, &mut self.recv_cursor, |r| &mut r.request);
+        let any = !sent.is_empty() || !received.is_empty();
+        for (send, code) in sent {
+            let Some(batch) = send.batch else {
+                continue;
             };
-            if code != 0 || flag != 0 {
-                any = true;
-                let send = self.sends.swap_remove(i);
-                if let Some(batch) = send.batch {
-                    if let Some(b) = self.batches.get_mut(&batch) {
-                        b.remaining -= 1;
-                        if code != 0 {
-                            b.failed = Some(mpi_error("MPI_Isend completion", code));
-                        }
-                    }
-                    self.finish_batch_if_done(batch);
+            if let Some(b) = self.batches.get_mut(&batch) {
+                b.remaining -= 1;
+                if code != 0 {
+                    b.failed = Some(mpi_error("MPI_Isend completion", code));
                 }
-            } else {
-                i += 1;
             }
+            self.finish_batch_if_done(batch);
         }
-        let mut i = 0;
-        while i < self.recvs.len() {
-            let mut flag: c_int = 0;
-            // SAFETY: an active request from MPI_Irecv.
-            let code = unsafe {
-                ffi::MPI_Test(
-                    &mut self.recvs[i].request,
-                    &mut flag,
-                    ffi::RSMPI_STATUS_IGNORE,
-                )
-            };
-            if code != 0 || flag != 0 {
-                any = true;
-                let recv = self.recvs.swap_remove(i);
-                if let Some(arrival) = self.routes.get_mut(&recv.route).and_then(|r| {
-                    let front = r.queue.front()?.seq;
-                    r.queue.get_mut(usize::try_from(recv.seq - front).ok()?)
-                }) {
-                    arrival.remaining -= 1;
-                    if code != 0 {
-                        tracing::error!(code, "an MPI receive failed; closing the connection");
-                        arrival.close = true;
-                    }
+        for (recv, code) in received {
+            if let Some(arrival) = self.routes.get_mut(&recv.route).and_then(|r| {
+                let front = r.queue.front()?.seq;
+                r.queue.get_mut(usize::try_from(recv.seq - front).ok()?)
+            }) {
+                arrival.remaining -= 1;
+                if code != 0 {
+                    tracing::error!(code, "an MPI receive failed; closing the connection");
+                    arrival.close = true;
                 }
-                self.deliver(recv.route);
-            } else {
-                i += 1;
             }
+            self.deliver(recv.route);
         }
         any
     }
@@ -697,9 +740,33 @@ impl Engine {
     }
 }
 
-/// Split the first MPI message of a shoal message: the control part's byte range and the
-/// data frames' lengths.
-fn parse_head(head: &[u8]) -> Result<(std::ops::Range<usize>, Vec<usize>), CommError> {
+/// Data frames up to this size travel inside the first MPI message of their message.
+const INLINE_FRAME_MAX: usize = 64 << 10;
+/// At most this many bytes of frames travel inline per message.
+const INLINE_BUDGET: usize = 8 << 20;
+
+/// True if a frame of `len` bytes travels inside the first MPI message, given the inline
+/// bytes of the message so far (updated). Sender and receiver decide alike from the lengths.
+fn travels_inline(len: usize, inline_bytes: &mut usize) -> bool {
+    let fits = len <= INLINE_FRAME_MAX && *inline_bytes + len <= INLINE_BUDGET;
+    if fits {
+        *inline_bytes += len;
+    }
+    fits
+}
+
+/// Where a data frame of an arriving message is.
+#[derive(Debug, PartialEq)]
+enum FramePlace {
+    /// This byte range of the first MPI message.
+    Inline(std::ops::Range<usize>),
+    /// MPI messages of its own, this many bytes in all.
+    Separate(usize),
+}
+
+/// Split the first MPI message of a shoal message: the control part's byte range and where
+/// each data frame is.
+fn parse_head(head: &[u8]) -> Result<(std::ops::Range<usize>, Vec<FramePlace>), CommError> {
     let limits = Limits::DEFAULT;
     let fixed: [u8; HEADER_LEN] = head
         .get(..HEADER_LEN)
@@ -710,26 +777,34 @@ fn parse_head(head: &[u8]) -> Result<(std::ops::Range<usize>, Vec<usize>), CommE
     let table = head
         .get(HEADER_LEN..table_end)
         .ok_or(CommError::Truncated)?;
-    let mut lens = Vec::with_capacity(n_frames as usize);
+    let control_end = table_end + control_len as usize;
+    let mut places = Vec::with_capacity(n_frames as usize);
+    let mut offset = control_end;
+    let mut inline_bytes = 0;
     for raw in table.chunks_exact(8) {
         let mut len = [0u8; 8];
         len.copy_from_slice(raw);
         let len = u64::from_le_bytes(len);
         check_frame_len(len, &limits)?;
-        lens.push(usize::try_from(len).map_err(|_| CommError::TooLarge {
+        let len = usize::try_from(len).map_err(|_| CommError::TooLarge {
             what: "data frame",
             size: len,
             limit: usize::MAX as u64,
-        })?);
+        })?;
+        if travels_inline(len, &mut inline_bytes) {
+            places.push(FramePlace::Inline(offset..offset + len));
+            offset += len;
+        } else {
+            places.push(FramePlace::Separate(len));
+        }
     }
-    let control_end = table_end + control_len as usize;
-    if head.len() != control_end {
+    if head.len() != offset {
         return Err(CommError::Decode(format!(
-            "MPI message of {} bytes, but its header announces {control_end}",
+            "MPI message of {} bytes, but its header announces {offset}",
             head.len()
         )));
     }
-    Ok((table_end..control_end, lens))
+    Ok((table_end..control_end, places))
 }
 
 #[cfg(test)]
@@ -737,16 +812,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heads_split_into_control_and_frame_lengths() {
+    fn small_frames_travel_inline_within_a_budget() {
+        let mut inline = 0;
+        assert!(travels_inline(0, &mut inline));
+        assert!(travels_inline(INLINE_FRAME_MAX, &mut inline));
+        assert!(!travels_inline(INLINE_FRAME_MAX + 1, &mut inline));
+        let mut many = 0;
+        let fitting = (0..1000)
+            .filter(|_| travels_inline(INLINE_FRAME_MAX, &mut many))
+            .count();
+        assert_eq!(fitting, INLINE_BUDGET / INLINE_FRAME_MAX);
+        assert!(many <= INLINE_BUDGET);
+    }
+
+    #[test]
+    fn heads_split_into_control_and_frame_places() {
         let msg = RawMessage {
             control: Bytes::from_static(b"ctl"),
             frames: vec![Bytes::from(vec![1u8; 10]), Bytes::new()],
         };
         let mut head = msg.header().unwrap();
         head.extend_from_slice(&msg.control);
-        let (range, lens) = parse_head(&head).unwrap();
+        head.extend_from_slice(&msg.frames[0]);
+        let (range, places) = parse_head(&head).unwrap();
         assert_eq!(&head[range], b"ctl");
-        assert_eq!(lens, vec![10, 0]);
+        let start = head.len() - 10;
+        assert_eq!(
+            places,
+            vec![
+                FramePlace::Inline(start..start + 10),
+                FramePlace::Inline(head.len()..head.len())
+            ]
+        );
         head.push(0);
         assert!(parse_head(&head)
             .unwrap_err()
