@@ -70,9 +70,10 @@ fn render(s: &ClusterStatus) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "{:<16} {:<24} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
         "NAME",
         "ADDRESS",
+        "MPI",
         "THREADS",
         "LIMIT",
         "RSS",
@@ -87,9 +88,12 @@ fn render(s: &ClusterStatus) -> String {
         let m = &w.metrics.memory;
         let _ = writeln!(
             out,
-            "{:<16} {:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}{}",
+            "{:<16} {:<24} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}{}",
             w.name,
-            w.address,
+            w.address.split_whitespace().next().unwrap_or_default(),
+            // The worker's rank when peers of its MPI job fetch from it over MPI.
+            shoal_runtime::net::mpi_alternative(&w.address)
+                .map_or_else(|| "-".to_string(), |(_, rank)| rank.to_string()),
             w.nthreads,
             human_bytes(w.memory_limit),
             human_bytes(w.metrics.rss),
