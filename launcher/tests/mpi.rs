@@ -564,3 +564,56 @@ fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed(
         job.log()
     );
 }
+
+#[test]
+fn workers_of_another_mpi_job_exchange_data_over_tcp() {
+    use shoal_runtime::executor::builtin::pattern_byte;
+    let job = MpiJob::start(2, &[], &["--memory-limit", "0"]);
+    job.wait_for_workers(1);
+    // A second mpirun adds a worker to the first job's cluster (the later flag wins).
+    let mut other = MpiJob::start(
+        1,
+        &[],
+        &[
+            "--no-scheduler",
+            "--name",
+            "other",
+            "--memory-limit",
+            "0",
+            "--scheduler-file",
+            job.f(),
+        ],
+    );
+    job.wait_for_workers(2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            shoal_runtime::client::Client::from_scheduler_file(&job.file, Duration::from_secs(10))
+                .await
+                .unwrap();
+        let size = (4 << 20) + 1;
+        for (key, from, to) in [
+            ("ab", "shoal-mpi-1", "other-0"),
+            ("ba", "other-0", "shoal-mpi-1"),
+        ] {
+            let got = move_payload(&client, key, size, from, to).await;
+            assert!(got
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == pattern_byte(i as u64, size as u8)));
+        }
+    });
+    shutdown(job.f());
+    assert!(
+        other.wait(Duration::from_secs(20)).is_some(),
+        "{}",
+        other.log()
+    );
+    let logs = format!("{}\n{}", job.log(), other.log());
+    assert_eq!(
+        logs.matches("fetching from peer over TCP").count(),
+        2,
+        "{logs}"
+    );
+    assert!(!logs.contains("fetching from peer over MPI"), "{logs}");
+}
