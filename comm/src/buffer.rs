@@ -40,11 +40,6 @@ pub fn release_pool() {
     lock_pool().clear();
 }
 
-/// Bytes held in the pool.
-pub fn pooled_bytes() -> usize {
-    lock_pool().iter().map(|(b, _)| b.capacity()).sum()
-}
-
 fn lock_pool() -> std::sync::MutexGuard<'static, Vec<(Vec<u8>, Instant)>> {
     POOL.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -142,6 +137,10 @@ fn advise_huge_pages(start: usize, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pooled_bytes() -> usize {
+        lock_pool().iter().map(|(b, _)| b.capacity()).sum()
+    }
 
     fn fill(len: usize, byte: u8) -> Bytes {
         let mut buffer = ReceiveBuffer::new(len);

@@ -42,6 +42,30 @@ impl Limits {
     };
 }
 
+impl Limits {
+    /// Check a message's control part length and frame count against these limits.
+    ///
+    /// # Errors
+    /// [`CommError::TooLarge`] naming the part over its limit.
+    pub fn check(&self, control_len: usize, n_frames: usize) -> Result<(), CommError> {
+        if control_len as u64 > u64::from(self.max_control) {
+            return Err(CommError::TooLarge {
+                what: "control message",
+                size: control_len as u64,
+                limit: u64::from(self.max_control),
+            });
+        }
+        if n_frames as u64 > u64::from(self.max_frames) {
+            return Err(CommError::TooLarge {
+                what: "frame count",
+                size: n_frames as u64,
+                limit: u64::from(self.max_frames),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::DEFAULT
@@ -114,20 +138,7 @@ impl RawMessage {
 pub fn parse_header(header: [u8; HEADER_LEN], limits: &Limits) -> Result<(u32, u32), CommError> {
     let control_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let n_frames = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if control_len > limits.max_control {
-        return Err(CommError::TooLarge {
-            what: "control message",
-            size: control_len as u64,
-            limit: limits.max_control as u64,
-        });
-    }
-    if n_frames > limits.max_frames {
-        return Err(CommError::TooLarge {
-            what: "frame count",
-            size: n_frames as u64,
-            limit: limits.max_frames as u64,
-        });
-    }
+    limits.check(control_len as usize, n_frames as usize)?;
     Ok((control_len, n_frames))
 }
 

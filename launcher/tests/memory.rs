@@ -32,6 +32,14 @@ fn neighbour_checksums(n: u64, size: u64, keep_producers: bool) -> (Value, u64) 
     (json!({"tasks": tasks, "outputs": outputs}), expected)
 }
 
+/// Run [`neighbour_checksums`] on `c` and check that it succeeds with the right total.
+fn run_neighbour_checksums(c: &Cluster, n: u64, size: u64, keep_producers: bool) {
+    let (graph, expected) = neighbour_checksums(n, size, keep_producers);
+    let (ok, out) = c.run_graph(&graph);
+    assert!(ok, "{out}");
+    assert_eq!(out["results"]["total"], json!(expected), "{out}");
+}
+
 fn workers(status: &Value) -> Vec<Value> {
     status["workers"].as_array().cloned().unwrap_or_default()
 }
@@ -55,10 +63,7 @@ fn a_computation_three_times_the_memory_limit_completes_by_spilling() {
         &[],
     );
     // 240 × 8 MiB held at once = 1.9 GiB, three times the 2 × 320 MiB of the workers.
-    let (graph, expected) = neighbour_checksums(240, 8 * MIB, true);
-    let (ok, out) = c.run_graph(&graph);
-    assert!(ok, "{out}");
-    assert_eq!(out["results"]["total"], json!(expected), "{out}");
+    run_neighbour_checksums(&c, 240, 8 * MIB, true);
     let status = c.status();
     let spilled: u64 = workers(&status)
         .iter()
@@ -166,10 +171,7 @@ fn with_spilling_off_a_worker_pauses_instead_of_dying_and_resumes() {
             .first()
             .is_some_and(|w| w["memory"]["paused"] == json!(false))
     });
-    let (graph, expected) = neighbour_checksums(4, MIB, false);
-    let (ok, out) = c.run_graph(&graph);
-    assert!(ok, "{out}");
-    assert_eq!(out["results"]["total"], json!(expected));
+    run_neighbour_checksums(&c, 4, MIB, false);
     let log = c.workers[0].log_text();
     assert!(log.contains("pause threshold"), "{log}");
     assert!(!log.contains("terminate threshold"), "{log}");
@@ -220,10 +222,7 @@ fn a_full_spill_disk_loses_nothing() {
         &[],
     );
     // 160 MiB held: about 100 MiB must leave memory, but only 48 MiB fit on the disk.
-    let (graph, expected) = neighbour_checksums(20, 8 * MIB, true);
-    let (ok, out) = c.run_graph(&graph);
-    assert!(ok, "{out}");
-    assert_eq!(out["results"]["total"], json!(expected), "{out}");
+    run_neighbour_checksums(&c, 20, 8 * MIB, true);
     let status = c.status();
     let w = &workers(&status)[0];
     assert!(w["memory"]["spill_count"].as_u64().unwrap() > 0, "{status}");
@@ -264,10 +263,7 @@ fn pass_the_terminate_threshold(
     let _ = runner.wait_timeout(Duration::from_secs(5));
     let log = c.workers[0].log_text();
     assert!(log.contains("terminate threshold"), "{log}");
-    let (graph, expected) = neighbour_checksums(4, MIB, false);
-    let (ok, out) = c.run_graph(&graph);
-    assert!(ok, "{out}");
-    assert_eq!(out["results"]["total"], json!(expected));
+    run_neighbour_checksums(&c, 4, MIB, false);
     c
 }
 

@@ -79,6 +79,25 @@ impl MpiJob {
         serde_json::from_str(&json).unwrap_or(Value::Null)
     }
 
+    /// One string field of every worker in `shoal status --json`.
+    fn worker_field(&self, field: &str) -> Vec<String> {
+        self.status()["workers"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .map(|w| w[field].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A Rust client of this job's cluster, through its scheduler file.
+    async fn client(&self) -> shoal_runtime::client::Client {
+        shoal_runtime::client::Client::from_scheduler_file(&self.file, Duration::from_secs(10))
+            .await
+            .unwrap()
+    }
+
     fn wait_for_workers(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.status()["workers"].as_array().map_or(0, Vec::len) < n {
@@ -173,12 +192,7 @@ fn two_four_and_eight_ranks_compute_and_exit_cleanly() {
             serde_json::json!(512 * 511 / 2),
             "{np} ranks"
         );
-        let names: Vec<String> = job.status()["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["name"].as_str().unwrap().to_string())
-            .collect();
+        let names = job.worker_field("name");
         assert!(
             names.iter().all(|n| n.starts_with("shoal-mpi-")),
             "{names:?}"
@@ -376,6 +390,13 @@ fn bind_cores_pins_each_worker_rank_to_its_share() {
     );
 }
 
+/// Where `got` first differs from the patterned payload seeded with `seed`.
+fn first_wrong_byte(got: &[u8], seed: u8) -> Option<usize> {
+    got.iter()
+        .enumerate()
+        .position(|(i, b)| *b != shoal_runtime::executor::builtin::pattern_byte(i as u64, seed))
+}
+
 /// Produce a patterned payload of `size` bytes on worker `from`, hand it to a one-input
 /// concat pinned to worker `to` (which fetches it), and return what the client then reads
 /// from `to`.
@@ -420,25 +441,16 @@ async fn move_payload(
 
 #[test]
 fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
-    use shoal_runtime::executor::builtin::pattern_byte;
     let mut job = MpiJob::start(3, &[], &["--transport", "mpi", "--memory-limit", "0"]);
     job.wait_for_workers(2);
-    let addresses: Vec<String> = job.status()["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["address"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let addresses = job.worker_field("address");
     assert!(
         addresses.iter().all(|a| a.contains(" mpi://")),
         "workers advertise an MPI address: {addresses:?}"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client =
-            shoal_runtime::client::Client::from_scheduler_file(&job.file, Duration::from_secs(10))
-                .await
-                .unwrap();
+        let client = job.client().await;
         // Empty, tiny, odd, just over a MiB, and 64 MiB plus 3 (several MPI messages).
         let sizes = [0u64, 1, 4093, (1 << 20) + 5, (64 << 20) + 3];
         for (n, size) in sizes.into_iter().enumerate() {
@@ -449,11 +461,11 @@ fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
             };
             let got = move_payload(&client, &format!("p{n}"), size, from, to).await;
             assert_eq!(got.len() as u64, size);
-            let wrong = got
-                .iter()
-                .enumerate()
-                .position(|(i, b)| *b != pattern_byte(i as u64, size as u8));
-            assert_eq!(wrong, None, "payload of {size} bytes differs at this byte");
+            assert_eq!(
+                first_wrong_byte(&got, size as u8),
+                None,
+                "payload of {size} bytes differs at this byte"
+            );
         }
     });
     shutdown(job.f());
@@ -471,15 +483,12 @@ fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
 #[test]
 fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed() {
     use shoal_comm::message::{ExecutorKind, KeyState, TaskSpec};
-    use shoal_runtime::executor::builtin::{encode_args, pattern_byte, BytesArgs};
+    use shoal_runtime::executor::builtin::{encode_args, BytesArgs};
     let mut job = MpiJob::start(4, &["--enable-recovery"], &["--memory-limit", "0"]);
     job.wait_for_workers(3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client =
-            shoal_runtime::client::Client::from_scheduler_file(&job.file, Duration::from_secs(10))
-                .await
-                .unwrap();
+        let client = job.client().await;
         let size = 16u64 << 20;
         let mut produce = TaskSpec::new("made", ExecutorKind::Bytes, vec![]);
         produce.payload = Some(0);
@@ -551,10 +560,7 @@ fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed(
         .unwrap();
         assert_eq!(state, vec![KeyState::Memory { size }], "{}", job.log());
         let got = client.fetch(&moved).await.unwrap().remove(0);
-        assert!(got
-            .iter()
-            .enumerate()
-            .all(|(i, b)| *b == pattern_byte(i as u64, 9)));
+        assert_eq!(first_wrong_byte(&got, 9), None);
     });
     shutdown(job.f());
     assert!(job.wait(Duration::from_secs(20)).is_some(), "{}", job.log());
@@ -567,7 +573,6 @@ fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed(
 
 #[test]
 fn workers_of_another_mpi_job_exchange_data_over_tcp() {
-    use shoal_runtime::executor::builtin::pattern_byte;
     let job = MpiJob::start(2, &[], &["--memory-limit", "0"]);
     job.wait_for_workers(1);
     // A second mpirun adds a worker to the first job's cluster (the later flag wins).
@@ -587,20 +592,14 @@ fn workers_of_another_mpi_job_exchange_data_over_tcp() {
     job.wait_for_workers(2);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client =
-            shoal_runtime::client::Client::from_scheduler_file(&job.file, Duration::from_secs(10))
-                .await
-                .unwrap();
+        let client = job.client().await;
         let size = (4 << 20) + 1;
         for (key, from, to) in [
             ("ab", "shoal-mpi-1", "other-0"),
             ("ba", "other-0", "shoal-mpi-1"),
         ] {
             let got = move_payload(&client, key, size, from, to).await;
-            assert!(got
-                .iter()
-                .enumerate()
-                .all(|(i, b)| *b == pattern_byte(i as u64, size as u8)));
+            assert_eq!(first_wrong_byte(&got, size as u8), None);
         }
     });
     shutdown(job.f());

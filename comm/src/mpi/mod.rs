@@ -253,20 +253,9 @@ impl MessageRead for MpiReader {
         let Some(Some(msg)) = self.inbox.recv().await else {
             return Ok(None);
         };
-        if msg.control.len() as u64 > u64::from(self.limits.max_control) {
-            return Err(CommError::TooLarge {
-                what: "control message",
-                size: msg.control.len() as u64,
-                limit: u64::from(self.limits.max_control),
-            });
-        }
-        if msg.frames.len() as u64 > u64::from(self.limits.max_frames) {
-            return Err(CommError::TooLarge {
-                what: "frame count",
-                size: msg.frames.len() as u64,
-                limit: u64::from(self.limits.max_frames),
-            });
-        }
+        // The progress thread parsed it under the default limits; the reader's may be
+        // tighter (the handshake's).
+        self.limits.check(msg.control.len(), msg.frames.len())?;
         Ok(Some(msg))
     }
 

@@ -65,6 +65,13 @@ fn test_some<T>(
     done
 }
 
+/// The byte ranges, at most `chunk` long, in which a frame of `len` bytes travels.
+fn pieces(len: usize, chunk: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..len)
+        .step_by(chunk.max(1))
+        .map(move |start| start..(start + chunk).min(len))
+}
+
 /// Largest piece of a data frame sent as one MPI message, unless the environment says less.
 pub const MAX_MESSAGE: usize = 1 << 30;
 
@@ -216,6 +223,14 @@ pub(crate) struct Engine {
     recv_cursor: usize,
 }
 
+/// Why no command was taken.
+enum Idle {
+    /// None queued (within the wait).
+    Empty,
+    /// Every handle is gone.
+    Gone,
+}
+
 fn mpi_error(call: &str, code: c_int) -> CommError {
     CommError::Io(std::io::Error::other(format!(
         "{call} failed with MPI error code {code}"
@@ -244,25 +259,30 @@ impl Engine {
         let mut last_activity = Instant::now();
         loop {
             let busy = !self.sends.is_empty() || !self.recvs.is_empty();
-            let first = if busy {
+            let mut wait = if busy {
                 std::thread::yield_now();
-                self.commands.try_recv().map_err(|e| match e {
-                    std_mpsc::TryRecvError::Empty => None,
-                    std_mpsc::TryRecvError::Disconnected => Some(()),
-                })
+                Duration::ZERO
             } else {
                 let idle = last_activity.elapsed() / 16;
-                let wait = idle.clamp(Duration::from_micros(10), Duration::from_millis(1));
-                self.commands.recv_timeout(wait).map_err(|e| match e {
-                    std_mpsc::RecvTimeoutError::Timeout => None,
-                    std_mpsc::RecvTimeoutError::Disconnected => Some(()),
-                })
+                idle.clamp(Duration::from_micros(10), Duration::from_millis(1))
             };
             let mut active = false;
-            let mut next = first;
             loop {
+                let next = if wait.is_zero() {
+                    self.commands.try_recv().map_err(|e| match e {
+                        std_mpsc::TryRecvError::Empty => Idle::Empty,
+                        std_mpsc::TryRecvError::Disconnected => Idle::Gone,
+                    })
+                } else {
+                    self.commands.recv_timeout(wait).map_err(|e| match e {
+                        std_mpsc::RecvTimeoutError::Timeout => Idle::Empty,
+                        std_mpsc::RecvTimeoutError::Disconnected => Idle::Gone,
+                    })
+                };
+                // Only the first command is waited for; the rest are taken as they are.
+                wait = Duration::ZERO;
                 match next {
-                    Ok(Command::Stop) | Err(Some(())) => {
+                    Ok(Command::Stop) | Err(Idle::Gone) => {
                         self.stop();
                         return;
                     }
@@ -270,12 +290,8 @@ impl Engine {
                         active = true;
                         self.handle(command);
                     }
-                    Err(None) => break,
+                    Err(Idle::Empty) => break,
                 }
-                next = self.commands.try_recv().map_err(|e| match e {
-                    std_mpsc::TryRecvError::Empty => None,
-                    std_mpsc::TryRecvError::Disconnected => Some(()),
-                });
             }
             active |= self.probe_arrivals();
             active |= self.test_requests();
@@ -311,10 +327,8 @@ impl Engine {
             Command::Unroute { source, tag } => {
                 if let Some(route) = self.routes.get_mut(&(source, tag)) {
                     route.sink = None;
-                    if route.queue.is_empty() {
-                        self.routes.remove(&(source, tag));
-                    }
                 }
+                self.deliver((source, tag));
             }
             Command::Listen { service, acceptor } => {
                 self.acceptors.insert(service, acceptor);
@@ -341,49 +355,47 @@ impl Engine {
                 failed: None,
             },
         );
-        let mut result = Ok(());
-        'messages: for msg in messages {
-            let mut head = match msg.header() {
-                Ok(h) => h,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            head.extend_from_slice(&msg.control);
-            let mut inline_bytes = 0;
-            let mut separate = Vec::new();
-            for frame in &msg.frames {
-                if travels_inline(frame.len(), &mut inline_bytes) {
-                    head.extend_from_slice(frame);
-                } else {
-                    separate.push(frame);
-                }
-            }
-            if let Err(e) = self.post_send(dest, tag, SendBuffer::Header(head), Some(batch)) {
-                result = Err(e);
-                break;
-            }
-            for frame in separate {
-                let mut offset = 0;
-                while offset < frame.len() {
-                    let end = (offset + self.chunk).min(frame.len());
-                    let piece = frame.slice(offset..end);
-                    if let Err(e) = self.post_send(dest, tag, SendBuffer::Bytes(piece), Some(batch))
-                    {
-                        result = Err(e);
-                        break 'messages;
-                    }
-                    offset = end;
-                }
-            }
-        }
-        if let Err(e) = result {
-            if let Some(b) = self.batches.get_mut(&batch) {
-                b.failed = Some(e);
-            }
+        let posted = messages
+            .iter()
+            .try_for_each(|msg| self.post_message(dest, tag, msg, batch));
+        if let (Err(e), Some(b)) = (posted, self.batches.get_mut(&batch)) {
+            b.failed = Some(e);
         }
         self.finish_batch_if_done(batch);
+    }
+
+    /// Post the sends of one message: its first MPI message (header, control part, inline
+    /// frames), then the pieces of every other frame.
+    fn post_message(
+        &mut self,
+        dest: i32,
+        tag: i32,
+        msg: &RawMessage,
+        batch: u64,
+    ) -> Result<(), CommError> {
+        let mut head = msg.header()?;
+        head.extend_from_slice(&msg.control);
+        let mut inline_bytes = 0;
+        let mut separate = Vec::new();
+        for frame in &msg.frames {
+            if travels_inline(frame.len(), &mut inline_bytes) {
+                head.extend_from_slice(frame);
+            } else {
+                separate.push(frame);
+            }
+        }
+        self.post_send(dest, tag, SendBuffer::Header(head), Some(batch))?;
+        for frame in separate {
+            for piece in pieces(frame.len(), self.chunk) {
+                self.post_send(
+                    dest,
+                    tag,
+                    SendBuffer::Bytes(frame.slice(piece)),
+                    Some(batch),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn post_send(
@@ -523,22 +535,30 @@ impl Engine {
         any
     }
 
+    /// The route of a connection's first message from `source` on `tag`: handed to the
+    /// listener of its service if it opens a connection to one, else drained.
+    fn new_route(&mut self, source: i32, tag: i32, opens: bool) -> Route {
+        let mut route = Route::default();
+        let Some(service) = tag::opened_service(tag).filter(|_| opens) else {
+            return route;
+        };
+        if let Some(acceptor) = self.acceptors.get(&service) {
+            let (sink, inbox) = mpsc::unbounded_channel();
+            if acceptor.send(Accepted { source, tag, inbox }).is_ok() {
+                route.sink = Some(sink);
+            } else {
+                self.acceptors.remove(&service);
+            }
+        }
+        route
+    }
+
     /// The first MPI message of a shoal message (or a close) arrived.
     fn arrived(&mut self, source: i32, tag: i32, head: Vec<u8>) {
         tracing::trace!(source, tag, bytes = head.len(), "MPI message arrived");
         let key = (source, tag);
         if !self.routes.contains_key(&key) {
-            let mut route = Route::default();
-            if let Some(service) = tag::opened_service(tag).filter(|_| !head.is_empty()) {
-                if let Some(acceptor) = self.acceptors.get(&service) {
-                    let (sink, inbox) = mpsc::unbounded_channel();
-                    if acceptor.send(Accepted { source, tag, inbox }).is_ok() {
-                        route.sink = Some(sink);
-                    } else {
-                        self.acceptors.remove(&service);
-                    }
-                }
-            }
+            let route = self.new_route(source, tag, !head.is_empty());
             self.routes.insert(key, route);
         }
         let parsed = if head.is_empty() {
@@ -552,9 +572,6 @@ impl Engine {
                 }
             }
         };
-        let Some(route) = self.routes.get_mut(&key) else {
-            return;
-        };
         if parsed
             .as_ref()
             .is_some_and(|(control, frames)| control.is_empty() && frames.is_empty())
@@ -563,6 +580,9 @@ impl Engine {
             // route now exists and the listener has the connection.
             return;
         }
+        let Some(route) = self.routes.get_mut(&key) else {
+            return;
+        };
         let seq = route.next_seq;
         route.next_seq += 1;
         let mut arrival = Arrival {
@@ -587,22 +607,19 @@ impl Engine {
         // Receives for the frames are posted now, before the next probe: the frames are
         // the next messages on this tag from this source, and a posted receive takes them
         // before any probe can.
-        let mut posted = Vec::new();
-        for frame in &mut arrival.frames {
+        'frames: for frame in &mut arrival.frames {
             let ArrivingFrame::Separate(buffer, len) = frame else {
                 continue;
             };
-            let mut offset = 0;
-            while offset < *len {
-                let piece = (*len - offset).min(self.chunk);
+            for piece in pieces(*len, self.chunk) {
                 let mut request = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
-                // SAFETY: the buffer has capacity `len`; MPI writes `piece` bytes at
-                // `offset`. The Vec's heap block does not move while the arrival waits in
-                // its route's queue, and it is only read after every receive completed.
+                // SAFETY: the buffer has capacity `len`, and `piece` lies within it. The
+                // Vec's heap block does not move while the arrival waits in its route's
+                // queue, and it is only read after every receive completed.
                 let code = unsafe {
                     ffi::MPI_Irecv(
-                        buffer.vec().as_mut_ptr().add(offset).cast(),
-                        piece as c_int,
+                        buffer.vec().as_mut_ptr().add(piece.start).cast(),
+                        piece.len() as c_int,
                         ffi::RSMPI_UINT8_T,
                         source,
                         tag,
@@ -613,41 +630,40 @@ impl Engine {
                 if code != 0 {
                     tracing::error!(code, source, "MPI_Irecv failed; closing the connection");
                     arrival.close = true;
-                    break;
+                    break 'frames;
                 }
-                // SAFETY: MPI_Irecv succeeded and wrote the request.
-                posted.push(unsafe { request.assume_init() });
-                offset += piece;
+                arrival.remaining += 1;
+                self.recvs.push(PendingRecv {
+                    // SAFETY: MPI_Irecv succeeded and wrote the request.
+                    request: unsafe { request.assume_init() },
+                    route: key,
+                    seq,
+                });
             }
-        }
-        arrival.remaining = posted.len();
-        for request in posted {
-            self.recvs.push(PendingRecv {
-                request,
-                route: key,
-                seq,
-            });
         }
         route.queue.push_back(arrival);
         self.deliver(key);
     }
 
-    /// Hand the complete messages at the front of a route's queue to its reader, in order.
+    /// Hand the complete messages at the front of a route's queue to its reader, in order,
+    /// and forget the route once nothing more can reach a reader.
     fn deliver(&mut self, key: (i32, i32)) {
         let Some(route) = self.routes.get_mut(&key) else {
             return;
         };
-        let mut closed = false;
         while route.queue.front().is_some_and(|a| a.remaining == 0) {
             let Some(arrival) = route.queue.pop_front() else {
                 break;
             };
+            let Some(sink) = &route.sink else {
+                continue;
+            };
             if arrival.close {
-                if let Some(sink) = route.sink.take() {
-                    let _ = sink.send(None);
-                }
-                closed = true;
-                break;
+                let _ = sink.send(None);
+                // Receives still in flight after a close belong to a broken stream: they
+                // complete into their buffers and are dropped here.
+                route.sink = None;
+                continue;
             }
             let frames = arrival
                 .frames
@@ -666,19 +682,11 @@ impl Engine {
                 control: arrival.control,
                 frames,
             };
-            if let Some(sink) = &route.sink {
-                if sink.send(Some(msg)).is_err() {
-                    route.sink = None;
-                }
+            if sink.send(Some(msg)).is_err() {
+                route.sink = None;
             }
         }
-        let idle = route.queue.is_empty() && route.sink.is_none();
-        if closed && !route.queue.is_empty() {
-            // Receives still in flight after a close belong to a broken stream; they
-            // complete into their buffers and are dropped with the route's queue below
-            // only once done, so keep the route until then.
-            route.sink = None;
-        } else if closed || idle {
+        if route.queue.is_empty() && route.sink.is_none() {
             self.routes.remove(&key);
         }
     }
@@ -810,6 +818,13 @@ fn parse_head(head: &[u8]) -> Result<(std::ops::Range<usize>, Vec<FramePlace>), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_split_into_pieces_of_at_most_a_chunk() {
+        assert_eq!(pieces(0, 4).count(), 0);
+        assert_eq!(pieces(10, 4).collect::<Vec<_>>(), vec![0..4, 4..8, 8..10]);
+        assert_eq!(pieces(8, 4).collect::<Vec<_>>(), vec![0..4, 4..8]);
+    }
 
     #[test]
     fn small_frames_travel_inline_within_a_budget() {

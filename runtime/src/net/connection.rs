@@ -3,9 +3,10 @@
 use super::address::parse_address;
 use anyhow::Context;
 use shoal_comm::auth::{self, Role};
-use shoal_comm::mpi::{MpiReader, MpiWriter, Service};
+use shoal_comm::mpi::{MpiFabric, MpiReader, MpiWriter, Service};
 use shoal_comm::transport::{tcp_split, MessageRead, MessageWrite, TcpReader, TcpWriter};
 use shoal_comm::{CommError, Limits, RawMessage, Secret};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -74,6 +75,16 @@ pub enum PeerWriter {
     Mpi(MpiWriter),
 }
 
+impl PeerReader {
+    /// "TCP" or "MPI", for logs.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            PeerReader::Tcp(_) => "TCP",
+            PeerReader::Mpi(_) => "MPI",
+        }
+    }
+}
+
 impl MessageRead for PeerReader {
     async fn recv(&mut self) -> Result<Option<RawMessage>, CommError> {
         match self {
@@ -106,6 +117,14 @@ impl MessageWrite for PeerWriter {
     }
 }
 
+/// This process's MPI fabric and the rank of `address`, if the address has an
+/// `mpi://JOB/RANK` alternative of this process's MPI job.
+pub fn same_job(address: &str) -> Option<(&'static Arc<MpiFabric>, i32)> {
+    let fabric = shoal_comm::mpi::installed()?;
+    let (job, rank) = super::mpi_alternative(address)?;
+    (job == fabric.job()).then_some((fabric, rank))
+}
+
 /// Connect to a peer's data server at `address`: over MPI when the address has an
 /// `mpi://JOB/RANK` alternative of this process's MPI job, over TCP otherwise. Either way
 /// the connection is authenticated like any other.
@@ -118,12 +137,7 @@ pub async fn connect_peer(
     name: &str,
     timeout: Duration,
 ) -> anyhow::Result<(PeerReader, PeerWriter)> {
-    let same_job = shoal_comm::mpi::installed().and_then(|fabric| {
-        super::mpi_alternative(address)
-            .filter(|(job, _)| *job == fabric.job())
-            .map(|(_, rank)| (fabric, rank))
-    });
-    if let Some((fabric, rank)) = same_job {
+    if let Some((fabric, rank)) = same_job(address) {
         let (mut reader, mut writer) = fabric.connect(rank, Service::Data);
         auth::connect(&mut reader, &mut writer, secret, Role::Peer, name, timeout)
             .await

@@ -5,4 +5,6 @@ pub mod address;
 pub mod connection;
 
 pub use address::{format_address, mpi_alternative, parse_address};
-pub use connection::{connect, connect_peer, spawn_writer, Outbox, PeerReader, PeerWriter};
+pub use connection::{
+    connect, connect_peer, same_job, spawn_writer, Outbox, PeerReader, PeerWriter,
+};

@@ -283,7 +283,6 @@ impl Core {
         let Some(w) = self.workers.get_mut(&worker) else {
             return;
         };
-        w.paused = paused;
         w.metrics.memory.paused = paused;
         tracing::info!(worker = %worker, name = %w.registration.name, paused, "worker memory pause state");
         if paused {

@@ -19,9 +19,6 @@ pub struct WorkerState {
     /// The worker announced it is leaving: place nothing new here, and its departure is
     /// not a death that counts against the tasks it was running.
     pub retiring: bool,
-    /// Memory is above the worker's pause threshold: place nothing new here, and let
-    /// idle workers take what is queued.
-    pub paused: bool,
     /// Results this worker holds on disk rather than in memory.
     pub spilled: FxHashSet<TaskId>,
 }
@@ -36,7 +33,6 @@ impl WorkerState {
             metrics: WorkerMetrics::default(),
             finished: 0,
             retiring: false,
-            paused: false,
             spilled: FxHashSet::default(),
         }
     }
@@ -55,14 +51,20 @@ impl WorkerState {
         (self.assigned.len() as u64) < self.nthreads() as u64
     }
 
+    /// Memory is above the worker's pause threshold (it said so, and says so in every
+    /// heartbeat since): place nothing new here, and let idle workers take what is queued.
+    pub fn paused(&self) -> bool {
+        self.metrics.memory.paused
+    }
+
     /// New work may be placed here.
     pub fn accepts_work(&self) -> bool {
-        !(self.retiring || self.paused)
+        !(self.retiring || self.paused())
     }
 
     /// Queued tasks beyond what the worker can run now (all of them while paused).
     pub fn surplus(&self) -> usize {
-        let running = if self.paused {
+        let running = if self.paused() {
             0
         } else {
             self.nthreads() as usize

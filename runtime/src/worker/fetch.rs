@@ -18,6 +18,17 @@ pub struct FetchDone {
     pub failed: Vec<TaskId>,
 }
 
+impl FetchDone {
+    /// Nothing of `ids` could be fetched from `peer`.
+    pub fn failed(peer: WorkerId, ids: Vec<TaskId>) -> Self {
+        FetchDone {
+            peer,
+            found: Vec::new(),
+            failed: ids,
+        }
+    }
+}
+
 /// Handle to a peer's fetch task. Dropping it (the peer left) ends the task, and a round
 /// trip in flight fails at once: a peer that died may never answer (MPI has no notion of a
 /// closed connection).
@@ -44,9 +55,9 @@ impl PeerFetcher {
         }
     }
 
-    /// Ask for these ids.
-    pub fn request(&self, ids: Vec<TaskId>) -> bool {
-        self.requests.send(ids).is_ok()
+    /// Ask for these ids; they come back if the fetch task is gone.
+    pub fn request(&self, ids: Vec<TaskId>) -> Result<(), Vec<TaskId>> {
+        self.requests.send(ids).map_err(|e| e.0)
     }
 }
 
@@ -67,20 +78,12 @@ async fn fetch_loop(
         if conn.is_none() {
             match connect_peer(&address, &secret, &name, Duration::from_secs(10)).await {
                 Ok((r, w)) => {
-                    let over = match r {
-                        crate::net::PeerReader::Tcp(_) => "TCP",
-                        crate::net::PeerReader::Mpi(_) => "MPI",
-                    };
-                    tracing::info!(%peer, "fetching from peer over {over}");
+                    tracing::info!(%peer, "fetching from peer over {}", r.transport());
                     conn = Some((r, w));
                 }
                 Err(e) => {
                     tracing::warn!(%peer, %address, error = %format!("{e:#}"), "cannot reach peer");
-                    let _ = done.send(FetchDone {
-                        peer,
-                        found: Vec::new(),
-                        failed: ids,
-                    });
+                    let _ = done.send(FetchDone::failed(peer, ids));
                     continue;
                 }
             }
@@ -91,11 +94,7 @@ async fn fetch_loop(
         let outcome = tokio::select! {
             outcome = round_trip(reader, writer, &ids) => outcome,
             _ = &mut cancelled => {
-                let _ = done.send(FetchDone {
-                    peer,
-                    found: Vec::new(),
-                    failed: ids,
-                });
+                let _ = done.send(FetchDone::failed(peer, ids));
                 return;
             }
         };
@@ -110,11 +109,7 @@ async fn fetch_loop(
             Err(e) => {
                 tracing::warn!(%peer, %address, error = %e, "fetch failed");
                 conn = None;
-                let _ = done.send(FetchDone {
-                    peer,
-                    found: Vec::new(),
-                    failed: ids,
-                });
+                let _ = done.send(FetchDone::failed(peer, ids));
             }
         }
     }

@@ -197,17 +197,6 @@ async fn connect_scheduler(
     Ok((reader, writer, secret))
 }
 
-/// A peer of this process's MPI job left: tell the fabric (MPI does not notice).
-fn note_if_same_job(address: &str) {
-    if let Some(fabric) = shoal_comm::mpi::installed() {
-        if let Some((job, rank)) = crate::net::mpi_alternative(address) {
-            if job == fabric.job() {
-                fabric.note_peer_lost(rank);
-            }
-        }
-    }
-}
-
 fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
     match &options.scheduler {
         SchedulerSource::File(p) => p.clone(),
@@ -467,8 +456,10 @@ impl<'a> Session<'a> {
                 self.peers.insert(id, address);
             }
             ToWorker::PeerLeft(id) => {
-                if let Some(address) = self.peers.remove(&id) {
-                    note_if_same_job(&address);
+                // A peer of this MPI job left: tell the fabric (MPI does not notice).
+                let address = self.peers.remove(&id);
+                if let Some((fabric, rank)) = address.as_deref().and_then(crate::net::same_job) {
+                    fabric.note_peer_lost(rank);
                 }
                 self.fetchers.remove(&id);
             }
@@ -501,11 +492,7 @@ impl<'a> Session<'a> {
                 Some(f) => f,
                 None => {
                     let Some(address) = self.peers.get(&peer) else {
-                        let _ = fetch_tx.send(FetchDone {
-                            peer,
-                            found: Vec::new(),
-                            failed: ids,
-                        });
+                        let _ = fetch_tx.send(FetchDone::failed(peer, ids));
                         continue;
                     };
                     let f = PeerFetcher::start(
@@ -518,12 +505,8 @@ impl<'a> Session<'a> {
                     self.fetchers.entry(peer).or_insert(f)
                 }
             };
-            if !fetcher.request(ids.clone()) {
-                let _ = fetch_tx.send(FetchDone {
-                    peer,
-                    found: Vec::new(),
-                    failed: ids,
-                });
+            if let Err(ids) = fetcher.request(ids) {
+                let _ = fetch_tx.send(FetchDone::failed(peer, ids));
             }
         }
     }
