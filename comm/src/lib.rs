@@ -8,6 +8,8 @@
 //! - [`message`]: the control messages, one enum per direction
 //!   (client → scheduler, scheduler → client, worker → scheduler, scheduler → worker,
 //!   worker ↔ worker data requests).
+//! - [`coordination`]: requests and replies of the scheduler's named coordination state
+//!   (variables, queues, events, locks and semaphores, datasets).
 //! - [`ids`]: typed integer ids shared by every crate.
 //! - [`auth`]: the versioned, HMAC challenge-response handshake every connection starts with.
 //! - [`transport`]: the [`transport::MessageRead`] / [`transport::MessageWrite`] traits every
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod buffer;
+pub mod coordination;
 pub mod error;
 pub mod frame;
 pub mod ids;

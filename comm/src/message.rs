@@ -3,6 +3,7 @@
 //! Payloads never appear inline: fields named `payload`/`frame` are indices into the data
 //! frames of the [`crate::RawMessage`] that carries the control message.
 
+use crate::coordination::{CoordReply, CoordRequest};
 use crate::ids::{TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 
@@ -222,6 +223,13 @@ pub enum FromClient {
     Shutdown,
     /// I am alive.
     Heartbeat,
+    /// Compute these failed keys again, with the failed inputs they need.
+    Retry { keys: Vec<String> },
+    /// A request on the named coordination state, answered by `CoordReply`.
+    Coord { request: u64, op: CoordRequest },
+    /// Stop waiting on an earlier `Coord` request (answered `Cancelled` if it was still
+    /// waiting; its real answer otherwise).
+    CoordCancel { request: u64 },
 }
 
 /// Scheduler → client.
@@ -241,6 +249,8 @@ pub enum ToClient {
         request: u64,
         status: Box<ClusterStatus>,
     },
+    /// Answer to `Coord`.
+    CoordReply { request: u64, reply: CoordReply },
     /// A message the scheduler could not accept (malformed, unknown); it kept serving.
     Error { message: String },
     /// I am alive.

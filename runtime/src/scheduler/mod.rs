@@ -5,14 +5,18 @@
 //! - [`graph`]: accepting submitted graphs.
 //! - [`reactor`]: worker and client events.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
+//! - [`retry`]: computing failed keys again.
+//! - [`coordination`]: named variables, queues, events, locks and datasets.
 //! - [`comm`]: the effects trait.
 //! - [`server`]: sockets, batching, heartbeats, the scheduler file.
 
 pub mod comm;
+pub mod coordination;
 pub mod core;
 pub mod graph;
 pub mod placement;
 pub mod reactor;
+pub mod retry;
 pub mod server;
 pub mod task;
 pub mod task_map;

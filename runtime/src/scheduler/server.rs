@@ -3,6 +3,7 @@
 //! effects once per batch.
 
 use super::comm::Comm;
+use super::coordination::{CoordEffects, Coordination};
 use super::core::{Core, CoreConfig};
 use super::task::TaskState;
 use crate::net::{format_address, spawn_writer, Outbox};
@@ -10,6 +11,7 @@ use crate::scheduler_file::{self, SchedulerFile};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::{self, Role};
+use shoal_comm::coordination::CoordReply;
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::{
     ClusterStatus, ComputeTask, FromClient, FromWorker, KeyLocation, KeyState, KeyUpdate, ToClient,
@@ -127,9 +129,14 @@ impl Scheduler {
             self.id.clone(),
             events_tx,
         ));
+        let mut core = Core::new(self.options.core.clone());
+        let coord_holder = core.on_client_added();
         let mut state = ServerState {
-            core: Core::new(self.options.core.clone()),
+            core,
             comm: ServerComm::default(),
+            coordination: Coordination::default(),
+            coord_holder,
+            coord_holds: FxHashMap::default(),
             id: self.id.clone(),
             address: self.address.clone(),
             heartbeat: self.options.heartbeat,
@@ -312,6 +319,12 @@ async fn client_connection(
 struct ServerState {
     core: Core,
     comm: ServerComm,
+    /// Named variables, queues, events, locks and datasets.
+    coordination: Coordination,
+    /// The core's client on whose behalf the coordination state keeps keys alive.
+    coord_holder: ClientId,
+    /// How many coordination values refer to each key (held once in the core).
+    coord_holds: FxHashMap<String, u32>,
     id: String,
     address: String,
     heartbeat: Duration,
@@ -387,7 +400,21 @@ impl ServerState {
     }
 
     fn is_busy(&self) -> bool {
-        !self.core.clients.is_empty() || self.core.tasks.values().any(|t| t.state.is_unfinished())
+        self.core.clients.keys().any(|c| *c != self.coord_holder)
+            || self.core.tasks.values().any(|t| t.state.is_unfinished())
+    }
+
+    /// The coordination state with the effects it may have on the core and clients.
+    fn coordination(&mut self) -> (&mut Coordination, CoordBridge<'_>) {
+        (
+            &mut self.coordination,
+            CoordBridge {
+                core: &mut self.core,
+                comm: &mut self.comm,
+                holder: self.coord_holder,
+                holds: &mut self.coord_holds,
+            },
+        )
     }
 
     fn handle(&mut self, event: Event) {
@@ -428,6 +455,8 @@ impl ServerState {
             }
             Event::ClientClosed(id) => {
                 tracing::debug!(client = %id, "client disconnected");
+                let (coordination, mut fx) = self.coordination();
+                coordination.on_client_lost(id, &mut fx);
                 self.core.on_client_lost(id, &mut self.comm);
                 self.comm.clients.remove(&id);
             }
@@ -500,6 +529,15 @@ impl ServerState {
                 self.stop = true;
             }
             FromClient::Heartbeat => {}
+            FromClient::Retry { keys } => self.core.on_retry(&keys, &mut self.comm),
+            FromClient::Coord { request, op } => {
+                let (coordination, mut fx) = self.coordination();
+                coordination.on_request(id, request, op, &mut fx);
+            }
+            FromClient::CoordCancel { request } => {
+                let (coordination, mut fx) = self.coordination();
+                coordination.on_cancel(id, request, &mut fx);
+            }
         }
     }
 
@@ -551,7 +589,7 @@ impl ServerState {
             address: self.address.clone(),
             workers,
             tasks,
-            clients: self.core.clients.len() as u32,
+            clients: self.comm.clients.len() as u32,
             tasks_finished: self.core.finished_count,
         }
     }
@@ -742,6 +780,69 @@ impl Comm for ServerComm {
         if let Some(q) = self.clients.get_mut(&client) {
             q.queue.push(Queued::Other(msg));
         }
+    }
+}
+
+/// The coordination state's effects: replies to clients, and keys kept alive through the
+/// core (once per key, however many values refer to it).
+struct CoordBridge<'a> {
+    core: &'a mut Core,
+    comm: &'a mut ServerComm,
+    holder: ClientId,
+    holds: &'a mut FxHashMap<String, u32>,
+}
+
+impl CoordBridge<'_> {
+    fn want(&mut self, client: ClientId, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .core
+            .on_submit(client, Vec::new(), keys, &[], self.comm)
+        {
+            // The value refers to a result that is gone already (its futures were released).
+            tracing::warn!(client = %client, error = %e, "a coordination value refers to a result no longer in the cluster");
+        }
+    }
+}
+
+impl CoordEffects for CoordBridge<'_> {
+    fn reply(&mut self, client: ClientId, request: u64, reply: CoordReply) {
+        self.comm
+            .send_client(client, ToClient::CoordReply { request, reply });
+    }
+
+    fn hold(&mut self, keys: &[String]) {
+        let mut new = Vec::new();
+        for key in keys {
+            let n = self.holds.entry(key.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                new.push(key.clone());
+            }
+        }
+        self.want(self.holder, new);
+    }
+
+    fn unhold(&mut self, keys: &[String]) {
+        let mut gone = Vec::new();
+        for key in keys {
+            if let Some(n) = self.holds.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.holds.remove(key);
+                    gone.push(key.clone());
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.core.on_release(self.holder, &gone, self.comm);
+        }
+    }
+
+    fn give(&mut self, client: ClientId, keys: &[String]) {
+        self.want(client, keys.to_vec());
     }
 }
 

@@ -11,7 +11,7 @@ use super::spill::SpillOptions;
 use super::store::{DataStore, Value};
 use super::transfers::Transfers;
 use crate::executor::builtin;
-use crate::executor::pool::{ExecutorPool, Job, JobResult, Runner};
+use crate::executor::pool::{ExecutorPool, Job, JobResult, PoolEvent, Runner};
 use crate::net::{connect, format_address, spawn_writer, Outbox};
 use crate::scheduler_file;
 use anyhow::Context;
@@ -90,7 +90,7 @@ pub async fn run_worker(
             r = connect_scheduler(&options, last_contact) => r,
             () = &mut stop => return Ok(WorkerExit::Shutdown),
         };
-        let (reader, writer, secret) = match connected {
+        let (reader, writer, secret, scheduler_address) = match connected {
             Ok(c) => c,
             Err(e) => {
                 attempt_error = format!("{e:#}");
@@ -122,6 +122,13 @@ pub async fn run_worker(
             ));
             data_server = Some((secret.clone(), handle));
         }
+        super::identity::set(super::identity::WorkerIdentity {
+            name: options.name.clone(),
+            data_address: data_address.clone(),
+            scheduler_address,
+            secret: secret.clone(),
+            nthreads: options.nthreads,
+        });
         let mut session = Session::new(&options, store.clone(), secret, &data_address);
         let end = session.run(reader, writer, &mut stop).await;
         last_contact = session.last_heard;
@@ -177,7 +184,7 @@ fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc
 async fn connect_scheduler(
     options: &WorkerOptions,
     last_contact: Instant,
-) -> anyhow::Result<(TcpReader, shoal_comm::transport::TcpWriter, Secret)> {
+) -> anyhow::Result<(TcpReader, shoal_comm::transport::TcpWriter, Secret, String)> {
     let remaining = options.death_timeout.saturating_sub(last_contact.elapsed());
     let (address, secret) = match &options.scheduler {
         SchedulerSource::Address { address, secret } => (address.clone(), secret.clone()),
@@ -194,7 +201,7 @@ async fn connect_scheduler(
     let timeout = remaining.clamp(Duration::from_millis(100), Duration::from_secs(10));
     let (reader, writer, _) =
         connect(&address, &secret, Role::Worker, &options.name, timeout).await?;
-    Ok((reader, writer, secret))
+    Ok((reader, writer, secret, address))
 }
 
 fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
@@ -288,7 +295,7 @@ impl<'a> Session<'a> {
         }
         let (from_scheduler, mut inbox) = mpsc::unbounded_channel();
         let reader_task = tokio::spawn(read_scheduler(reader, from_scheduler));
-        let (results_tx, mut results) = mpsc::unbounded_channel::<JobResult>();
+        let (results_tx, mut results) = mpsc::unbounded_channel::<PoolEvent>();
         let runner: Runner = options
             .runner
             .clone()
@@ -319,11 +326,11 @@ impl<'a> Session<'a> {
                         next = inbox.try_recv().ok();
                     }
                 }
-                Some(result) = results.recv() => {
+                Some(event) = results.recv() => {
                     if let Some(local) = local.as_mut() {
-                        self.on_result(result, local);
-                        while let Ok(result) = results.try_recv() {
-                            self.on_result(result, local);
+                        self.on_pool_event(event, local);
+                        while let Ok(event) = results.try_recv() {
+                            self.on_pool_event(event, local);
                         }
                     }
                     // Results can pile up faster than the timer ticks: sample now and then.
@@ -533,6 +540,14 @@ impl<'a> Session<'a> {
             local.fetch_failed(id, self.store.as_ref(), &mut actions);
         }
         self.act(actions, fetch_tx);
+    }
+
+    fn on_pool_event(&mut self, event: PoolEvent, local: &mut Local) {
+        match event {
+            PoolEvent::Done(result) => self.on_result(result, local),
+            PoolEvent::Seceded(id) => local.secede(id),
+            PoolEvent::Rejoined(id) => local.rejoin(id),
+        }
     }
 
     fn on_result(&mut self, result: JobResult, local: &mut Local) {
