@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Datasets whose name starts with this hold worker plugins (`Client.register_plugin`):
+/// a worker that joins while one exists is told to set them up (`ToWorker::HasPlugins`).
+pub const PLUGIN_DATASET_PREFIX: &str = "__shoal_plugin__/";
+
 /// A value held by the scheduler: opaque bytes and the keys they refer to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HeldValue {

@@ -230,6 +230,35 @@ pub enum FromClient {
     /// Stop waiting on an earlier `Coord` request (answered `Cancelled` if it was still
     /// waiting; its real answer otherwise).
     CoordCancel { request: u64 },
+    /// Restart these workers (names or addresses; empty: all) in their process; with
+    /// `cancel_all`, every key of every client is cancelled first (`Client.restart`).
+    Restart {
+        workers: Vec<String>,
+        cancel_all: bool,
+    },
+    /// Retire these workers (names or addresses) without losing data: results only they
+    /// hold are copied elsewhere first, then they shut down.
+    RetireWorkers { workers: Vec<String> },
+    /// The most recent task runs that ended at or after `since` (Unix seconds), at most
+    /// `limit`.
+    TaskStream {
+        request: u64,
+        since: f64,
+        limit: u32,
+    },
+}
+
+/// One task run as the task stream reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub key: String,
+    /// The data address of the worker that ran it.
+    pub worker: String,
+    /// Unix seconds at which its worker reported it started and ended.
+    pub start: f64,
+    pub stop: f64,
+    /// Finished (else failed).
+    pub ok: bool,
 }
 
 /// Scheduler → client.
@@ -251,6 +280,11 @@ pub enum ToClient {
     },
     /// Answer to `Coord`.
     CoordReply { request: u64, reply: CoordReply },
+    /// Answer to `TaskStream`, oldest first.
+    TaskStreamReply {
+        request: u64,
+        records: Vec<TaskRecord>,
+    },
     /// A message the scheduler could not accept (malformed, unknown); it kept serving.
     Error { message: String },
     /// I am alive.
@@ -370,6 +404,10 @@ pub enum ToWorker {
     Heartbeat,
     /// Exit cleanly.
     Shutdown,
+    /// Drop every result and start a fresh session with the scheduler, in this process.
+    Restart,
+    /// Worker plugins are registered: set them up before the first task.
+    HasPlugins,
 }
 
 /// Data requests between workers (and from clients to workers).

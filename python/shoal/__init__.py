@@ -27,6 +27,8 @@ from ._serialize import SerializationError
 from .actor import Actor, ActorFuture, ActorLostError
 from .client import Client, TaskError, default_client
 from .coordination import Event, Lock, MultiLock, Queue, Semaphore, Variable
+from .diagnostics import get_task_stream, performance_report
+from .plugins import UploadFile, WorkerPlugin
 from .worker_context import get_client, get_worker, rejoin, secede, worker_client
 
 __all__ = [
@@ -48,16 +50,20 @@ __all__ = [
     "SerializationError",
     "TaskError",
     "TimeoutError",
+    "UploadFile",
     "Variable",
     "as_completed",
     "default_client",
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
+    "performance_report",
     "progress",
     "rejoin",
     "secede",
     "wait",
+    "WorkerPlugin",
     "worker_client",
 ]

@@ -22,8 +22,11 @@ import cloudpickle
 
 __all__ = ["WorkerPlugin", "UploadFile", "register", "unregister", "ensure_installed", "PREFIX"]
 
-#: Names under which plugins are kept among the scheduler's datasets (hidden from users).
-PREFIX = "__shoal_plugin__/"
+from . import _native
+
+#: Names under which plugins are kept among the scheduler's datasets (hidden from users);
+#: the scheduler tells joining workers when one exists.
+PREFIX = _native.PLUGIN_DATASET_PREFIX
 
 #: Plugins set up in this worker process: name -> (pickled plugin, plugin, setup result).
 _installed: dict = {}
@@ -129,9 +132,7 @@ def ensure_installed() -> None:
         if _checked:
             return
         _checked = True
-        from . import _native
-
-        if not getattr(_native, "worker_has_plugins", lambda: False)():
+        if not _native.worker_has_plugins():
             return
         from .coordination import _call
         from .worker_context import get_client

@@ -43,6 +43,9 @@ pub struct TaskIn {
 /// A key's final state as Python sees it: (key, state, size, error).
 pub type UpdateOut = (String, &'static str, u64, Option<ErrorOut>);
 
+/// A task run as Python sees it: (key, worker, start, stop, finished).
+pub type RunOut = (String, String, f64, f64, bool);
+
 /// A task error as Python sees it: (failed key, kind, message, traceback, pickled exception).
 pub type ErrorOut = (String, String, String, Option<String>, Vec<u8>);
 
@@ -250,6 +253,18 @@ impl NativeClient {
         timeout: Option<Duration>,
     ) -> Result<shoal_comm::coordination::CoordReply, ClientError> {
         runtime()?.block_on(self.client.coord(op, timeout))
+    }
+
+    /// Task runs as `(key, worker, start, stop, ok)`.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn task_stream(&self, since: f64, limit: u32) -> Result<Vec<RunOut>, ClientError> {
+        let records = runtime()?.block_on(self.client.task_stream(since, limit))?;
+        Ok(records
+            .into_iter()
+            .map(|r| (r.key, r.worker, r.start, r.stop, r.ok))
+            .collect())
     }
 
     /// The final states known for these keys (`None`: not final yet, or never heard of),

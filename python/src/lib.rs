@@ -74,6 +74,12 @@ fn worker_identity() -> Option<(String, String, String, u32)> {
     })
 }
 
+/// Whether the scheduler told this worker that worker plugins are registered.
+#[pyfunction]
+fn worker_has_plugins() -> bool {
+    shoal_runtime::worker::identity::has_plugins()
+}
+
 /// A connection to a scheduler (the native half of `shoal.Client`).
 #[pyclass(frozen, name = "Client", module = "shoal._native")]
 struct PyClient(NativeClient);
@@ -233,6 +239,22 @@ impl PyClient {
         py.detach(|| self.0.shutdown()).map_err(to_py)
     }
 
+    /// Restart workers (names or addresses; empty: all); `cancel_all` cancels every key.
+    fn restart(&self, workers: Vec<String>, cancel_all: bool) -> PyResult<()> {
+        self.0.client.restart(workers, cancel_all).map_err(to_py)
+    }
+
+    /// Retire workers (names or addresses) without losing their results.
+    fn retire(&self, workers: Vec<String>) -> PyResult<()> {
+        self.0.client.retire(workers).map_err(to_py)
+    }
+
+    /// Recent task runs as `(key, worker, start, stop, ok)` tuples.
+    fn task_stream(&self, py: Python<'_>, since: f64, limit: u32) -> PyResult<Vec<client::RunOut>> {
+        py.detach(|| self.0.task_stream(since, limit))
+            .map_err(to_py)
+    }
+
     /// Compute these failed keys again.
     fn retry(&self, keys: Vec<String>) -> PyResult<()> {
         self.0.client.retry(keys).map_err(to_py)
@@ -289,6 +311,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(secede, m)?)?;
     m.add_function(wrap_pyfunction!(rejoin, m)?)?;
     m.add_function(wrap_pyfunction!(worker_identity, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_has_plugins, m)?)?;
+    m.add(
+        "PLUGIN_DATASET_PREFIX",
+        shoal_comm::coordination::PLUGIN_DATASET_PREFIX,
+    )?;
     m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
     jobqueue::register(m)?;

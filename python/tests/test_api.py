@@ -390,3 +390,176 @@ def test_shoal_dashboard_link_and_rebalance(client):
     assert client.dashboard_link is None
     with pytest.warns(UserWarning, match="rebalance"):
         client.rebalance()
+
+
+# --- cluster control and diagnostics (each on a cluster of its own: they restart or
+# retire workers) -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_backend(request, tmp_path):
+    """(module, client) of a fresh 2-worker cluster of shoal or distributed."""
+    if request.param == "shoal":
+        import shoal
+        from conftest import local_cluster
+
+        with local_cluster(tmp_path, "--workers", "2", "--nthreads", "1", "--memory-limit", "0") as sf:
+            with shoal.Client(scheduler_file=sf) as c:
+                c.wait_for_workers(2, timeout=30)
+                yield shoal, c
+        return
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as lc, distributed.Client(lc) as c:
+        c.wait_for_workers(2, timeout=30)
+        yield distributed, c
+
+
+both = pytest.mark.parametrize("own_backend", ["shoal", "distributed"], indirect=True)
+
+
+@both
+def test_restart_cancels_futures_and_workers_come_back(own_backend):
+    mod, c = own_backend
+    f = c.submit(inc, 1)
+    assert f.result(timeout=20) == 2
+    c.restart()
+    assert len(c.scheduler_info()["workers"]) == 2
+    with pytest.raises(mod.CancelledError):
+        f.result(timeout=10)
+    assert c.submit(inc, 2).result(timeout=20) == 3, "the cluster works after a restart"
+
+
+@both
+def test_restart_workers_recomputes_their_results(own_backend):
+    mod, c = own_backend
+    f = c.submit(inc, 10, pure=False)
+    assert f.result(timeout=20) == 11
+    holder = c.who_has([f])[f.key][0]
+    c.restart_workers([holder])
+    g = c.submit(inc, f, pure=False)
+    assert g.result(timeout=30) == 12
+
+
+@both
+def test_retire_workers_keeps_every_result(own_backend):
+    mod, c = own_backend
+    workers = sorted(c.scheduler_info()["workers"])
+    futures = c.map(inc, range(20), workers=[workers[0]], pure=False)
+    mod.wait(futures)
+    c.retire_workers([workers[0]])
+    left = c.scheduler_info()["workers"]
+    assert list(left) == [workers[1]]
+    assert c.gather(futures) == list(range(1, 21))
+    assert all(set(v) == {workers[1]} for v in c.who_has(futures).values()), "moved, not recomputed elsewhere"
+
+
+UPLOADED = "def answer():\n    return {value}\n"
+
+
+def call_uploaded(module_name):
+    return importlib.import_module(module_name).answer()
+
+
+@both
+def test_upload_file_reaches_current_and_later_workers(own_backend, tmp_path):
+    mod, c = own_backend
+    name = f"shoal_uploaded_{time.monotonic_ns()}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(UPLOADED.format(value=41))
+    c.upload_file(str(path))
+    assert c.gather(c.map(call_uploaded, [name] * 4, pure=False)) == [41] * 4
+    # Workers restarted (or joining later) get it too.
+    c.restart()
+    assert c.submit(call_uploaded, name, pure=False).result(timeout=30) == 41
+
+
+class _MarkerMixin:
+    """A worker plugin recording that setup ran (distributed's plugin interface)."""
+
+    name = "marker"
+
+    def setup(self, worker):
+        import os
+
+        os.environ["SHOAL_TEST_MARKER"] = "set"
+
+    def teardown(self, worker):
+        pass
+
+
+class ShoalMarker(_MarkerMixin, importlib.import_module("shoal").WorkerPlugin):
+    pass
+
+
+class DistributedMarker(_MarkerMixin, importlib.import_module("distributed").WorkerPlugin):
+    pass
+
+
+def marker(mod):
+    return ShoalMarker() if mod.__name__ == "shoal" else DistributedMarker()
+
+
+def read_marker(_=None):
+    import os
+
+    return os.environ.get("SHOAL_TEST_MARKER")
+
+
+@both
+def test_register_plugin_runs_setup_on_every_worker(own_backend):
+    mod, c = own_backend
+    c.register_plugin(marker(mod))
+    assert c.gather(c.map(read_marker, range(4), pure=False)) == ["set"] * 4
+
+
+@both
+def test_get_task_stream_and_performance_report(own_backend, tmp_path):
+    mod, c = own_backend
+    with mod.get_task_stream() as ts:
+        c.gather(c.map(slow_inc, range(4), [0.05] * 4, pure=False))
+    runs = [r for r in ts.data if "slow_inc" in str(r["key"])]
+    assert len(runs) == 4
+    for r in runs:
+        s = r["startstops"][0]
+        assert s["stop"] >= s["start"] and r["worker"] in c.scheduler_info()["workers"]
+    report = tmp_path / "report.html"
+    with mod.performance_report(filename=str(report)):
+        c.gather(c.map(inc, range(10), pure=False))
+    text = report.read_text()
+    assert "<html" in text.lower() and "inc" in text
+    assert len(c.get_task_stream()) >= 4
+
+
+def test_upload_file_and_plugins_reach_a_worker_that_joins_later(tmp_path):
+    # shoal only: a third worker process started after the upload.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import shoal
+    from conftest import local_cluster
+
+    with local_cluster(tmp_path, "--workers", "1", "--nthreads", "1", "--memory-limit", "0") as sf:
+        with shoal.Client(scheduler_file=sf) as c:
+            c.wait_for_workers(1, timeout=30)
+            name = f"shoal_uploaded_{time.monotonic_ns()}"
+            path = tmp_path / f"{name}.py"
+            path.write_text(UPLOADED.format(value=7))
+            c.upload_file(str(path))
+            c.register_plugin(ShoalMarker())
+            here = os.path.dirname(os.path.abspath(__file__))
+            env = dict(os.environ, PYTHONPATH=here)
+            env.pop("SHOAL_TEST_MARKER", None)
+            late = subprocess.Popen([sys.executable, "-m", "shoal", "worker", "--scheduler-file", str(sf),
+                                     "--nthreads", "1", "--memory-limit", "0", "--name", "late"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            try:
+                c.wait_for_workers(2, timeout=30)
+                assert c.submit(call_uploaded, name, workers=["late"], pure=False).result(timeout=30) == 7
+                assert c.submit(read_marker, workers=["late"], pure=False).result(timeout=30) == "set"
+            finally:
+                os.killpg(late.pid, signal.SIGTERM)
+                late.wait(timeout=20)

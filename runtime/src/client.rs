@@ -482,6 +482,54 @@ impl Client {
         self.send(&FromClient::Replicate { keys }, Vec::new())
     }
 
+    /// Restart workers (names or addresses; empty: all) in their process; with
+    /// `cancel_all` every key is cancelled first.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn restart(&self, workers: Vec<String>, cancel_all: bool) -> Result<(), ClientError> {
+        self.send(
+            &FromClient::Restart {
+                workers,
+                cancel_all,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Retire workers (names or addresses) without losing their results.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn retire(&self, workers: Vec<String>) -> Result<(), ClientError> {
+        self.send(&FromClient::RetireWorkers { workers }, Vec::new())
+    }
+
+    /// Task runs that ended at or after `since` (Unix seconds), at most `limit`.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn task_stream(
+        &self,
+        since: f64,
+        limit: u32,
+    ) -> Result<Vec<shoal_comm::message::TaskRecord>, ClientError> {
+        match self
+            .request(
+                |request| FromClient::TaskStream {
+                    request,
+                    since,
+                    limit,
+                },
+                Vec::new(),
+            )
+            .await?
+        {
+            ToClient::TaskStreamReply { records, .. } => Ok(records),
+            other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     /// Compute these failed keys again.
     ///
     /// # Errors
@@ -617,7 +665,8 @@ async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watc
             ToClient::SubmitReply { request, .. }
             | ToClient::WhoHasReply { request, .. }
             | ToClient::StatusReply { request, .. }
-            | ToClient::CoordReply { request, .. } => {
+            | ToClient::CoordReply { request, .. }
+            | ToClient::TaskStreamReply { request, .. } => {
                 if let Some(tx) = guard.replies.remove(&request) {
                     let _ = tx.send(msg);
                 }

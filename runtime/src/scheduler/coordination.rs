@@ -424,6 +424,14 @@ impl Coordination {
         }
     }
 
+    /// Whether a dataset whose name starts with `prefix` is published.
+    pub fn has_dataset_prefix(&self, prefix: &str) -> bool {
+        self.datasets
+            .range(prefix.to_string()..)
+            .next()
+            .is_some_and(|(name, _)| name.starts_with(prefix))
+    }
+
     /// Check the invariants; used after each step in tests.
     pub fn sanity_check(&self) {
         for (name, sem) in &self.semaphores {

@@ -6,6 +6,8 @@
 //! - [`reactor`]: worker and client events.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
 //! - [`retry`]: computing failed keys again.
+//! - [`retirement`]: retiring workers without losing their results.
+//! - [`task_stream`]: which worker ran which task, when.
 //! - [`coordination`]: named variables, queues, events, locks and datasets.
 //! - [`comm`]: the effects trait.
 //! - [`server`]: sockets, batching, heartbeats, the scheduler file.
@@ -16,10 +18,12 @@ pub mod core;
 pub mod graph;
 pub mod placement;
 pub mod reactor;
+pub mod retirement;
 pub mod retry;
 pub mod server;
 pub mod task;
 pub mod task_map;
+pub mod task_stream;
 pub mod worker;
 
 #[cfg(test)]

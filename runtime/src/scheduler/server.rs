@@ -5,13 +5,15 @@
 use super::comm::Comm;
 use super::coordination::{CoordEffects, Coordination};
 use super::core::{Core, CoreConfig};
+use super::retirement::Retirements;
 use super::task::TaskState;
+use super::task_stream::{self, TaskStream};
 use crate::net::{format_address, spawn_writer, Outbox};
 use crate::scheduler_file::{self, SchedulerFile};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::{self, Role};
-use shoal_comm::coordination::CoordReply;
+use shoal_comm::coordination::{CoordReply, PLUGIN_DATASET_PREFIX};
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::{
     ClusterStatus, ComputeTask, FromClient, FromWorker, KeyLocation, KeyState, KeyUpdate, ToClient,
@@ -137,6 +139,8 @@ impl Scheduler {
             coordination: Coordination::default(),
             coord_holder,
             coord_holds: FxHashMap::default(),
+            retirements: Retirements::default(),
+            task_stream: TaskStream::new(Instant::now(), task_stream::CAPACITY),
             id: self.id.clone(),
             address: self.address.clone(),
             heartbeat: self.options.heartbeat,
@@ -325,6 +329,10 @@ struct ServerState {
     coord_holder: ClientId,
     /// How many coordination values refer to each key (held once in the core).
     coord_holds: FxHashMap<String, u32>,
+    /// Workers being retired on a client's request.
+    retirements: Retirements,
+    /// Recent task runs.
+    task_stream: TaskStream,
     id: String,
     address: String,
     heartbeat: Duration,
@@ -369,6 +377,7 @@ impl ServerState {
                     for &w in self.core.workers.keys() {
                         self.comm.send_worker(w, ToWorker::Heartbeat);
                     }
+                    self.retirements.progress(&mut self.core, &mut self.comm);
                     self.release_memory_after_churn();
                     // Scanning for unfinished work is only needed with an idle timeout.
                     if let Some(limit) = idle_timeout {
@@ -436,6 +445,13 @@ impl ServerState {
                     &mut self.comm,
                 );
                 debug_assert_eq!(assigned, id);
+                if let Some(w) = self.core.workers.get(&id) {
+                    self.task_stream
+                        .on_worker_joined(id, &w.registration.data_address);
+                }
+                if self.coordination.has_dataset_prefix(PLUGIN_DATASET_PREFIX) {
+                    self.comm.send_worker(id, ToWorker::HasPlugins);
+                }
                 let _ = reply.send(id);
             }
             Event::WorkerClosed(id, reason) => {
@@ -444,6 +460,7 @@ impl ServerState {
                     self.summary.workers_lost.push(name);
                 }
                 self.core.on_worker_lost(id, &reason, &mut self.comm);
+                self.task_stream.on_worker_lost(id);
                 self.comm.workers.remove(&id);
             }
             Event::Worker(id, msg) => self.on_worker_message(id, msg, now),
@@ -465,6 +482,7 @@ impl ServerState {
     }
 
     fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
+        self.record_task_stream(id, &msg, now);
         let (core, comm) = (&mut self.core, &mut self.comm);
         core.touch_worker(id, now);
         match msg {
@@ -484,7 +502,36 @@ impl ServerState {
             FromWorker::Retiring => core.on_worker_retiring(id, comm),
             FromWorker::Paused(paused) => core.on_worker_paused(id, paused, comm),
             FromWorker::Spilled { ids, on_disk } => core.on_worker_spilled(id, &ids, on_disk),
-            FromWorker::Replicated(ids) => core.on_worker_replicated(id, &ids, comm),
+            FromWorker::Replicated(ids) => {
+                core.on_worker_replicated(id, &ids, comm);
+                if !self.retirements.is_empty() {
+                    self.retirements.on_replicated(&ids);
+                    self.retirements.progress(core, comm);
+                }
+            }
+        }
+    }
+
+    /// Starts and ends of tasks, for the task stream (before the core forgets them).
+    fn record_task_stream(&mut self, worker: WorkerId, msg: &FromWorker, now: Instant) {
+        let ended = |id: TaskId| self.core.tasks.get(&id).map(|t| t.key.clone());
+        match msg {
+            FromWorker::Started(ids) => self.task_stream.on_started(worker, ids, now),
+            FromWorker::Finished(done) => {
+                for f in done {
+                    if let Some(key) = ended(f.id) {
+                        self.task_stream.on_ended(worker, f.id, &key, true, now);
+                    }
+                }
+            }
+            FromWorker::Failed(failed) => {
+                for f in failed {
+                    if let Some(key) = ended(f.id) {
+                        self.task_stream.on_ended(worker, f.id, &key, false, now);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -538,6 +585,57 @@ impl ServerState {
                 let (coordination, mut fx) = self.coordination();
                 coordination.on_cancel(id, request, &mut fx);
             }
+            FromClient::Restart {
+                workers,
+                cancel_all,
+            } => self.restart(id, &workers, cancel_all),
+            FromClient::RetireWorkers { workers } => {
+                let ids = self
+                    .retirements
+                    .on_retire(&mut self.core, &workers, &mut self.comm);
+                tracing::info!(client = %id, workers = ?ids, "retiring workers on request");
+            }
+            FromClient::TaskStream {
+                request,
+                since,
+                limit,
+            } => {
+                let records = self.task_stream.since(since, limit as usize);
+                self.comm
+                    .send_client(id, ToClient::TaskStreamReply { request, records });
+            }
+        }
+    }
+
+    /// Restart workers (all when `names` is empty) in their process; with `cancel_all`,
+    /// every key is cancelled first. Restarted workers count as leaving, not dying.
+    fn restart(&mut self, client: ClientId, names: &[String], cancel_all: bool) {
+        if cancel_all {
+            let keys: Vec<String> = self
+                .core
+                .tasks
+                .values()
+                .map(|t| t.key.to_string())
+                .collect();
+            self.core.on_cancel(&keys, &mut self.comm);
+        }
+        let targets: Vec<WorkerId> = self
+            .core
+            .workers
+            .values()
+            .filter(|w| {
+                names.is_empty()
+                    || names.iter().any(|n| {
+                        *n == w.registration.name
+                            || w.registration.data_address.split(' ').any(|a| a == n)
+                    })
+            })
+            .map(|w| w.id)
+            .collect();
+        tracing::info!(client = %client, workers = ?targets, cancel_all, "restarting workers on request");
+        for w in targets {
+            self.core.on_worker_retiring(w, &mut self.comm);
+            self.comm.send_worker(w, ToWorker::Restart);
         }
     }
 

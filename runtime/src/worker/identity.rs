@@ -3,6 +3,7 @@
 //! secret, so nothing secret is put into the environment).
 
 use shoal_comm::Secret;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The worker and the scheduler it is connected to.
@@ -23,6 +24,19 @@ static CURRENT: RwLock<Option<Arc<WorkerIdentity>>> = RwLock::new(None);
 /// Record this process's worker identity (each time it connects to a scheduler).
 pub fn set(identity: WorkerIdentity) {
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(identity));
+}
+
+static HAS_PLUGINS: AtomicBool = AtomicBool::new(false);
+
+/// The scheduler said worker plugins are registered (they are set up before the first
+/// task).
+pub fn set_has_plugins() {
+    HAS_PLUGINS.store(true, Ordering::Relaxed);
+}
+
+/// Whether the scheduler said worker plugins are registered.
+pub fn has_plugins() -> bool {
+    HAS_PLUGINS.load(Ordering::Relaxed)
 }
 
 /// This process's worker identity; `None` outside a worker.

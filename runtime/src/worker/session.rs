@@ -46,6 +46,8 @@ enum SessionEnd {
     /// RSS passed the terminate threshold (this many bytes) with no nanny to restart
     /// the process: the worker restarts itself.
     MemoryExceeded(u64),
+    /// The scheduler asked for a restart (`Client.restart`).
+    Restart,
 }
 
 /// Run a worker until it is told to stop, `stop` resolves, or the scheduler is gone for
@@ -141,14 +143,17 @@ pub async fn run_worker(
                 drop(session);
                 store.clear();
             }
-            SessionEnd::MemoryExceeded(rss) => {
-                tracing::error!(
-                    worker = %options.name,
-                    pid = std::process::id(),
-                    rss,
-                    limit = options.memory_limit,
-                    "memory above the terminate threshold: restarting the worker; the scheduler recomputes its results elsewhere"
-                );
+            SessionEnd::MemoryExceeded(_) | SessionEnd::Restart => {
+                if let SessionEnd::MemoryExceeded(rss) = end {
+                    tracing::error!(
+                        worker = %options.name,
+                        pid = std::process::id(),
+                        rss,
+                        limit = options.memory_limit,
+                        "memory above the terminate threshold: restarting the worker; the scheduler recomputes its results elsewhere"
+                    );
+                }
+                // A fresh start in this process: no results, memory handed back.
                 drop(session);
                 store.clear();
                 crate::scheduler::server::release_freed_memory();
@@ -475,6 +480,11 @@ impl<'a> Session<'a> {
                 tracing::info!("shutdown requested by the scheduler");
                 return Some(SessionEnd::Shutdown);
             }
+            ToWorker::Restart => {
+                tracing::info!("restart requested by the scheduler: dropping every result");
+                return Some(SessionEnd::Restart);
+            }
+            ToWorker::HasPlugins => super::identity::set_has_plugins(),
         }
         None
     }
