@@ -563,3 +563,50 @@ def test_upload_file_and_plugins_reach_a_worker_that_joins_later(tmp_path):
             finally:
                 os.killpg(late.pid, signal.SIGTERM)
                 late.wait(timeout=20)
+
+
+def hold_semaphore(name, seconds):
+    import shoal
+
+    sem = shoal.Semaphore(max_leases=1, name=name)
+    assert sem.acquire(timeout=10)
+    time.sleep(seconds)
+    return "held"
+
+
+def worker_pid(_=None):
+    import os
+
+    return os.getpid()
+
+
+def test_leases_and_actors_die_with_their_worker(tmp_path):
+    # shoal only: a worker process killed for real. Its task's semaphore lease returns
+    # (the lease belonged to its connection), and its actor's calls fail instead of waiting.
+    import os
+    import signal
+
+    import shoal
+    from conftest import local_cluster
+
+    with local_cluster(tmp_path, "--workers", "2", "--nthreads", "2", "--memory-limit", "0") as sf:
+        with shoal.Client(scheduler_file=sf) as c:
+            c.wait_for_workers(2, timeout=30)
+            workers = sorted(c.scheduler_info()["workers"])
+            victim = workers[0]
+            pid = c.submit(worker_pid, workers=[victim], pure=False).result(timeout=20)
+            name = unique("sem")
+            holder = c.submit(hold_semaphore, name, 600, workers=[victim], pure=False)
+            sem = shoal.Semaphore(max_leases=1, name=name)
+            deadline = time.monotonic() + 20
+            while sem.get_value() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sem.get_value() == 1 and not sem.acquire(timeout=0.2)
+            counter = c.submit(Counter, 1, actor=True, workers=[victim]).result(timeout=20)
+            assert counter.increment().result(timeout=20) == 2
+            os.kill(pid, signal.SIGKILL)
+            assert sem.acquire(timeout=20), "the dead worker's lease was not given back"
+            sem.release()
+            with pytest.raises(shoal.ActorLostError):
+                counter.increment().result(timeout=60)
+            del holder
