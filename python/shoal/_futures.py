@@ -14,6 +14,7 @@ PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "can
 
 
 def _in_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop right now."""
     try:
         asyncio.get_running_loop()
         return True

@@ -45,6 +45,28 @@ def by_value_needed(data: bytes, embedded: bytes = b"") -> bool:
     return data.count(b"__main__") > (embedded.count(b"__main__") if embedded else 0)
 
 
+def dump_with(obj, plain, cloud):
+    """``obj`` pickled by a pickler ``plain(file)`` makes, or by ``cloud(file)``'s when the
+    plain one cannot (lambdas, local classes) or must not (:func:`by_value_needed`);
+    returns ``(bytes, the pickler that wrote them)``."""
+    import io
+
+    for make in (plain, cloud):
+        buf = io.BytesIO()
+        pickler = make(buf)
+        try:
+            pickler.dump(obj)
+        except Exception:  # noqa: BLE001 - the plain pickler cannot: cloudpickle
+            if make is cloud:
+                raise
+            continue
+        data = buf.getvalue()
+        if make is plain and by_value_needed(data):
+            continue
+        return data, pickler
+    raise AssertionError("unreachable")
+
+
 def _pickle(obj, buffer_callback):
     buffers: list = []
     try:

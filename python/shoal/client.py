@@ -9,7 +9,6 @@ import contextlib
 import contextvars
 import warnings
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -24,9 +23,9 @@ import cloudpickle
 
 from . import _native
 from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState, KilledWorker, wait
-from ._serialize import by_value_needed
+from ._serialize import by_value_needed, dump_with
 from ._serialize import loads as _loads_value
-from ._futures import futures_of
+from ._futures import _in_event_loop, futures_of
 from ._worker import CALL, DATA, FUTURE_REFS, MAPPED, Dep
 
 #: Argument types that never hold a Future: such calls skip the dependency scan and use
@@ -66,15 +65,6 @@ def default_client(c: "Client | None" = None) -> "Client":
     if _default is None or _default._closed:
         raise ValueError("no shoal Client is open: create one with shoal.Client(...)")
     return _default
-
-
-def _in_event_loop() -> bool:
-    """Whether this thread runs an asyncio event loop right now."""
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
 
 
 def _async_capable(method):
@@ -144,21 +134,10 @@ def pickle_with_futures(obj, first_index: int) -> tuple[bytes, list[str]]:
     """``obj`` pickled with every Future replaced by a reference to an input of the task
     (numbered from ``first_index``), and the keys of those inputs. A payload with
     references starts with ``FUTURE_REFS``."""
-    for cls in (_FuturePickler, _FutureCloudPickler):
-        buf = io.BytesIO()
-        pickler = cls(buf, first_index)
-        try:
-            pickler.dump(obj)
-        except Exception:  # noqa: BLE001 - the plain pickler cannot do lambdas: cloudpickle
-            if cls is _FutureCloudPickler:
-                raise
-            continue
-        data = buf.getvalue()
-        if cls is _FuturePickler and by_value_needed(data):
-            continue
-        keys = list(pickler.keys)
-        return (FUTURE_REFS + data if keys else data), keys
-    raise AssertionError("unreachable")
+    data, pickler = dump_with(obj, lambda f: _FuturePickler(f, first_index),
+                              lambda f: _FutureCloudPickler(f, first_index))
+    keys = list(pickler.keys)
+    return (FUTURE_REFS + data if keys else data), keys
 
 
 def _pure_digest(payload: bytes, dep_keys: list[str]) -> str:

@@ -67,24 +67,10 @@ class _CloudRefs(cloudpickle.Pickler):
 
 def dump_value(value) -> tuple[bytes, list[str]]:
     """``value`` as (bytes, keys of the futures inside it) for the scheduler to hold."""
-    import io
+    from ._serialize import dump_with
 
-    from ._serialize import by_value_needed
-
-    for cls in (_Refs, _CloudRefs):
-        buf = io.BytesIO()
-        pickler = cls(buf)
-        try:
-            pickler.dump(value)
-        except Exception:  # noqa: BLE001 - lambdas and the like: cloudpickle
-            if cls is _CloudRefs:
-                raise
-            continue
-        data = buf.getvalue()
-        if cls is _Refs and by_value_needed(data):
-            continue
-        return data, list(dict.fromkeys(pickler.keys))
-    raise AssertionError("unreachable")
+    data, pickler = dump_with(value, _Refs, _CloudRefs)
+    return data, list(dict.fromkeys(pickler.keys))
 
 
 class _Loader(pickle.Unpickler):

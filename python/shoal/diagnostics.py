@@ -45,15 +45,11 @@ def records(client, since: float = 0.0, limit: int = 100_000) -> list[dict]:
     return out
 
 
-class TaskStream:
-    """``with get_task_stream() as ts:`` — ``ts.data`` holds the runs of the block."""
+class _Recording:
+    """A block whose task runs are collected when it ends (``_finish(runs, start, stop)``)."""
 
-    def __init__(self, client=None, plot=False, filename=None):
-        if plot:
-            raise NotImplementedError("get_task_stream(plot=True): shoal has no bokeh plots; "
-                                      "use performance_report(filename=...) for a task-stream chart")
+    def __init__(self, client=None):
         self.client = client
-        self.data: list = []
         self._start = None
 
     def __enter__(self):
@@ -64,8 +60,25 @@ class TaskStream:
         return self
 
     def __exit__(self, *exc):
-        _settle(self.client)
-        self.data.extend(records(self.client, self._start))
+        time.sleep(0.05)  # the last results' reports reach the scheduler
+        self._finish(records(self.client, self._start), self._start, time.time())
+
+    def _finish(self, runs: list, start: float, stop: float) -> None:
+        raise NotImplementedError
+
+
+class TaskStream(_Recording):
+    """``with get_task_stream() as ts:`` — ``ts.data`` holds the runs of the block."""
+
+    def __init__(self, client=None, plot=False, filename=None):
+        if plot:
+            raise NotImplementedError("get_task_stream(plot=True): shoal has no bokeh plots; "
+                                      "use performance_report(filename=...) for a task-stream chart")
+        super().__init__(client)
+        self.data: list = []
+
+    def _finish(self, runs, start, stop):
+        self.data.extend(runs)
 
 
 def get_task_stream(client=None, plot=False, filename="task-stream.html"):
@@ -73,35 +86,19 @@ def get_task_stream(client=None, plot=False, filename="task-stream.html"):
     return TaskStream(client, plot, filename)
 
 
-def _settle(client) -> None:
-    """Give the last results' reports a moment to reach the scheduler."""
-    time.sleep(0.05)
-
-
-class performance_report:
+class performance_report(_Recording):
     """``with performance_report(filename="report.html"):`` — writes a self-contained
     HTML report of the block: task stream, time per task prefix, worker memory."""
 
     def __init__(self, filename: str = "dask-report.html", stacklevel: int = 1, mode=None, storage_options=None,
                  client=None):
+        super().__init__(client)
         self.filename = os.fspath(filename)
-        self.client = client
-        self._start = None
 
-    def __enter__(self):
-        from .client import default_client
-
-        self.client = default_client(self.client)
-        self._start = time.time()
-        return self
-
-    def __exit__(self, *exc):
-        _settle(self.client)
-        stop = time.time()
-        runs = records(self.client, self._start)
+    def _finish(self, runs, start, stop):
         info = self.client.scheduler_info()
         with open(self.filename, "w", encoding="utf-8") as f:
-            f.write(render_report(runs, info, self._start, stop))
+            f.write(render_report(runs, info, start, stop))
 
 
 _COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6",
