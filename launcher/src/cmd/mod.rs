@@ -6,6 +6,7 @@ pub mod jobqueue;
 pub mod local;
 pub mod mpi;
 pub mod nanny;
+pub mod ready;
 pub mod run;
 pub mod scheduler;
 pub mod status;

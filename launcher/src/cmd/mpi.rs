@@ -384,8 +384,8 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         {
             tracing::info!(rank, ?cpus, "bound to CPUs");
         }
-        let mut options =
-            super::worker::settings_to_options(&args.worker, source, name, host, on_node)?;
+        let settings = crate::settings::ValidWorker::validate(&args.worker, on_node)?;
+        let mut options = super::worker::settings_to_options(&settings, source, name, host);
         options.runner = hooks.runner.clone();
         options.executors = hooks.executors.clone();
         options.data_over_mpi = fabric.is_some();

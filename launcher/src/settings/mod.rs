@@ -1,0 +1,102 @@
+//! The first phase of every command: flags and config files are turned into validated
+//! settings before anything is started, bound or written (parse, then act). A value that
+//! only a child process (a worker under `shoal local`, the nanny or `--nworkers`) would
+//! use is checked here too, where the user typed it, and children's flags are derived
+//! from the validated settings.
+//!
+//! - [`worker`]: [`ValidWorker`], the settings every worker-starting command shares.
+//! - [`paths`]: scheduler files to write or read, and network interfaces.
+
+pub mod paths;
+pub mod worker;
+
+pub use worker::ValidWorker;
+
+use crate::cli::Command;
+use anyhow::Context;
+
+/// A command after phase one: its flags, with the validated settings it acts on.
+#[derive(Debug)]
+pub enum Checked {
+    /// `shoal worker`.
+    Worker(crate::cli::WorkerArgs, ValidWorker),
+    /// `shoal local`.
+    Local(crate::cli::LocalArgs, ValidWorker),
+    /// Every other command: its flags were checked.
+    Other(Command),
+}
+
+/// Phase one: every flag and config value of `command` checked, nothing started,
+/// bound, created or written.
+///
+/// # Errors
+/// The first bad value, naming it, its flag or key, the accepted forms and the fix.
+pub fn check(command: Command) -> anyhow::Result<Checked> {
+    match command {
+        Command::Worker(a) => {
+            if let Some(f) = &a.scheduler_file {
+                paths::scheduler_file_to_read(f)?;
+            }
+            if let Some(address) = &a.address {
+                paths::address(address)?;
+            }
+            paths::interface(a.interface.as_deref())?;
+            crate::cmd::scheduler::secret_from_env()?;
+            let worker = ValidWorker::validate(&a.settings, a.batch.nworkers)?;
+            return Ok(Checked::Worker(a, worker));
+        }
+        Command::Local(a) => {
+            if let Some(f) = &a.scheduler_file {
+                paths::scheduler_file_to_write(f)?;
+            }
+            paths::interface(a.listen.interface.as_deref())?;
+            crate::cmd::scheduler::secret_from_env()?;
+            let worker = ValidWorker::validate(&a.worker, a.workers)?;
+            return Ok(Checked::Local(a, worker));
+        }
+        Command::Scheduler(ref a) => {
+            if let Some(f) = &a.scheduler_file {
+                paths::scheduler_file_to_write(f)?;
+            }
+            paths::interface(a.listen.interface.as_deref())?;
+            crate::cmd::scheduler::secret_from_env()?;
+        }
+        Command::Mpi(ref a) => check_mpi(a)?,
+        Command::Status(ref a) => paths::scheduler_file_to_read(&a.connect.scheduler_file)?,
+        Command::Shutdown(ref a) => paths::scheduler_file_to_read(&a.scheduler_file)?,
+        Command::Run(ref a) => {
+            paths::scheduler_file_to_read(&a.connect.scheduler_file)?;
+            if let Some(g) = &a.graph {
+                crate::graph::Graph::from_file(g)
+                    .with_context(|| format!("graph file {}", g.display()))?;
+            }
+        }
+        Command::Info { .. } | Command::Jobqueue(_) => {}
+    }
+    Ok(Checked::Other(command))
+}
+
+/// `shoal mpi`'s flags; every rank checks the same, so a bad value stops them all.
+///
+/// # Errors
+/// The first bad value.
+pub fn check_mpi(a: &crate::cli::MpiArgs) -> anyhow::Result<()> {
+    match (&a.scheduler_file, a.no_scheduler) {
+        (Some(f), false) => paths::scheduler_file_to_write(f)?,
+        (Some(f), true) => paths::scheduler_file_to_read(f)?,
+        (None, true) => anyhow::bail!(
+            "--no-scheduler needs --scheduler-file F of the running scheduler to join"
+        ),
+        (None, false) => {}
+    }
+    if a.scheduler_rank < 0 {
+        anyhow::bail!(
+            "--scheduler-rank {}: a rank is 0 or more (default 0)",
+            a.scheduler_rank
+        );
+    }
+    paths::interface(a.interface.as_deref())?;
+    crate::cmd::scheduler::secret_from_env()?;
+    ValidWorker::validate(&a.worker, 1)?;
+    Ok(())
+}
