@@ -149,17 +149,19 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
         let command = match checked {
             Checked::Worker(args, worker) => return cmd::worker::run(args, worker, &hooks).await,
             Checked::Local(args, worker) => return cmd::local::run(args, worker, &hooks).await,
+            Checked::Run(args, graph) => {
+                return cmd::run::run(args, graph).await.map(|ok| u8::from(!ok))
+            }
             Checked::Other(command) => command,
         };
         match command {
             // Taken apart by phase one above.
-            Command::Worker(_) | Command::Local(_) => Ok(EXIT_BAD_INPUT),
+            Command::Worker(_) | Command::Local(_) | Command::Run(_) => Ok(EXIT_BAD_INPUT),
             Command::Scheduler(args) => cmd::scheduler::run(args).await.map(|()| 0),
             Command::Mpi(args) => cmd::mpi::run(args, &hooks).await,
             Command::Info { json } => cmd::info::run(json).map(|()| 0),
             Command::Status(args) => cmd::status::status(args).await.map(|()| 0),
             Command::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
-            Command::Run(args) => cmd::run::run(args).await.map(|ok| u8::from(!ok)),
             Command::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
         }
     });

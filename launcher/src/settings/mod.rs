@@ -13,7 +13,6 @@ pub mod worker;
 pub use worker::ValidWorker;
 
 use crate::cli::Command;
-use anyhow::Context;
 
 /// A command after phase one: its flags, with the validated settings it acts on.
 #[derive(Debug)]
@@ -22,6 +21,8 @@ pub enum Checked {
     Worker(crate::cli::WorkerArgs, ValidWorker),
     /// `shoal local`.
     Local(crate::cli::LocalArgs, ValidWorker),
+    /// `shoal run`, with its graph read.
+    Run(crate::cli::RunArgs, crate::graph::Graph),
     /// Every other command: its flags were checked.
     Other(Command),
 }
@@ -64,12 +65,14 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
         Command::Mpi(ref a) => check_mpi(a)?,
         Command::Status(ref a) => paths::scheduler_file_to_read(&a.connect.scheduler_file)?,
         Command::Shutdown(ref a) => paths::scheduler_file_to_read(&a.scheduler_file)?,
-        Command::Run(ref a) => {
+        Command::Run(a) => {
             paths::scheduler_file_to_read(&a.connect.scheduler_file)?;
-            if let Some(g) = &a.graph {
-                crate::graph::Graph::from_file(g)
-                    .with_context(|| format!("graph file {}", g.display()))?;
-            }
+            let graph = match (&a.graph, a.generate) {
+                (Some(path), _) => crate::graph::Graph::from_file(path)?,
+                (None, Some(what)) => crate::graph::Graph::generate(what),
+                (None, None) => anyhow::bail!("give a graph file or --generate"),
+            };
+            return Ok(Checked::Run(a, graph));
         }
         Command::Info { .. } | Command::Jobqueue(_) => {}
     }
