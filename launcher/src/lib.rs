@@ -124,10 +124,19 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
     };
     logging::init(cli.verbose, cli.quiet);
     // Phase one: every value checked before anything starts, binds or writes.
+    // A worker that cannot start tells its scheduler why, if it can reach it.
+    let report_to = match &cli.command {
+        Command::Worker(a) => Some(cmd::start_failure::ReportTo::of(a)),
+        _ => None,
+    };
     let checked = match settings::check(cli.command) {
         Ok(checked) => checked,
         Err(e) => {
-            eprintln!("shoal: error: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("shoal: error: {message}");
+            if let Some(to) = &report_to {
+                report_failure(to, &message);
+            }
             return EXIT_BAD_INPUT;
         }
     };
@@ -170,8 +179,22 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("shoal: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("shoal: {message}");
+            if let Some(to) = &report_to {
+                report_failure(to, &message);
+            }
             1
         }
+    }
+}
+
+/// [`cmd::start_failure::report`] on a runtime of its own.
+fn report_failure(to: &cmd::start_failure::ReportTo, message: &str) {
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        rt.block_on(cmd::start_failure::report(to, message));
     }
 }

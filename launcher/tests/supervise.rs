@@ -178,3 +178,42 @@ fn nanny_does_not_restart_a_worker_that_dies_before_registering() {
     assert!(!log.contains("; restarting it"), "restarted:\n{log}");
     assert!(started.elapsed() < GIVE_UP);
 }
+
+#[test]
+fn a_worker_that_cannot_start_tells_the_scheduler_why() {
+    let cluster = common::Cluster::start(0, 1, &[], &[]);
+    let f = cluster.file_arg();
+    let started = Instant::now();
+    let out = common::run(
+        &[
+            "worker",
+            "--scheduler-file",
+            &f,
+            "--name",
+            "job-17",
+            "--local-directory",
+            "/proc/nope",
+        ],
+        GIVE_UP,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let status = cluster.status();
+    let failed = status["failed_starts"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{status}");
+    assert_eq!(failed[0]["name"], "job-17");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("/proc/nope") && error.contains("--local-directory"),
+        "{error}"
+    );
+    assert!(status["workers"].as_array().unwrap().is_empty());
+    let text = common::run(&["status", "--scheduler-file", &f], GIVE_UP);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("failed to start: job-17"), "{text}");
+}

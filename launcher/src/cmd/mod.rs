@@ -9,5 +9,6 @@ pub mod nanny;
 pub mod ready;
 pub mod run;
 pub mod scheduler;
+pub mod start_failure;
 pub mod status;
 pub mod worker;
