@@ -121,7 +121,7 @@ pub struct WorkerSettings {
     #[arg(long, value_parser = crate::parse::count)]
     pub nthreads: Option<u32>,
     /// Memory limit: bytes, a fraction of the machine (0.5), a size (4GB, 4GiB), auto, or 0 for none.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
     pub memory_limit: String,
     /// Exit with status 3 after this many seconds without the scheduler.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
@@ -157,7 +157,7 @@ pub struct MemoryArgs {
     #[arg(long, value_parser = memory::threshold)]
     pub memory_terminate: Option<memory::Threshold>,
     /// Most bytes spilled to disk (100GiB, bytes, or false for no cap).
-    #[arg(long, value_parser = memory::max_spill)]
+    #[arg(long, value_parser = memory::max_spill, allow_hyphen_values = true)]
     pub max_spill: Option<memory::MaxSpill>,
     /// Compress spilled results (lz4) where it pays.
     #[arg(long)]

@@ -189,6 +189,11 @@ rows! {
     local_worker_toml_malformed: "local" files [("config/shoal/worker.toml", "[memory\n")] => ["worker.toml", "[memory] table"],
     local_worker_toml_bad_value: "local" files [("config/shoal/worker.toml", "[memory]\nspill = 7\n")] => ["memory.spill", "(0, 1]"],
     local_secret_not_hex: "local" env [("SHOAL_SECRET", "zz")] => ["SHOAL_SECRET", "openssl rand -hex 32"],
+    local_host_unknown: "local --host no-such-host.invalid" => ["no-such-host.invalid", "--interface"],
+    local_death_timeout_words: "local --death-timeout soon" => ["soon", "e.g. 30"],
+    local_max_spill_words: "local --max-spill huge" => ["huge", "--max-spill", "false"],
+    local_memory_limit_zero_fraction: "local --memory-limit 0.0" => ["0.0", "(0, 1]"],
+    local_memory_terminate_negative: "local --memory-terminate -1" => ["-1", "(0, 1]"],
     local_unknown_flag: "local --worker 2" => ["--worker", "--workers"],
 
     // shoal worker
@@ -212,6 +217,11 @@ rows! {
     worker_scheduler_file_wrong_kind: "worker --scheduler-file {d}/s.json" files [("s.json", NOT_A_SCHEDULER_FILE)] => ["{d}/s.json", "malformed"],
     worker_address_wrong_form: "worker http://localhost:8786" env [("SHOAL_SECRET", "00")] => ["http://localhost:8786", "tcp://HOST:PORT"],
     worker_address_bad_port: "worker tcp://localhost:99999" env [("SHOAL_SECRET", "00")] => ["tcp://localhost:99999", "tcp://HOST:PORT"],
+    worker_host_unknown: "worker --scheduler-file {d}/s.json --host no-such-host.invalid" => ["no-such-host.invalid", "--interface"],
+    worker_max_spill_negative: "worker --scheduler-file {d}/s.json --max-spill -1" => ["-1", "--max-spill"],
+    worker_lifetime_stagger_without_lifetime: "worker --scheduler-file {d}/s.json --lifetime-stagger 5" => ["--lifetime-stagger", "--lifetime"],
+    worker_nowhere: "worker" => ["--scheduler-file F", "tcp://host:port"],
+    worker_address_without_secret: "worker tcp://127.0.0.1:8786" => ["SHOAL_SECRET"],
     worker_worker_toml_unknown_key: "worker --scheduler-file {d}/s.json" files [("config/shoal/worker.toml", "[memory]\ntargett = 0.5\n")] => ["worker.toml", "targett"],
     worker_worker_toml_max_spill: "worker --scheduler-file {d}/s.json" files [("config/shoal/worker.toml", "[memory]\nmax-spill = true\n")] => ["memory.max-spill", "false"],
     worker_worker_toml_interval: "worker --scheduler-file {d}/s.json" files [("config/shoal/worker.toml", "[memory]\nmonitor-interval = -1\n")] => ["memory.monitor-interval", "positive number of seconds"],
@@ -224,6 +234,11 @@ rows! {
     scheduler_interface_unknown: "scheduler --scheduler-file {d}/s.json --interface nosuch0" => ["nosuch0", "lo (127.0.0.1)"],
     scheduler_worker_timeout_words: "scheduler --scheduler-file {d}/s.json --worker-timeout x" => ["\"x\"", "e.g. 30"],
     scheduler_no_way_to_learn_the_secret: "scheduler --port 0" => ["--scheduler-file F", "SHOAL_SECRET"],
+    scheduler_host_unknown: "scheduler --scheduler-file {d}/s.json --host no-such-host.invalid" => ["no-such-host.invalid", "--interface"],
+    scheduler_idle_timeout_negative: "scheduler --scheduler-file {d}/s.json --idle-timeout -1" => ["-1", "non-negative"],
+    scheduler_heartbeat_words: "scheduler --scheduler-file {d}/s.json --heartbeat often" => ["often", "e.g. 30"],
+    scheduler_allowed_failures_words: "scheduler --scheduler-file {d}/s.json --allowed-failures many" => ["many", "1 or more"],
+    scheduler_interface_and_host: "scheduler --scheduler-file {d}/s.json --interface lo --host 127.0.0.1" => ["--interface", "--host"],
     scheduler_secret_not_hex: "scheduler --scheduler-file {d}/s.json" env [("SHOAL_SECRET", "not-hex")] => ["SHOAL_SECRET", "openssl rand -hex 32"],
 
     // shoal mpi (outside mpirun: refused before MPI starts)
@@ -235,6 +250,11 @@ rows! {
     mpi_scheduler_file_directory: "mpi --scheduler-file {d}" => ["{d}", "is a directory"],
     mpi_join_scheduler_file_wrong_kind: "mpi --no-scheduler --scheduler-file {d}/s.json" files [("s.json", NOT_A_SCHEDULER_FILE)] => ["{d}/s.json", "malformed"],
     mpi_local_directory_unusable: "mpi --local-directory /proc/nope" => ["/proc/nope", "--local-directory"],
+    mpi_scheduler_port_too_large: "mpi --scheduler-port 70000" => ["70000", "0 to 65535"],
+    mpi_nthreads_zero: "mpi --nthreads 0" => ["\"0\"", "1 or more"],
+    mpi_memory_target_too_large: "mpi --memory-target 2" => ["2", "(0, 1]"],
+    mpi_resources_no_amount: "mpi --resources GPU" => ["GPU", "NAME=AMOUNT"],
+    mpi_worker_toml_malformed: "mpi" files [("config/shoal/worker.toml", "memory = 3\n")] => ["worker.toml"],
     mpi_interface_unknown: "mpi --interface nosuch0" => ["nosuch0", "lo (127.0.0.1)"],
 
     // shoal status, shutdown, run
@@ -260,5 +280,9 @@ rows! {
     jobqueue_jobs_zero: "jobqueue script slurm --jobs 0" => ["0", "1 or more"],
     jobqueue_config_malformed: "jobqueue script slurm --config {d}/jq.toml" files [("jq.toml", "[slurm\ncores = 4\n")] => ["{d}/jq.toml"],
     jobqueue_user_config_bad_value: "jobqueue script slurm" files [("config/shoal/jobqueue.toml", "[slurm]\ncores = \"many\"\n")] => ["jobqueue.toml", "many"],
+    jobqueue_memory_negative: "jobqueue script slurm --cores 4 --memory -5GB" => ["-5GB"],
+    jobqueue_config_missing: "jobqueue script slurm --config {d}/none.toml" => ["{d}/none.toml"],
+    jobqueue_status_scheduler_file_directory: "jobqueue status --scheduler-file {d}" => ["{d}"],
+    jobqueue_submit_unknown_system: "jobqueue submit lsff --scheduler-file {d}/s.json" => ["lsff", "lsf"],
     jobqueue_scale_negative: "jobqueue scale --scheduler-file {d}/s.json -1" => ["-1"],
 }

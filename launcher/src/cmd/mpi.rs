@@ -416,9 +416,18 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
                     (0..size).any(|r| summary.workers_lost.contains(&rank_name(r))),
                 )
             };
-            let (sched, worker) = tokio::join!(scheduler, worker_future);
+            // This rank's own worker (--inclusive-workers) failing at start stops the job
+            // as any worker rank's does.
+            tokio::pin!(scheduler, worker_future);
+            let (sched, worker) = tokio::select! {
+                worker = &mut worker_future => match worker {
+                    Err(e) => abort_job(&world, rank, &args, contact.as_ref(), &e),
+                    Ok(code) => (scheduler.await, code),
+                },
+                sched = &mut scheduler => (sched, worker_future.await?),
+            };
             rank_lost = sched?;
-            worker?
+            worker
         }
         None => match worker_future.await {
             Ok(code) => code,

@@ -42,6 +42,7 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
                 paths::address(address)?;
             }
             paths::interface(a.interface.as_deref())?;
+            paths::host(a.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
             let worker = ValidWorker::validate(&a.settings, a.batch.nworkers)?;
             return Ok(Checked::Worker(a, worker));
@@ -51,6 +52,7 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
                 paths::scheduler_file_to_write(f)?;
             }
             paths::interface(a.listen.interface.as_deref())?;
+            paths::host(a.listen.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
             let worker = ValidWorker::validate(&a.worker, a.workers)?;
             return Ok(Checked::Local(a, worker));
@@ -60,6 +62,7 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
                 paths::scheduler_file_to_write(f)?;
             }
             paths::interface(a.listen.interface.as_deref())?;
+            paths::host(a.listen.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
         }
         Command::Mpi(ref a) => check_mpi(a)?,

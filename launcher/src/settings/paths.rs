@@ -93,6 +93,22 @@ pub fn interface(name: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--host NAME`: it resolves to an address to listen on.
+///
+/// # Errors
+/// The name does not resolve.
+pub fn host(host: Option<&str>) -> anyhow::Result<()> {
+    let Some(host) = host else { return Ok(()) };
+    let resolves =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).is_ok_and(|mut a| a.next().is_some());
+    if !resolves {
+        bail!(
+            "--host {host:?} does not resolve to an address of this machine; give a host name or IP address of it (e.g. 127.0.0.1, or `hostname`), or --interface NAME"
+        );
+    }
+    Ok(())
+}
+
 /// A scheduler address as `shoal worker ADDRESS` takes it: `tcp://host:port`.
 ///
 /// # Errors

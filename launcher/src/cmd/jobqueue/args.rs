@@ -47,7 +47,7 @@ pub struct ParamArgs {
     #[arg(long)]
     pub cores: Option<String>,
     /// Memory per job, e.g. 100GB (decimal) or 96GiB (binary) (= --param memory=M).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Walltime, HH:MM:SS (LSF HH:MM) (= --param walltime=T).
     #[arg(long)]
