@@ -140,7 +140,7 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
-    if let Checked::Other(Command::Mpi(args)) = &checked {
+    if let Checked::Mpi(args) = &checked {
         // Before any other thread exists: it sets the environment MPI_Init reads.
         cmd::mpi::prefer_fast_start(args);
     }
@@ -155,23 +155,16 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
         }
     };
     let result = runtime.block_on(async {
-        let command = match checked {
-            Checked::Worker(args, worker) => return cmd::worker::run(args, worker, &hooks).await,
-            Checked::Local(args, worker) => return cmd::local::run(args, worker, &hooks).await,
-            Checked::Run(args, graph) => {
-                return cmd::run::run(args, graph).await.map(|ok| u8::from(!ok))
-            }
-            Checked::Other(command) => command,
-        };
-        match command {
-            // Taken apart by phase one above.
-            Command::Worker(_) | Command::Local(_) | Command::Run(_) => Ok(EXIT_BAD_INPUT),
-            Command::Scheduler(args) => cmd::scheduler::run(args).await.map(|()| 0),
-            Command::Mpi(args) => cmd::mpi::run(args, &hooks).await,
-            Command::Info { json } => cmd::info::run(json).map(|()| 0),
-            Command::Status(args) => cmd::status::status(args).await.map(|()| 0),
-            Command::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
-            Command::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
+        match checked {
+            Checked::Scheduler(args) => cmd::scheduler::run(args).await.map(|()| 0),
+            Checked::Worker(args, worker) => cmd::worker::run(args, worker, &hooks).await,
+            Checked::Local(args, worker) => cmd::local::run(args, worker, &hooks).await,
+            Checked::Mpi(args) => cmd::mpi::run(args, &hooks).await,
+            Checked::Info { json } => cmd::info::run(json).map(|()| 0),
+            Checked::Status(args) => cmd::status::status(args).await.map(|()| 0),
+            Checked::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
+            Checked::Run(args, graph) => cmd::run::run(args, graph).await.map(|ok| u8::from(!ok)),
+            Checked::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
         }
     });
     // Background tasks (writers, data servers) must not keep the process alive.

@@ -284,5 +284,6 @@ rows! {
     jobqueue_config_missing: "jobqueue script slurm --config {d}/none.toml" => ["{d}/none.toml"],
     jobqueue_status_scheduler_file_directory: "jobqueue status --scheduler-file {d}" => ["{d}"],
     jobqueue_submit_unknown_system: "jobqueue submit lsff --scheduler-file {d}/s.json" => ["lsff", "lsf"],
+    jobqueue_worker_memory_below_start: "jobqueue script slurm --cores 4 --memory 100MB -p processes=4" => ["100", "64 MiB", "fewer processes"],
     jobqueue_scale_negative: "jobqueue scale --scheduler-file {d}/s.json -1" => ["-1"],
 }

@@ -12,19 +12,23 @@ pub mod worker;
 
 pub use worker::ValidWorker;
 
-use crate::cli::Command;
+use crate::cli::{self, Command};
 
 /// A command after phase one: its flags, with the validated settings it acts on.
 #[derive(Debug)]
 pub enum Checked {
-    /// `shoal worker`.
-    Worker(crate::cli::WorkerArgs, ValidWorker),
-    /// `shoal local`.
-    Local(crate::cli::LocalArgs, ValidWorker),
+    Scheduler(cli::SchedulerArgs),
+    Worker(cli::WorkerArgs, ValidWorker),
+    Local(cli::LocalArgs, ValidWorker),
+    Mpi(cli::MpiArgs),
+    Info {
+        json: bool,
+    },
+    Status(cli::StatusArgs),
+    Shutdown(cli::ConnectArgs),
     /// `shoal run`, with its graph read.
-    Run(crate::cli::RunArgs, crate::graph::Graph),
-    /// Every other command: its flags were checked.
-    Other(Command),
+    Run(cli::RunArgs, crate::graph::Graph),
+    Jobqueue(crate::cmd::jobqueue::JobqueueArgs),
 }
 
 /// Phase one: every flag and config value of `command` checked, nothing started,
@@ -33,7 +37,7 @@ pub enum Checked {
 /// # Errors
 /// The first bad value, naming it, its flag or key, the accepted forms and the fix.
 pub fn check(command: Command) -> anyhow::Result<Checked> {
-    match command {
+    Ok(match command {
         Command::Worker(a) => {
             if let Some(f) = &a.scheduler_file {
                 paths::scheduler_file_to_read(f)?;
@@ -45,7 +49,7 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
             paths::host(a.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
             let worker = ValidWorker::validate(&a.settings, a.batch.nworkers)?;
-            return Ok(Checked::Worker(a, worker));
+            Checked::Worker(a, worker)
         }
         Command::Local(a) => {
             if let Some(f) = &a.scheduler_file {
@@ -55,19 +59,29 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
             paths::host(a.listen.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
             let worker = ValidWorker::validate(&a.worker, a.workers)?;
-            return Ok(Checked::Local(a, worker));
+            Checked::Local(a, worker)
         }
-        Command::Scheduler(ref a) => {
+        Command::Scheduler(a) => {
             if let Some(f) = &a.scheduler_file {
                 paths::scheduler_file_to_write(f)?;
             }
             paths::interface(a.listen.interface.as_deref())?;
             paths::host(a.listen.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
+            Checked::Scheduler(a)
         }
-        Command::Mpi(ref a) => check_mpi(a)?,
-        Command::Status(ref a) => paths::scheduler_file_to_read(&a.connect.scheduler_file)?,
-        Command::Shutdown(ref a) => paths::scheduler_file_to_read(&a.scheduler_file)?,
+        Command::Mpi(a) => {
+            check_mpi(&a)?;
+            Checked::Mpi(a)
+        }
+        Command::Status(a) => {
+            paths::scheduler_file_to_read(&a.connect.scheduler_file)?;
+            Checked::Status(a)
+        }
+        Command::Shutdown(a) => {
+            paths::scheduler_file_to_read(&a.scheduler_file)?;
+            Checked::Shutdown(a)
+        }
         Command::Run(a) => {
             paths::scheduler_file_to_read(&a.connect.scheduler_file)?;
             let graph = match (&a.graph, a.generate) {
@@ -75,11 +89,13 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
                 (None, Some(what)) => crate::graph::Graph::generate(what),
                 (None, None) => anyhow::bail!("give a graph file or --generate"),
             };
-            return Ok(Checked::Run(a, graph));
+            Checked::Run(a, graph)
         }
-        Command::Info { .. } | Command::Jobqueue(_) => {}
-    }
-    Ok(Checked::Other(command))
+        // Its own phase one: parameters and config files are checked before any script
+        // is written or submitted.
+        Command::Jobqueue(a) => Checked::Jobqueue(a),
+        Command::Info { json } => Checked::Info { json },
+    })
 }
 
 /// `shoal mpi`'s flags; every rank checks the same, so a bad value stops them all.
