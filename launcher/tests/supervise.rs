@@ -217,3 +217,41 @@ fn a_worker_that_cannot_start_tells_the_scheduler_why() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("failed to start: job-17"), "{text}");
 }
+
+#[test]
+fn supervised_workers_that_fail_at_start_tell_the_scheduler_why() {
+    let cluster = common::Cluster::start(0, 1, &[], &[]);
+    let base = cluster.dir.path().join("scratch");
+    std::fs::create_dir(&base).unwrap();
+    std::fs::write(base.join("shoal-worker-space"), "in the way").unwrap();
+    let out = common::run(
+        &[
+            "worker",
+            "--scheduler-file",
+            &cluster.file_arg(),
+            "--name",
+            "job-18",
+            "--nworkers",
+            "2",
+            "--local-directory",
+            base.to_str().unwrap(),
+        ],
+        GIVE_UP,
+    );
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{log}");
+    assert!(!log.contains("; restarting it"), "{log}");
+    let status = cluster.status();
+    let names: Vec<&str> = status["failed_starts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    // The first child to fail reports; the nanny then stops the other.
+    assert!(names.iter().any(|n| n.starts_with("job-18-")), "{status}");
+    assert!(status["failed_starts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("shoal-worker-space"));
+}

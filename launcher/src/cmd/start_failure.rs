@@ -45,10 +45,8 @@ impl ReportTo {
 /// Tell the scheduler that this worker failed with `error`; quietly gives up when the
 /// scheduler cannot be reached within [`REPORT_WITHIN`].
 pub async fn report(to: &ReportTo, error: &str) {
-    if std::env::var_os(super::ready::READY_FD_ENV).is_some() {
-        // A supervised worker: its supervisor reports (or stops the cluster).
-        return;
-    }
+    // Supervised workers (`--nworkers`, the nanny) report too: their supervisor has no
+    // more than their exit status.
     match tokio::time::timeout(REPORT_WITHIN, send(to, error)).await {
         Ok(Ok(())) => tracing::info!("told the scheduler why this worker did not start"),
         Ok(Err(e)) => tracing::debug!(error = %e, "could not tell the scheduler"),

@@ -3,7 +3,6 @@
 //! worker processes it starts.
 
 use crate::cli::WorkerSettings;
-use anyhow::Context;
 use shoal_comm::message::Resource;
 use shoal_runtime::worker::memory::MemoryPolicy;
 use std::ffi::OsString;
@@ -54,8 +53,9 @@ impl ValidWorker {
         check_minimum(&s.memory_limit, memory_limit)?;
         let memory = crate::memory::policy(&s.memory, crate::memory::config_path().as_deref())?;
         if let Some(dir) = &s.local_directory {
+            // The error's message already holds its cause: no chain.
             shoal_runtime::worker::scratch::check_base(dir, memory.allow_network_spill)
-                .with_context(|| format!("--local-directory {}", dir.display()))?;
+                .map_err(|e| anyhow::anyhow!("--local-directory {}: {e}", dir.display()))?;
         }
         Ok(ValidWorker {
             nthreads,
