@@ -106,7 +106,10 @@ struct WorkerEnd {
     /// `None`: stopped by this process.
     status: Option<ExitStatus>,
     registered: bool,
+    /// Its last lines of standard error.
     tail: Vec<String>,
+    /// Those of them that are errors.
+    errors: Vec<String>,
 }
 
 fn spawn_worker(
@@ -184,18 +187,17 @@ async fn watch_worker(name: String, mut s: Started, mut stop: watch::Receiver<bo
         .lock()
         .map(|t| t.iter().cloned().collect())
         .unwrap_or_default();
-    // The worker's error lines if it printed any, else whatever it said last.
     let errors: Vec<String> = tail
         .iter()
         .filter(|l| l.starts_with("shoal:") || l.contains(" ERROR "))
         .cloned()
         .collect();
-    let tail = if errors.is_empty() { tail } else { errors };
     WorkerEnd {
         name,
         status,
         registered,
         tail,
+        errors,
     }
 }
 
@@ -207,18 +209,27 @@ async fn until_workers_fail(workers: &mut JoinSet<WorkerEnd>, total: u32) -> Opt
     while let Some(joined) = workers.join_next().await {
         let Ok(end) = joined else { continue };
         let Some(status) = end.status else { continue };
-        let said = if end.tail.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", end.tail.join(" | "))
+        let said = |lines: &[String]| {
+            if lines.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", lines.join(" | "))
+            }
         };
         if !end.registered {
+            // Its errors, else whatever it said last.
+            let said = said(if end.errors.is_empty() {
+                &end.tail
+            } else {
+                &end.errors
+            });
             return Some(format!(
                 "worker {} exited ({status}) during start-up, before it registered with the scheduler{said}",
                 end.name
             ));
         }
         if !status.success() {
+            let said = said(&end.errors);
             failed = Some(format!("worker {} exited ({status}){said}", end.name));
         }
         tracing::warn!(worker = %end.name, %status, "worker exited");
