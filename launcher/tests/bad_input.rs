@@ -194,6 +194,7 @@ rows! {
     local_max_spill_words: "local --max-spill huge" => ["huge", "--max-spill", "false"],
     local_memory_limit_zero_fraction: "local --memory-limit 0.0" => ["0.0", "(0, 1]"],
     local_memory_terminate_negative: "local --memory-terminate -1" => ["-1", "(0, 1]"],
+    local_default_scheduler_file_unwritable: "local" env [("TMPDIR", "/proc")] => ["/proc/shoal-scheduler-", "writable directory"],
     local_unknown_flag: "local --worker 2" => ["--worker", "--workers"],
 
     // shoal worker

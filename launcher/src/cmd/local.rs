@@ -89,7 +89,8 @@ pub async fn run(
     result.map(|()| 0)
 }
 
-fn default_scheduler_file() -> PathBuf {
+/// Where `shoal local` writes its scheduler file without `--scheduler-file`.
+pub fn default_scheduler_file() -> PathBuf {
     std::env::temp_dir().join(format!("shoal-scheduler-{}.json", std::process::id()))
 }
 

@@ -52,9 +52,11 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
             Checked::Worker(a, worker)
         }
         Command::Local(a) => {
-            if let Some(f) = &a.scheduler_file {
-                paths::scheduler_file_to_write(f)?;
-            }
+            let file = a
+                .scheduler_file
+                .clone()
+                .unwrap_or_else(crate::cmd::local::default_scheduler_file);
+            paths::scheduler_file_to_write(&file)?;
             paths::interface(a.listen.interface.as_deref())?;
             paths::host(a.listen.host.as_deref())?;
             crate::cmd::scheduler::secret_from_env()?;
