@@ -271,6 +271,11 @@ rows! {
     run_generate_zero: "run --scheduler-file {d}/s.json --generate tree:0" => ["tree:0", "positive integer"],
     run_wait_words: "run --scheduler-file {d}/s.json --generate tree:4 --wait forever" => ["forever", "e.g. 30"],
 
+    // shoal info
+    info_unknown_flag: "info --jsn" => ["--jsn", "--json"],
+    shutdown_timeout_words: "shutdown --scheduler-file {d}/s.json --timeout soon" => ["soon", "e.g. 30"],
+    unknown_command: "locl" => ["locl", "local"],
+
     // shoal jobqueue
     jobqueue_system_unknown: "jobqueue script slorm" => ["slorm", "slurm"],
     jobqueue_cores_zero: "jobqueue script slurm --cores 0" => ["cores", "0"],
