@@ -17,12 +17,14 @@
 //! - [`mpi`]: the MPI transport: virtual connections over MPI point-to-point inside one
 //!   MPI job, driven by a progress thread.
 //! - [`secret`]: the cluster secret (random, never sent in clear).
+//! - [`fuzz`]: the seeded mutation fuzzer every crate's fuzz tests use.
 
 pub mod auth;
 pub mod buffer;
 pub mod coordination;
 pub mod error;
 pub mod frame;
+pub mod fuzz;
 pub mod ids;
 pub mod message;
 pub mod mpi;

@@ -197,6 +197,23 @@ pub struct ClusterStatus {
     pub clients: u32,
     /// Tasks finished since the scheduler started.
     pub tasks_finished: u64,
+    /// Workers that failed to start and said why (the latest first, a bounded number).
+    #[serde(default)]
+    pub failed_starts: Vec<StartFailure>,
+}
+
+/// A worker that could not start (a bad setting on its node, an unusable directory)
+/// tells the scheduler why before it exits, so that `shoal status` shows why workers
+/// never came.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartFailure {
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+    /// The worker's error message.
+    pub error: String,
+    /// Seconds since the Unix epoch, by the scheduler's clock.
+    pub at: f64,
 }
 
 /// Client → scheduler.
@@ -353,6 +370,8 @@ pub enum FromWorker {
     Spilled { ids: Vec<TaskId>, on_disk: bool },
     /// Copies asked for by `Replicate` are held here now.
     Replicated(Vec<TaskId>),
+    /// Instead of `Register`: this worker failed to start, and why; it exits.
+    StartFailed(StartFailure),
 }
 
 /// An input of a task to compute: its id and where it is held.

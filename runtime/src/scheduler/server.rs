@@ -148,6 +148,7 @@ impl Scheduler {
             stop: false,
             churn_mark: (0, 0),
             summary: RunSummary::default(),
+            failed_starts: Default::default(),
         };
         let result = state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -172,6 +173,8 @@ enum Event {
     },
     Worker(WorkerId, FromWorker),
     WorkerClosed(WorkerId, String),
+    /// A worker that could not start said why.
+    WorkerStartFailed(shoal_comm::message::StartFailure),
     ClientJoined {
         outbox: Outbox,
         reply: oneshot::Sender<ClientId>,
@@ -241,6 +244,11 @@ async fn worker_connection(
         .map(|m| m.map(|m| m.decode::<FromWorker>()))
     {
         Ok(Some(Ok(FromWorker::Register(r)))) => r,
+        Ok(Some(Ok(FromWorker::StartFailed(failure)))) => {
+            tracing::error!(%peer, worker = %failure.name, host = %failure.host, error = %failure.error, "a worker failed to start");
+            let _ = events.send(Event::WorkerStartFailed(failure));
+            return;
+        }
         other => {
             tracing::warn!(%peer, "worker did not register: {other:?}");
             return;
@@ -342,7 +350,12 @@ struct ServerState {
     churn_mark: (u64, u64),
     /// Names of every worker that registered.
     summary: RunSummary,
+    /// Workers that failed to start, the latest first.
+    failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
 }
+
+/// Start failures kept for `shoal status`.
+const MAX_FAILED_STARTS: usize = 32;
 
 impl ServerState {
     async fn main_loop(
@@ -478,6 +491,13 @@ impl ServerState {
                 self.comm.clients.remove(&id);
             }
             Event::Client(id, msg, frames) => self.on_client_message(id, msg, frames),
+            Event::WorkerStartFailed(mut failure) => {
+                failure.at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.failed_starts.push_front(failure);
+                self.failed_starts.truncate(MAX_FAILED_STARTS);
+            }
         }
     }
 
@@ -486,8 +506,8 @@ impl ServerState {
         let (core, comm) = (&mut self.core, &mut self.comm);
         core.touch_worker(id, now);
         match msg {
-            FromWorker::Register(_) => {
-                tracing::warn!(worker = %id, "worker registered twice; ignored")
+            FromWorker::Register(_) | FromWorker::StartFailed(_) => {
+                tracing::warn!(worker = %id, "a registered worker registered again or said it failed to start; ignored")
             }
             FromWorker::Started(ids) => core.on_tasks_started(id, &ids, comm),
             FromWorker::Finished(done) => core.on_tasks_finished(id, &done, comm),
@@ -689,6 +709,7 @@ impl ServerState {
             tasks,
             clients: self.comm.clients.len() as u32,
             tasks_finished: self.core.finished_count,
+            failed_starts: self.failed_starts.iter().cloned().collect(),
         }
     }
 

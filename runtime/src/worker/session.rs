@@ -408,6 +408,9 @@ impl<'a> Session<'a> {
                 peers,
             } => {
                 tracing::info!(worker = %id, name = %self.options.name, "registered with the scheduler");
+                if let Some(registered) = &self.options.on_registered {
+                    registered();
+                }
                 *heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(10)));
                 self.peers = peers.into_iter().collect();
                 *local = Some(Local::new(
