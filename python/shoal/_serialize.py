@@ -127,6 +127,9 @@ def loads(frame):
         _, nbuf, plen = _HEAD.unpack_from(frame)
         if not nbuf:  # the common small value: no out-of-band buffers
             return pickle.loads(memoryview(frame)[_HEAD.size : _HEAD.size + plen])
+        # Arrays rebuilt over immutable bytes would be read-only; distributed's are not.
+        # Only small frames arrive as bytes: one copy of at most 16 KiB.
+        frame = bytearray(frame)
     view = _view(frame)
     magic = bytes(view[:4])
     if magic == ERROR_MAGIC:

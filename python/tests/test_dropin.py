@@ -98,3 +98,13 @@ def test_functions_and_classes_of_the_main_script(module, cluster, request, tmp_
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, env=env, cwd=tmp_path)
     assert out.returncode == 0 and "MAIN OK" in out.stdout, out.stdout + out.stderr
+
+
+def test_results_are_writable_arrays(any_client):
+    # Small results (sent as bytes) once came back as read-only arrays; distributed's are
+    # writable, and dask's own tests write into computed arrays.
+    c = any_client
+    for n in (10, 100_000):
+        a = c.submit(np.arange, n).result(timeout=20)
+        a[0] = 7
+        assert a[0] == 7 and a.flags.writeable
