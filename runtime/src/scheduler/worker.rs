@@ -85,6 +85,7 @@ impl WorkerState {
                 || allowed.iter().any(|w| {
                     *w == reg.name
                         || *w == reg.host
+                        || address_host(&reg.data_address) == Some(w.as_str())
                         || crate::net::address::is_alternative(&reg.data_address, w)
                 }))
     }
@@ -104,4 +105,12 @@ impl WorkerState {
             pid: self.registration.pid,
         }
     }
+}
+
+/// The host part of the first (TCP) address of `tcp://host:port mpi://...`.
+fn address_host(address: &str) -> Option<&str> {
+    let first = address.split_whitespace().next()?;
+    let rest = first.split_once("://").map_or(first, |(_, r)| r);
+    rest.rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
 }
