@@ -47,8 +47,8 @@ fn workers(status: &Value) -> Vec<(String, String, String, u64, i32)> {
 
 /// Scheduler on node 1, one worker on each of nodes 2-4 with the default address choice
 /// (the node's host name), client on node 1.
-fn start_cluster<'a>(
-    bed: &'a TestBed,
+fn start_cluster(
+    bed: &TestBed,
     scheduler_extra: &[&str],
     worker_extra: &[&str],
 ) -> (String, common::Proc, Vec<common::Proc>) {
@@ -73,7 +73,6 @@ fn start_cluster<'a>(
         args.extend_from_slice(worker_extra);
         ws.push(bed.spawn(i, &name, &args));
     }
-    let _ = &bed;
     (file, scheduler, ws)
 }
 
@@ -316,4 +315,143 @@ fn host_names_that_do_not_resolve_still_give_addresses_other_hosts_reach() {
         Duration::from_secs(30),
     );
     assert!(ok, "{out}");
+}
+
+/// `mpirun` started on node 1 of `bed` spanning its nodes through the test bed's rsh agent,
+/// 2 slots per node, Open MPI's TCP restricted to the bed's eth0 subnet (no shared memory
+/// between nodes: each node is its own host to Open MPI).
+fn mpirun(bed: &TestBed, name: &str, np: u32, program: &[&str]) -> common::Proc {
+    let hostfile = bed.path("hostfile");
+    let hosts: String = (1..=bed.nodes)
+        .map(|i| format!("{} slots=2\n", bed.host(i)))
+        .collect();
+    std::fs::write(&hostfile, hosts).unwrap();
+    let agent = format!("{} rsh", common::testbed::script().display());
+    let subnet = bed.subnet(false);
+    let np = np.to_string();
+    let mut args = vec![
+        "--hostfile",
+        &hostfile,
+        "--mca",
+        "plm_rsh_agent",
+        &agent,
+        "--mca",
+        "plm_rsh_no_tree_spawn",
+        "1",
+        "--mca",
+        "oob_tcp_if_include",
+        &subnet,
+        "--mca",
+        "btl",
+        "tcp,self,vader",
+        "--mca",
+        "btl_tcp_if_include",
+        &subnet,
+        "--map-by",
+        "ppr:2:node",
+        "--bind-to",
+        "none",
+        "-x",
+        "SHOAL_LOG",
+        "-np",
+        &np,
+    ];
+    args.extend_from_slice(program);
+    bed.spawn_program(1, name, "mpirun", &args)
+}
+
+#[test]
+fn mpirun_spans_four_hosts_with_per_node_shares_binding_and_data_over_mpi() {
+    let Some(bed) = TestBed::up("stbmpi", 5, 4, &[]) else {
+        return;
+    };
+    let file = bed.path("scheduler.json");
+    let mut job = mpirun(
+        &bed,
+        "mpirun",
+        8,
+        &[
+            common::SHOAL,
+            "mpi",
+            "--scheduler-file",
+            &file,
+            "--bind",
+            "cores",
+        ],
+    );
+    let status = bed.wait_for_workers(1, &file, 7, Duration::from_secs(60));
+    let (ok, info) = bed.run(2, &["info", "--json"], Duration::from_secs(20));
+    assert!(ok, "{info}");
+    let info: Value = serde_json::from_str(&info[info.find('{').unwrap()..]).unwrap();
+    let (cores, memory) = (
+        info["cores"].as_u64().unwrap(),
+        info["memory"].as_u64().unwrap(),
+    );
+    // Rank r runs on node r/2 + 1 (rank 0, the scheduler, and rank 1 on node 1), each with
+    // its node's share: half the cores and half the memory, whatever the world's size.
+    let ws = workers(&status);
+    let mut pid_of = std::collections::HashMap::new();
+    for (name, host, addr, nthreads, pid) in &ws {
+        let rank: u32 = name.trim_start_matches("shoal-mpi-").parse().unwrap();
+        let node = rank / 2 + 1;
+        assert_eq!(host, &bed.host(node), "{name}: {status}");
+        assert!(
+            addr.starts_with(&format!("tcp://{}:", bed.addr(node, false))),
+            "{name} {addr}"
+        );
+        assert!(
+            addr.contains(" mpi://"),
+            "{name} advertises no MPI address: {addr}"
+        );
+        assert_eq!(*nthreads, (cores / 2).max(1), "{name}: {status}");
+        pid_of.insert(rank, *pid);
+    }
+    for w in status["workers"].as_array().unwrap() {
+        let limit = w["memory_limit"].as_u64().unwrap() as f64;
+        let share = limit / memory as f64;
+        assert!(
+            (0.4..=0.55).contains(&share),
+            "{}: limit {limit} of {memory}",
+            w["name"]
+        );
+    }
+    // --bind cores: the two ranks of a node take its two halves of the cores.
+    if cores >= 2 {
+        for (rank, pid) in &pid_of {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let cpus = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string();
+            let half = cores / 2;
+            let first = (rank % 2) as u64 * half;
+            let expected = if half == 1 {
+                first.to_string()
+            } else {
+                format!("{first}-{}", first + half - 1)
+            };
+            assert_eq!(cpus, expected, "rank {rank} (pid {pid})");
+        }
+    }
+    // Data made on nodes 2 and 3, combined on node 4 (named by its full address), over MPI.
+    let target = ws.iter().find(|w| w.0 == "shoal-mpi-6").unwrap().2.clone();
+    let (graph, expected) = cross_node_graph("shoal-mpi-2", "shoal-mpi-4", &target);
+    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
+    assert!(ok, "{out}\n{}", bed.logs());
+    assert_eq!(out["results"]["c"], json!(expected));
+    let (ok, out) = bed.run(
+        1,
+        &["shutdown", "--scheduler-file", &file],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    let exit = job
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("mpirun did not exit:\n{}", job.log_text()));
+    let log = job.log_text();
+    assert!(exit.success(), "{log}");
+    assert!(log.contains("fetching from peer over MPI"), "{log}");
+    assert!(!log.contains("fetching from peer over TCP"), "{log}");
 }

@@ -105,6 +105,9 @@ impl TestBed {
             .arg(program)
             .args(args)
             .env("SHOAL_LOG", "info")
+            // Tests run as root; Open MPI refuses that without these.
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()

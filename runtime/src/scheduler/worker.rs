@@ -85,6 +85,7 @@ impl WorkerState {
                 || allowed.iter().any(|w| {
                     *w == reg.name
                         || *w == reg.host
+                        || *w == reg.data_address
                         || address_host(&reg.data_address) == Some(w.as_str())
                         || crate::net::address::is_alternative(&reg.data_address, w)
                 }))
