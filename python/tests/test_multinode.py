@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -64,13 +66,15 @@ class Bed:
 
 
 @contextlib.contextmanager
-def nodes_up(prefix: str, net: int, directory, nodes: int = 4):
+def nodes_up(prefix: str, net: int, nodes: int = 4):
+    """A bed of `nodes` nodes and a directory they all share (each node has its own /tmp)."""
     env = dict(os.environ, SHOAL_TESTBED_PREFIX=prefix, SHOAL_TESTBED_NET=str(net))
     up = subprocess.run([TESTBED, "up", str(nodes)], env=env, capture_output=True, text=True, timeout=120)
     if up.returncode == SKIP:
         if os.geteuid() == 0 or os.environ.get("SHOAL_REQUIRE_TESTBED"):
             pytest.fail(f"root (or SHOAL_REQUIRE_TESTBED) but the test bed cannot be made: {up.stderr}")
         pytest.skip(f"many-node test bed: {up.stderr.strip()}")
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="shoal-testbed-", dir="/var/tmp"))
     bed = Bed(prefix, net, directory)
     try:
         assert up.returncode == 0, up.stderr
@@ -78,6 +82,7 @@ def nodes_up(prefix: str, net: int, directory, nodes: int = 4):
     finally:
         bed.stop()
         subprocess.run([TESTBED, "down"], env=env, timeout=120, check=False)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def wait_for_file(bed: Bed, path, timeout: float = 30):
@@ -108,17 +113,17 @@ print("RESULT " + json.dumps({"total": total, "expected": int((m + m.T).sum()), 
 """
 
 
-def test_dask_transpose_sum_moves_chunks_between_hosts(tmp_path):
+def test_dask_transpose_sum_moves_chunks_between_hosts():
     pytest.importorskip("dask.array")
-    with nodes_up("stbpyd", 11, tmp_path) as bed:
-        file = tmp_path / "scheduler.json"
+    with nodes_up("stbpyd", 11) as bed:
+        file = bed.dir / "scheduler.json"
         py = sys.executable
         bed.spawn(1, "scheduler", py, "-m", "shoal", "scheduler", "--scheduler-file", str(file))
         wait_for_file(bed, file)
         for i in (2, 3, 4):
             bed.spawn(i, f"w{i}", py, "-m", "shoal", "worker", "--scheduler-file", str(file), "--nthreads", "1",
                       "--memory-limit", "0", "--name", f"w{i}", "--death-timeout", "20")
-        script = tmp_path / "client.py"
+        script = bed.dir / "client.py"
         script.write_text(CLIENT)
         code, out = bed.run(1, "client", py, str(script), str(file))
         assert code == 0, f"{out}\n{bed.logs()}"
@@ -152,11 +157,11 @@ print("RESULT " + json.dumps({"client": socket.gethostname(), "value": value, "w
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun not installed (scripts/setup installs Open MPI)")
-def test_batch_script_initialize_under_mpirun_on_four_hosts(tmp_path):
-    with nodes_up("stbpym", 12, tmp_path) as bed:
-        hostfile = tmp_path / "hostfile"
+def test_batch_script_initialize_under_mpirun_on_four_hosts():
+    with nodes_up("stbpym", 12) as bed:
+        hostfile = bed.dir / "hostfile"
         hostfile.write_text("".join(f"{bed.host(i)} slots=2\n" for i in range(1, 5)))
-        script = tmp_path / "batch.py"
+        script = bed.dir / "batch.py"
         script.write_text(textwrap.dedent(BATCH))
         subnet = f"198.18.{2 * bed.net}.0/24"
         code, out = bed.run(

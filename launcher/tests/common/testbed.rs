@@ -13,6 +13,14 @@ pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testbed")
 }
 
+/// A new directory all nodes share: under /var/tmp (each node has its own /tmp).
+pub fn shared_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("shoal-testbed-")
+        .tempdir_in("/var/tmp")
+        .expect("cannot create a directory under /var/tmp")
+}
+
 /// Exit status of `scripts/testbed` where nodes cannot be made.
 const SKIP: i32 = 77;
 
@@ -20,7 +28,8 @@ pub struct TestBed {
     pub prefix: String,
     pub net: u32,
     pub nodes: u32,
-    /// A directory every node sees (same file system), for scheduler files and logs.
+    /// A directory every node sees (not under /tmp, which is each node's own), for
+    /// scheduler files and logs.
     pub dir: tempfile::TempDir,
 }
 
@@ -47,7 +56,7 @@ impl TestBed {
             prefix: prefix.into(),
             net,
             nodes,
-            dir: tempfile::tempdir().unwrap(),
+            dir: shared_dir(),
         };
         assert!(out.status.success(), "scripts/testbed up failed: {stderr}");
         Some(bed)
