@@ -455,3 +455,145 @@ fn mpirun_spans_four_hosts_with_per_node_shares_binding_and_data_over_mpi() {
     assert!(log.contains("fetching from peer over MPI"), "{log}");
     assert!(!log.contains("fetching from peer over TCP"), "{log}");
 }
+
+#[test]
+fn slurm_on_four_hosts_spreads_a_job_array_and_runs_srun_mpi_across_them() {
+    let Some(bed) = TestBed::up("stbslm", 6, 4, &[]) else {
+        return;
+    };
+    let Some(slurm) = common::testbed::SlurmBed::start(bed) else {
+        return;
+    };
+    let bed = &slurm.bed;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get() as u64);
+    // A scheduler on node 1 (a login node), three workers as a job array, each asking for
+    // a whole node, so SLURM spreads them over nodes 2-4.
+    let file = bed.path("scheduler.json");
+    let _scheduler = bed.spawn(1, "scheduler", &["scheduler", "--scheduler-file", &file]);
+    let wrap = format!(
+        "exec {} worker --scheduler-file {file} --nthreads 1 --memory-limit 0 --death-timeout 20 --name aw$SLURM_ARRAY_TASK_ID",
+        common::SHOAL
+    );
+    let out_pattern = bed.path("array-%a.out");
+    let c = cores.to_string();
+    let out = slurm.command(
+        "sbatch",
+        &[
+            "--array=1-3",
+            "-N1",
+            "-n1",
+            "-c",
+            &c,
+            "--mem=100",
+            "-t",
+            "5",
+            "--exclude",
+            &bed.host(1),
+            "-o",
+            &out_pattern,
+            "--wrap",
+            &wrap,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "sbatch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = bed.wait_for_workers(1, &file, 3, Duration::from_secs(60));
+    let ws = workers(&status);
+    let hosts: Vec<&str> = {
+        let mut h: Vec<&str> = ws.iter().map(|w| w.1.as_str()).collect();
+        h.sort();
+        h
+    };
+    assert_eq!(hosts, [bed.host(2), bed.host(3), bed.host(4)], "{status}");
+    for (name, host, addr, _, _) in &ws {
+        let i: u32 = host
+            .trim_start_matches(&format!("{}n", bed.prefix))
+            .parse()
+            .unwrap();
+        assert!(
+            addr.starts_with(&format!("tcp://{}:", bed.addr(i, false))),
+            "{name} {addr}"
+        );
+    }
+    let (graph, expected) = cross_node_graph(&ws[0].0, &ws[1].0, &ws[2].0);
+    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
+    assert!(ok, "{out}\n{}", slurm.logs());
+    assert_eq!(out["results"]["c"], json!(expected));
+    let (ok, out) = bed.run(
+        1,
+        &["shutdown", "--scheduler-file", &file],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !slurm.queue().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the array's workers did not end: {:?}",
+            slurm.queue()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // srun --mpi=pmix: 6 ranks, 2 per node on nodes 2-4; rank 0 (node 2) is the scheduler.
+    let file = bed.path("scheduler-srun.json");
+    let subnet = bed.subnet(false);
+    let nodes = format!("{}n[2-4]", bed.prefix);
+    let mut srun = slurm.spawn(
+        "srun",
+        "srun",
+        &[
+            "--mpi=pmix",
+            "-N3",
+            "-n6",
+            "--ntasks-per-node=2",
+            "-c1",
+            "--mem-per-cpu=100",
+            "-w",
+            &nodes,
+            common::SHOAL,
+            "mpi",
+            "--scheduler-file",
+            &file,
+            "--bind",
+            "cores",
+            "--memory-limit",
+            "0",
+        ],
+        &[
+            ("OMPI_MCA_btl", "tcp,self,vader"),
+            ("OMPI_MCA_btl_tcp_if_include", &subnet),
+            ("OMPI_MCA_oob_tcp_if_include", &subnet),
+        ],
+    );
+    let status = bed.wait_for_workers(1, &file, 5, Duration::from_secs(60));
+    let ws = workers(&status);
+    for (name, host, addr, nthreads, _) in &ws {
+        let rank: u32 = name.trim_start_matches("shoal-mpi-").parse().unwrap();
+        assert_eq!(host, &bed.host(rank / 2 + 2), "{name}: {status}");
+        assert!(addr.contains(" mpi://"), "{name}: {addr}");
+        assert_eq!(*nthreads, (cores / 2).max(1), "{name}: {status}");
+    }
+    let (graph, expected) = cross_node_graph("shoal-mpi-1", "shoal-mpi-3", "shoal-mpi-5");
+    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
+    assert!(ok, "{out}\n{}", slurm.logs());
+    assert_eq!(out["results"]["c"], json!(expected));
+    let (ok, out) = bed.run(
+        1,
+        &["shutdown", "--scheduler-file", &file],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    let exit = srun
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("srun did not exit:\n{}", srun.log_text()));
+    assert!(exit.success(), "{}", srun.log_text());
+    assert!(
+        srun.log_text().contains("fetching from peer over MPI"),
+        "{}",
+        srun.log_text()
+    );
+}

@@ -236,3 +236,251 @@ pub fn pattern_sum(size: u64, seed: u8) -> u64 {
         .map(|i| u64::from(shoal_runtime::executor::builtin::pattern_byte(i, seed)))
         .sum()
 }
+
+/// SLURM across the nodes of a bed: munged (its socket in the shared directory),
+/// slurmctld on node 1 and one slurmd per node with its own `NodeName`, every file in the
+/// bed's shared directory. Daemons are stopped by their pid files when this drops, then
+/// the bed is torn down.
+pub struct SlurmBed {
+    pub conf: String,
+    pids: Vec<PathBuf>,
+    pub bed: TestBed,
+}
+
+impl SlurmBed {
+    /// `None` (saying why) where SLURM is not installed and not required
+    /// (`SHOAL_REQUIRE_SLURM`, set by scripts/test where setup installed it).
+    pub fn start(bed: TestBed) -> Option<SlurmBed> {
+        use super::slurm::find_program;
+        use std::os::unix::fs::PermissionsExt;
+        let (Some(munged), Some(slurmctld), Some(slurmd)) = (
+            find_program("munged"),
+            find_program("slurmctld"),
+            find_program("slurmd"),
+        ) else {
+            assert!(
+                std::env::var_os("SHOAL_REQUIRE_SLURM").is_none(),
+                "SHOAL_REQUIRE_SLURM is set but slurmctld, slurmd or munged is missing"
+            );
+            eprintln!("SKIPPED: slurmctld, slurmd or munged not installed");
+            return None;
+        };
+        let d = bed.dir.path().to_path_buf();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        let munge = d.join("munge");
+        for sub in ["etc", "run", "lib"] {
+            std::fs::create_dir_all(munge.join(sub)).unwrap();
+        }
+        for p in [d.as_path(), munge.as_path(), munge.join("run").as_path()] {
+            mode(p, 0o711);
+        }
+        mode(&munge.join("etc"), 0o700);
+        let key: Vec<u8> = (0..1024).map(|_| rand_byte()).collect();
+        std::fs::write(munge.join("etc/munge.key"), key).unwrap();
+        mode(&munge.join("etc/munge.key"), 0o400);
+        let ok = Command::new("chown")
+            .args(["-R", "munge:munge"])
+            .arg(&munge)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown munge failed");
+        let socket = munge.join("run/munge.socket");
+        let mut me = SlurmBed {
+            conf: d.join("slurm.conf").to_str().unwrap().to_string(),
+            pids: vec![munge.join("run/munged.pid")],
+            bed,
+        };
+        let ok = Command::new("runuser")
+            .args(["-u", "munge", "--"])
+            .arg(&munged)
+            .arg(format!(
+                "--key-file={}",
+                munge.join("etc/munge.key").display()
+            ))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!(
+                "--pid-file={}",
+                munge.join("run/munged.pid").display()
+            ))
+            .arg(format!("--log-file={}", munge.join("munged.log").display()))
+            .arg(format!("--seed-file={}", munge.join("lib/seed").display()))
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "munged did not start");
+        let s = d.join("slurm");
+        for sub in ["state", "run", "log", "spool"] {
+            std::fs::create_dir_all(s.join(sub)).unwrap();
+        }
+        let n = me.bed.nodes;
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let p = &me.bed.prefix;
+        let conf = format!(
+            "ClusterName=shoaltb\n\
+             SlurmctldHost={n1}({a1})\n\
+             AuthType=auth/munge\n\
+             AuthInfo=socket={socket}\n\
+             SlurmUser=root\n\
+             SlurmdUser=root\n\
+             StateSaveLocation={s}/state\n\
+             SlurmdSpoolDir={s}/spool/%n\n\
+             SlurmctldPidFile={s}/run/slurmctld.pid\n\
+             SlurmdPidFile={s}/run/slurmd-%n.pid\n\
+             SlurmctldLogFile={s}/log/slurmctld.log\n\
+             SlurmdLogFile={s}/log/slurmd-%n.log\n\
+             ProctrackType=proctrack/linuxproc\n\
+             TaskPlugin=task/none\n\
+             SelectType=select/cons_tres\n\
+             SelectTypeParameters=CR_Core_Memory\n\
+             ReturnToService=2\n\
+             MpiDefault=none\n\
+             JobCompType=jobcomp/none\n\
+             AccountingStorageType=accounting_storage/none\n\
+             SchedulerParameters=sched_interval=1\n\
+             MinJobAge=5\n\
+             NodeName={p}n[1-{n}] NodeAddr={net}.[1-{n}] CPUs={cpus} RealMemory=2048 State=UNKNOWN\n\
+             PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
+            n1 = me.bed.host(1),
+            a1 = me.bed.addr(1, false),
+            socket = socket.display(),
+            s = s.display(),
+            net = format!("198.18.{}", 2 * me.bed.net),
+        );
+        std::fs::write(&me.conf, conf).unwrap();
+        me.pids.push(s.join("run/slurmctld.pid"));
+        let out = me.daemon(1, &slurmctld, &[]);
+        assert!(out.status.success(), "slurmctld: {}", me.logs());
+        for i in 1..=n {
+            let host = me.bed.host(i);
+            std::fs::create_dir_all(s.join("spool").join(&host)).unwrap();
+            me.pids.push(s.join(format!("run/slurmd-{host}.pid")));
+            let out = me.daemon(i, &slurmd, &["-N", &host]);
+            assert!(out.status.success(), "slurmd on {host}: {}", me.logs());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let out = me.command("sinfo", &["--noheader", "--format=%t %D"]);
+            if String::from_utf8_lossy(&out.stdout).trim() == format!("idle {n}") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} nodes not idle: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                me.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Some(me)
+    }
+
+    /// Start a daemon (it forks into the background) on node `i`.
+    fn daemon(&self, i: u32, program: &Path, args: &[&str]) -> Output {
+        TestBed::command(&self.bed.prefix, self.bed.net)
+            .arg("run")
+            .arg(i.to_string())
+            .arg(program)
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .expect("cannot run scripts/testbed")
+    }
+
+    /// A SLURM client command on node 1, bounded at 20 s.
+    pub fn command(&self, program: &str, args: &[&str]) -> Output {
+        TestBed::command(&self.bed.prefix, self.bed.net)
+            .args(["run", "1", "timeout", "20", program])
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .expect("cannot run scripts/testbed")
+    }
+
+    /// Start a long-running SLURM client (srun) on node 1 as a [`Proc`].
+    pub fn spawn(&self, name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let log = self.bed.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = TestBed::command(&self.bed.prefix, self.bed.net)
+            .args(["run", "1", program])
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .env("SHOAL_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot run scripts/testbed");
+        Proc {
+            child,
+            name: name.into(),
+            log,
+        }
+    }
+
+    pub fn queue(&self) -> Vec<String> {
+        let out = self.command("squeue", &["--noheader", "--array", "--format=%i %T %N"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+
+    pub fn logs(&self) -> String {
+        let s = self.bed.dir.path().join("slurm/log");
+        let mut out = String::new();
+        for e in std::fs::read_dir(&s)
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out += &format!("--- {}\n", e.path().display());
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out + &self.bed.logs()
+    }
+}
+
+fn rand_byte() -> u8 {
+    let mut b = [0u8; 1];
+    // SAFETY: getrandom writes at most 1 byte into the buffer it is given.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, 0) };
+    b[0]
+}
+
+impl Drop for SlurmBed {
+    fn drop(&mut self) {
+        let _ = self.command("scancel", &["--partition=debug"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.queue().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // slurmds, slurmctld, munged (pids are global: the nodes share the pid namespace).
+        for pidfile in self.pids.iter().rev() {
+            let Some(pid) = std::fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: kill has no memory-safety preconditions; the pid is our daemon's.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            // SAFETY: signal 0 only checks that the process exists.
+            while unsafe { libc::kill(pid, 0) } == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: as above.
+            if unsafe { libc::kill(pid, 0) } == 0 {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
