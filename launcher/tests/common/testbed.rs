@@ -340,13 +340,13 @@ impl SlurmBed {
              AccountingStorageType=accounting_storage/none\n\
              SchedulerParameters=sched_interval=1\n\
              MinJobAge=5\n\
-             NodeName={p}n[1-{n}] NodeAddr={net}.[1-{n}] CPUs={cpus} RealMemory=2048 State=UNKNOWN\n\
+             NodeName={p}n[1-{n}] NodeAddr=198.18.{k}.[1-{n}] CPUs={cpus} RealMemory=2048 State=UNKNOWN\n\
              PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
             n1 = me.bed.host(1),
             a1 = me.bed.addr(1, false),
             socket = socket.display(),
             s = s.display(),
-            net = format!("198.18.{}", 2 * me.bed.net),
+            k = 2 * me.bed.net,
         );
         std::fs::write(&me.conf, conf).unwrap();
         me.pids.push(s.join("run/slurmctld.pid"));
