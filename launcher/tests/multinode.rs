@@ -114,7 +114,10 @@ fn scheduler_file_cluster_on_four_hosts_moves_data_between_them() {
             .lines()
             .find(|l| l.starts_with(&format!("w{i} ")))
             .unwrap_or_else(|| panic!("no row for w{i}: {table}"));
-        assert!(row.contains(&bed.host(i)) && row.contains(&bed.addr(i, false)), "{table}");
+        assert!(
+            row.contains(&bed.host(i)) && row.contains(&bed.addr(i, false)),
+            "{table}"
+        );
     }
     // Data made on nodes 2 and 3, combined on node 4, checked to the byte.
     let (graph, expected) = cross_node_graph("w2", "w3", "w4");

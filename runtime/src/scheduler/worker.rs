@@ -115,3 +115,39 @@ fn address_host(address: &str) -> Option<&str> {
     rest.rsplit_once(':')
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_restriction_matches_name_host_full_address_and_its_parts() {
+        let registration = Registration {
+            name: "shoal-mpi-3".into(),
+            nthreads: 1,
+            data_address: "tcp://198.18.0.2:4000 mpi://job/3".into(),
+            host: "node2".into(),
+            executors: vec![ExecutorKind::Sum],
+            memory_limit: 0,
+            resources: vec![],
+            pid: 1,
+        };
+        let w = WorkerState::new(WorkerId(1), registration, Instant::now());
+        let can = |allowed: &str| w.can_run(ExecutorKind::Sum, &[], &[allowed.to_string()]);
+        for allowed in [
+            "shoal-mpi-3",
+            "node2",
+            "198.18.0.2",
+            "tcp://198.18.0.2:4000",
+            "mpi://job/3",
+            // distributed's scheduler_info() keys: the whole advertised address
+            "tcp://198.18.0.2:4000 mpi://job/3",
+        ] {
+            assert!(can(allowed), "{allowed}");
+        }
+        for allowed in ["node3", "198.18.0.3", "tcp://198.18.0.2:4001", "shoal-mpi"] {
+            assert!(!can(allowed), "{allowed}");
+        }
+        assert_eq!(address_host("tcp://[::1]:80"), Some("::1"));
+    }
+}
