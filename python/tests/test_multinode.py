@@ -98,7 +98,12 @@ import numpy as np, dask.array as da, shoal
 client = shoal.Client(scheduler_file=sys.argv[1])
 client.wait_for_workers(3, timeout=30)
 n = 600
-x = client.persist(da.arange(n * n, chunks=n * n // 36).reshape(n, n).rechunk(100))
+def block(block_info=None):
+    # Block (i, j) of arange(n * n).reshape(n, n), slowly: the 36 blocks spread over workers.
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    time.sleep(0.05)
+    return np.arange(r0, r1)[:, None] * n + np.arange(c0, c1)[None, :]
+x = client.persist(da.map_blocks(block, chunks=((100,) * 6, (100,) * 6), dtype=np.int64))
 chunks = shoal.futures_of(x)
 shoal.wait(chunks)
 where = client.who_has(chunks)
