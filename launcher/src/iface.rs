@@ -48,13 +48,47 @@ pub fn choose_host(
         return Ok((ip.clone(), ip));
     }
     let hostname = shoal_runtime::sys::hostname();
-    let resolves = std::net::ToSocketAddrs::to_socket_addrs(&(hostname.as_str(), 0))
-        .is_ok_and(|mut a| a.next().is_some());
-    if resolves {
-        Ok(("0.0.0.0".into(), hostname))
-    } else {
-        Ok(("127.0.0.1".into(), "127.0.0.1".into()))
+    let resolved: Vec<IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(hostname.as_str(), 0))
+        .map(|a| a.map(|s| s.ip()).collect())
+        .unwrap_or_default();
+    if resolved.iter().any(|ip| !ip.is_loopback()) {
+        return Ok(("0.0.0.0".into(), hostname));
     }
+    // A host name that does not resolve, or resolves to loopback only (`127.0.1.1 node12`
+    // in /etc/hosts), would send peers on other hosts to their own loopback: advertise
+    // this host's network address instead.
+    match network_address() {
+        Some((name, ip)) => {
+            tracing::info!(
+                %hostname, interface = %name, %ip,
+                "the host name does not resolve to a network address; using the interface's"
+            );
+            let ip = ip.to_string();
+            Ok((ip.clone(), ip))
+        }
+        None => Ok(("127.0.0.1".into(), "127.0.0.1".into())),
+    }
+}
+
+/// The IPv4 address of the interface of the default route, else of the first interface
+/// that is not loopback; `None` on a machine with loopback only.
+fn network_address() -> Option<(String, IpAddr)> {
+    let interfaces = if_addrs::get_if_addrs().ok()?;
+    let v4 = |i: &&if_addrs::Interface| !i.is_loopback() && i.ip().is_ipv4();
+    // /proc/net/route: "Iface Destination ..."; destination 00000000 is the default route.
+    let default = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| f.get(1) == Some(&"00000000"))
+                .and_then(|f| f.first().map(|s| (*s).to_string()))
+        });
+    default
+        .and_then(|d| interfaces.iter().filter(v4).find(|i| i.name == d))
+        .or_else(|| interfaces.iter().find(v4))
+        .map(|i| (i.name.clone(), i.ip()))
 }
 
 #[cfg(test)]

@@ -70,8 +70,9 @@ fn render(s: &ClusterStatus) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<24} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "{:<16} {:<16} {:<24} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
         "NAME",
+        "HOST",
         "ADDRESS",
         "MPI",
         "THREADS",
@@ -88,8 +89,9 @@ fn render(s: &ClusterStatus) -> String {
         let m = &w.metrics.memory;
         let _ = writeln!(
             out,
-            "{:<16} {:<24} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}{}",
+            "{:<16} {:<16} {:<24} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}{}",
             w.name,
+            w.host,
             w.address.split_whitespace().next().unwrap_or_default(),
             // The worker's rank when peers of its MPI job fetch from it over MPI.
             shoal_runtime::net::mpi_alternative(&w.address)

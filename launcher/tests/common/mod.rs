@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod slurm;
+pub mod testbed;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -255,7 +256,7 @@ impl Cluster {
     }
 }
 
-fn rand_suffix() -> u64 {
+pub fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)

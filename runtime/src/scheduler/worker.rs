@@ -85,6 +85,8 @@ impl WorkerState {
                 || allowed.iter().any(|w| {
                     *w == reg.name
                         || *w == reg.host
+                        || *w == reg.data_address
+                        || address_host(&reg.data_address) == Some(w.as_str())
                         || crate::net::address::is_alternative(&reg.data_address, w)
                 }))
     }
@@ -103,5 +105,49 @@ impl WorkerState {
             host: self.registration.host.clone(),
             pid: self.registration.pid,
         }
+    }
+}
+
+/// The host part of the first (TCP) address of `tcp://host:port mpi://...`.
+fn address_host(address: &str) -> Option<&str> {
+    let first = address.split_whitespace().next()?;
+    let rest = first.split_once("://").map_or(first, |(_, r)| r);
+    rest.rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_restriction_matches_name_host_full_address_and_its_parts() {
+        let registration = Registration {
+            name: "shoal-mpi-3".into(),
+            nthreads: 1,
+            data_address: "tcp://198.18.0.2:4000 mpi://job/3".into(),
+            host: "node2".into(),
+            executors: vec![ExecutorKind::Sum],
+            memory_limit: 0,
+            resources: vec![],
+            pid: 1,
+        };
+        let w = WorkerState::new(WorkerId(1), registration, Instant::now());
+        let can = |allowed: &str| w.can_run(ExecutorKind::Sum, &[], &[allowed.to_string()]);
+        for allowed in [
+            "shoal-mpi-3",
+            "node2",
+            "198.18.0.2",
+            "tcp://198.18.0.2:4000",
+            "mpi://job/3",
+            // distributed's scheduler_info() keys: the whole advertised address
+            "tcp://198.18.0.2:4000 mpi://job/3",
+        ] {
+            assert!(can(allowed), "{allowed}");
+        }
+        for allowed in ["node3", "198.18.0.3", "tcp://198.18.0.2:4001", "shoal-mpi"] {
+            assert!(!can(allowed), "{allowed}");
+        }
+        assert_eq!(address_host("tcp://[::1]:80"), Some("::1"));
     }
 }

@@ -291,7 +291,8 @@ impl<'a> Session<'a> {
             memory_limit: options.memory_limit,
             resources: options.resources.clone(),
             data_address: self.data_address.clone(),
-            host: options.host.clone(),
+            // The machine's name (the address says which interface): a pid is found by it.
+            host: crate::sys::hostname(),
             pid: std::process::id(),
             executors: options.executors.clone(),
         };
