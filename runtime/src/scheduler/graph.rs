@@ -127,6 +127,12 @@ impl Core {
         Ok(())
     }
 
+    /// One bounded slice of the submission being accepted, if any. Returns whether work
+    /// remains.
+    pub(crate) fn submit_slice(&mut self, _budget: &mut usize, _comm: &mut impl Comm) -> bool {
+        false
+    }
+
     /// `client` holds a future on `id`: keep it and its lineage alive and report its end.
     pub(crate) fn add_want(&mut self, client: ClientId, id: TaskId, comm: &mut impl Comm) {
         if !self.clients.contains_key(&client) || self.task(id).wanted_by.contains(&client) {

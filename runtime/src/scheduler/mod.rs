@@ -5,6 +5,8 @@
 //! - [`graph`]: accepting submitted graphs.
 //! - [`reactor`]: worker and client events.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
+//! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
+//! - [`root_queue`]: ready tasks without inputs waiting for a free worker slot.
 //! - [`comm`]: the effects trait.
 //! - [`server`]: sockets, batching, heartbeats, the scheduler file.
 
@@ -13,10 +15,12 @@ pub mod core;
 pub mod graph;
 pub mod placement;
 pub mod reactor;
+pub mod root_queue;
 pub mod server;
 pub mod task;
 pub mod task_map;
 pub mod worker;
+pub mod worker_index;
 
 #[cfg(test)]
 mod tests;

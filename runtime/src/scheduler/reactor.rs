@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Core {
-    /// A worker registered. Returns its id; it is told its peers, and they are told of it.
+    /// A worker registered. Returns its id. O(log W): it learns a peer's address when it
+    /// is first sent a task with an input there (see [`Core::introduce`]), so nobody is
+    /// told of everybody.
     pub fn on_worker_added(
         &mut self,
         registration: Registration,
@@ -24,24 +26,16 @@ impl Core {
         comm: &mut impl Comm,
     ) -> WorkerId {
         let id = self.new_worker_id();
-        let address = registration.data_address.clone();
-        let peers = self
-            .workers
-            .values()
-            .map(|w| (w.id, w.registration.data_address.clone()))
-            .collect();
-        for &other in self.workers.keys() {
-            comm.send_worker(other, ToWorker::PeerJoined(id, address.clone()));
-        }
-        tracing::info!(worker = %id, name = %registration.name, address = %address, nthreads = registration.nthreads, "worker joined");
-        self.workers
-            .insert(id, WorkerState::new(id, registration, now));
+        tracing::info!(worker = %id, name = %registration.name, address = %registration.data_address, nthreads = registration.nthreads, "worker joined");
+        let worker = WorkerState::new(id, registration, now);
+        self.index.insert(&worker);
+        self.workers.insert(id, worker);
         comm.send_worker(
             id,
             ToWorker::Registered {
                 id,
                 heartbeat_ms,
-                peers,
+                peers: Vec::new(),
             },
         );
         self.requeue_unplaced();
@@ -54,10 +48,21 @@ impl Core {
             return;
         };
         tracing::warn!(worker = %id, name = %worker.registration.name, %reason, "worker lost");
-        for &other in self.workers.keys() {
-            comm.send_worker(other, ToWorker::PeerLeft(id));
+        self.index.remove(&worker);
+        for other in &worker.known_by {
+            if let Some(w) = self.workers.get_mut(other) {
+                w.knows.remove(&id);
+                comm.send_worker(*other, ToWorker::PeerLeft(id));
+            }
         }
-        self.steals.retain(|_, thief| *thief != id);
+        for peer in &worker.knows {
+            if let Some(p) = self.workers.get_mut(peer) {
+                p.known_by.remove(&id);
+            }
+        }
+        if !self.steals.is_empty() {
+            self.steals.retain(|_, thief| *thief != id);
+        }
         for task_id in worker.assigned {
             let Some(task) = self.tasks.get_mut(&task_id) else {
                 continue;
@@ -85,14 +90,10 @@ impl Core {
             self.set_state(task_id, TaskState::Ready, comm);
         }
         // Results only this worker held are lost.
-        let held: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| matches!(&t.state, TaskState::Memory(h) if h.contains(&id)))
-            .map(|(id, _)| id)
-            .collect();
-        for task_id in held {
-            self.drop_holder(task_id, id, comm);
+        for task_id in worker.holds {
+            if self.tasks.contains_key(&task_id) {
+                self.drop_holder(task_id, id, comm);
+            }
         }
         self.settle(comm);
     }
@@ -103,7 +104,12 @@ impl Core {
             return;
         };
         holders.retain(|w| *w != worker);
-        if !holders.is_empty() {
+        let lost = holders.is_empty();
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.holds.remove(&task_id);
+            w.spilled.remove(&task_id);
+        }
+        if !lost {
             return;
         }
         // Lost: dependents not yet sent to a worker wait for it again; queued ones report
@@ -151,6 +157,9 @@ impl Core {
                     // A stolen or re-run task finished twice: keep the extra copy.
                     if !holders.contains(&worker) {
                         holders.push(worker);
+                        if let Some(w) = self.workers.get_mut(&worker) {
+                            w.holds.insert(f.id);
+                        }
                     }
                     continue;
                 }
@@ -267,6 +276,7 @@ impl Core {
             return;
         };
         w.retiring = true;
+        self.index.update(w);
         tracing::info!(worker = %worker, name = %w.registration.name, "worker retiring");
         let assigned: Vec<TaskId> = w.assigned.iter().copied().collect();
         for id in assigned {
@@ -284,6 +294,7 @@ impl Core {
             return;
         };
         w.metrics.memory.paused = paused;
+        self.index.update(w);
         tracing::info!(worker = %worker, name = %w.registration.name, paused, "worker memory pause state");
         if paused {
             self.balance(comm);
@@ -312,6 +323,7 @@ impl Core {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.metrics = metrics;
             w.last_seen = now;
+            self.index.update(w);
         }
     }
 
@@ -399,6 +411,11 @@ impl Core {
             }
         }
         for (worker, inputs) in by_worker {
+            for input in &inputs {
+                for h in &input.holders {
+                    self.introduce(worker, *h, comm);
+                }
+            }
             comm.send_worker(worker, ToWorker::Replicate(inputs));
         }
     }
@@ -411,6 +428,9 @@ impl Core {
                 Some(TaskState::Memory(holders)) => {
                     if !holders.contains(&worker) {
                         holders.push(worker);
+                        if let Some(w) = self.workers.get_mut(&worker) {
+                            w.holds.insert(id);
+                        }
                     }
                 }
                 _ => comm.release(worker, id),

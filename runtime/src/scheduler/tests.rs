@@ -65,7 +65,10 @@ fn t(key: &str, deps: &[&str]) -> TaskSpec {
 
 impl Env {
     fn new() -> Self {
-        let mut core = Core::new(CoreConfig::default());
+        Env::with_config(CoreConfig::default())
+    }
+    fn with_config(config: CoreConfig) -> Self {
+        let mut core = Core::new(config);
         let client = core.on_client_added();
         Env {
             core,
@@ -81,8 +84,12 @@ impl Env {
         self.step();
         w
     }
+    /// Run the core's pending work slice by slice, checking every invariant in between.
     fn step(&mut self) {
-        self.core.schedule(&mut self.comm);
+        self.core.sanity_check();
+        while self.core.schedule(&mut self.comm) {
+            self.core.sanity_check();
+        }
         self.core.sanity_check();
     }
     fn submit(&mut self, tasks: Vec<TaskSpec>, wants: &[&str]) -> Result<(), GraphError> {
@@ -490,19 +497,36 @@ fn task_no_worker_can_ever_run_fails_with_advice() {
 
 #[test]
 fn merge_graph_of_ten_thousand() {
-    let mut env = Env::new();
+    // A limit of 1,000 tasks per worker keeps the steps (each checked in full) few.
+    let mut env = Env::with_config(CoreConfig {
+        worker_saturation: 500.0,
+        ..CoreConfig::default()
+    });
     let w = env.worker("a", 2);
     let mut specs: Vec<TaskSpec> = (0..10_000).map(|i| t(&format!("l{i}"), &[])).collect();
     let keys: Vec<String> = specs.iter().map(|s| s.key.clone()).collect();
     specs.push(TaskSpec::new("merge", ExecutorKind::Sum, keys.clone()));
     env.submit(specs, &["merge"]).unwrap();
-    let computes = std::mem::take(&mut env.comm.computes);
-    assert_eq!(computes.len(), 10_000);
-    let finished: Vec<TaskFinished> = computes
-        .iter()
-        .map(|(_, c, _)| TaskFinished { id: c.id, size: 8 })
-        .collect();
-    env.core.on_tasks_finished(w, &finished, &mut env.comm);
-    env.step();
-    assert_eq!(env.take_computes(), vec![(w, "merge".to_string())]);
+    // The leaves reach the worker a saturation limit at a time, each batch as the last
+    // one finishes; then the merge goes to the one worker holding its inputs.
+    let limit = env.core.saturation_limit(2) as usize;
+    let mut leaves = 0;
+    loop {
+        let computes = std::mem::take(&mut env.comm.computes);
+        assert!(!computes.is_empty(), "work continues");
+        assert!(computes.len() <= limit, "{} > {limit}", computes.len());
+        if env.core.task(computes[0].1.id).key.as_ref() == "merge" {
+            assert_eq!(computes.len(), 1);
+            assert_eq!(computes[0].0, w);
+            break;
+        }
+        leaves += computes.len();
+        let finished: Vec<TaskFinished> = computes
+            .iter()
+            .map(|(_, c, _)| TaskFinished { id: c.id, size: 8 })
+            .collect();
+        env.core.on_tasks_finished(w, &finished, &mut env.comm);
+        env.step();
+    }
+    assert_eq!(leaves, 10_000);
 }
