@@ -341,7 +341,7 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     while sim.comm.updates < wants.len() {
         rounds += 1;
         sim.round(&mut rng);
-        if rounds % CHURN_EVERY == 0 && rounds / CHURN_EVERY <= CHURN_MAX {
+        if rounds.is_multiple_of(CHURN_EVERY) && rounds / CHURN_EVERY <= CHURN_MAX {
             sim.churn(&mut rng);
         }
         assert!(rounds < 10_000_000, "the simulation makes no progress");

@@ -6,6 +6,7 @@
 //! happens.
 
 use super::comm::Comm;
+use super::graph::{Deferred, Submission};
 use super::root_queue::RootQueue;
 use super::task::{Task, TaskState};
 use super::task_map::TaskMap;
@@ -67,6 +68,10 @@ pub struct Core {
     pub root_queue: RootQueue,
     /// Workers by load, signature, idleness and name.
     pub index: WorkerIndex,
+    /// Graphs being accepted, slice by slice, first come first served.
+    pub submissions: VecDeque<Submission>,
+    /// Releases and cancels waiting for the submissions before them.
+    pub deferred: Vec<Deferred>,
     /// Ready tasks no current worker can run (resources, restrictions, executor kind).
     pub unplaced: Vec<TaskId>,
     /// Steal requests in flight: task → the idle worker it should move to.
@@ -353,6 +358,12 @@ impl Core {
                 *edges.entry((id, *d)).or_default() -= 1;
             }
         }
+        for job in &self.submissions {
+            for id in job.pins() {
+                *pending.entry(*id).or_default() += 1;
+            }
+        }
+        let activating = self.submissions.front().is_some_and(|j| j.activating());
         for ((dep, id), n) in edges {
             assert_eq!(n, 0, "{dep} lists dependent {id} as often as {id} lists it");
         }
@@ -366,7 +377,7 @@ impl Core {
             );
             for dep in task.deps.iter() {
                 let d = self.task(*dep);
-                if task.state.is_unfinished() {
+                if task.state.is_unfinished() && !(activating && d.state == TaskState::Released) {
                     assert!(
                         d.state.is_unfinished() || matches!(d.state, TaskState::Memory(_)),
                         "unfinished {id} ({}) has input {dep} in state {:?}",

@@ -2,6 +2,7 @@
 
 use super::comm::Comm;
 use super::core::{ClientState, Core};
+use super::graph::Deferred;
 use super::task::TaskState;
 use super::worker::WorkerState;
 use rustc_hash::FxHashMap;
@@ -376,6 +377,12 @@ impl Core {
 
     /// The client drops its futures on these keys.
     pub fn on_release(&mut self, client: ClientId, keys: &[String], comm: &mut impl Comm) {
+        if !self.submissions.is_empty() {
+            // The keys may be in them: release after they are in.
+            let event = Deferred::Release(client, keys.to_vec());
+            self.deferred.push(event);
+            return;
+        }
         for key in keys {
             let Some(id) = self.find_key(key) else {
                 continue;
@@ -440,6 +447,10 @@ impl Core {
 
     /// Cancel keys for every client that wants them; work only they needed stops.
     pub fn on_cancel(&mut self, keys: &[String], comm: &mut impl Comm) {
+        if !self.submissions.is_empty() {
+            self.deferred.push(Deferred::Cancel(keys.to_vec()));
+            return;
+        }
         for key in keys {
             let Some(id) = self.find_key(key) else {
                 continue;
