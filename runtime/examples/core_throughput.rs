@@ -67,6 +67,7 @@ fn run(name: &str, tasks: Vec<TaskSpec>, wants: Vec<String>) {
     }
     let compute = start.elapsed();
     core.on_release(client, &wants, &mut comm);
+    while core.schedule(&mut comm) {}
     let total = start.elapsed();
     assert_eq!(comm.updates, wants.len(), "every wanted key finished");
     assert!(core.tasks.is_empty(), "everything released");

@@ -83,6 +83,8 @@ struct SimComm {
     steals: Vec<(WorkerId, TaskId)>,
     updates: usize,
     messages: u64,
+    /// Submissions accepted.
+    replies: usize,
 }
 
 impl Comm for SimComm {
@@ -102,8 +104,12 @@ impl Comm for SimComm {
     fn key_update(&mut self, _: ClientId, _: KeyUpdate) {
         self.updates += 1;
     }
-    fn send_client(&mut self, _: ClientId, _: ToClient) {
-        self.messages += 1;
+    fn send_client(&mut self, _: ClientId, msg: ToClient) {
+        match msg {
+            ToClient::SubmitReply { error: None, .. } => self.replies += 1,
+            ToClient::SubmitReply { error: Some(e), .. } => panic!("graph refused: {e}"),
+            _ => self.messages += 1,
+        }
     }
 }
 
@@ -330,12 +336,11 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     sim.clock.slowest = Duration::ZERO;
     let busy_start = sim.clock.busy;
     let (core, comm) = (&mut sim.core, &mut sim.comm);
-    sim.clock
-        .time("submit", || {
-            core.on_submit(client, specs, wants.clone(), &[], comm)
-        })
-        .expect("valid graph");
+    sim.clock.time("submit", || {
+        core.on_submit_request(client, 1, specs, wants.clone(), Vec::new())
+    });
     sim.schedule();
+    assert_eq!(sim.comm.replies, 1, "the graph was accepted");
     sim.deliver();
     let mut rounds = 0u64;
     while sim.comm.updates < wants.len() {

@@ -6,7 +6,7 @@
 //! happens.
 
 use super::comm::Comm;
-use super::graph::{Deferred, Submission};
+use super::jobs::Job;
 use super::root_queue::RootQueue;
 use super::task::{Task, TaskState};
 use super::task_map::TaskMap;
@@ -68,10 +68,9 @@ pub struct Core {
     pub root_queue: RootQueue,
     /// Workers by load, signature, idleness and name.
     pub index: WorkerIndex,
-    /// Graphs being accepted, slice by slice, first come first served.
-    pub submissions: VecDeque<Submission>,
-    /// Releases and cancels waiting for the submissions before them.
-    pub deferred: Vec<Deferred>,
+    /// Long client requests (graphs to accept, keys to release), done slice by slice in
+    /// arrival order.
+    pub jobs: VecDeque<Job>,
     /// Ready tasks no current worker can run (resources, restrictions, executor kind).
     pub unplaced: Vec<TaskId>,
     /// Steal requests in flight: task → the idle worker it should move to.
@@ -301,9 +300,21 @@ impl Core {
     }
 
     /// Release results nobody needs, drop unfinished work nobody needs, and forget records
-    /// nothing refers to. Runs after every event.
+    /// nothing refers to. Runs after every event, for at most `slice_budget` tasks; what
+    /// is left (releasing a large graph cascades) is done by the next slices of
+    /// [`Core::schedule`].
     pub(crate) fn settle(&mut self, comm: &mut impl Comm) {
-        while let Some(id) = self.dirty.pop() {
+        let mut budget = self.config.slice_budget.max(1);
+        self.settle_within(&mut budget, comm);
+    }
+
+    /// `settle` within `budget`; returns whether tasks are left to examine.
+    pub(crate) fn settle_within(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
+        while *budget > 0 {
+            let Some(id) = self.dirty.pop() else {
+                break;
+            };
+            *budget -= 1;
             let Some(task) = self.tasks.get(&id) else {
                 continue;
             };
@@ -321,6 +332,7 @@ impl Core {
                 self.forget(id);
             }
         }
+        !self.dirty.is_empty()
     }
 
     fn forget(&mut self, id: TaskId) {
@@ -358,12 +370,16 @@ impl Core {
                 *edges.entry((id, *d)).or_default() -= 1;
             }
         }
-        for job in &self.submissions {
-            for id in job.pins() {
-                *pending.entry(*id).or_default() += 1;
+        for job in &self.jobs {
+            if let Job::Submit(job) = job {
+                for id in job.pins() {
+                    *pending.entry(*id).or_default() += 1;
+                }
             }
         }
-        let activating = self.submissions.front().is_some_and(|j| j.activating());
+        // Tasks the next slices of `settle` will examine.
+        let unsettled: FxHashSet<TaskId> = self.dirty.iter().copied().collect();
+        let activating = matches!(self.jobs.front(), Some(Job::Submit(j)) if j.activating());
         for ((dep, id), n) in edges {
             assert_eq!(n, 0, "{dep} lists dependent {id} as often as {id} lists it");
         }
@@ -400,7 +416,7 @@ impl Core {
                     assert!(self.workers.contains_key(w), "{id} held by gone {w}");
                 }
             }
-            if !task.is_needed() {
+            if !task.is_needed() && !unsettled.contains(&id) {
                 assert!(
                     !task.state.is_unfinished(),
                     "unneeded {id} still {:?}",

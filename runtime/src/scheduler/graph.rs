@@ -13,11 +13,12 @@
 //! it are known. Tasks with every input at hand are made ready last, in topological order,
 //! so root tasks of equal priority are released in submission order.
 //!
-//! Releases and cancels arriving while submissions are accepted wait until they are in,
+//! Submissions are [`Job`]s: releases and cancels arriving meanwhile wait behind them,
 //! so they apply to what was submitted before them.
 
 use super::comm::Comm;
 use super::core::Core;
+use super::jobs::Job;
 use super::task::{Constraints, Task, TaskState};
 use bytes::Bytes;
 use hashbrown::HashTable;
@@ -65,13 +66,6 @@ pub enum GraphError {
     /// An empty key.
     #[error("a task has an empty key")]
     EmptyKey,
-}
-
-/// A client event that waits for the submissions before it to be accepted.
-#[derive(Debug)]
-pub enum Deferred {
-    Release(ClientId, Vec<String>),
-    Cancel(Vec<String>),
 }
 
 /// Where a submission is.
@@ -219,14 +213,19 @@ impl Core {
         frames: &[Bytes],
         comm: &mut impl Comm,
     ) -> Result<(), GraphError> {
-        self.submissions
-            .push_back(Submission::new(client, None, specs, wants, frames.to_vec()));
+        let mut budget = usize::MAX;
+        self.jobs_slice(&mut budget, comm);
+        self.jobs.push_back(Job::Submit(Submission::new(
+            client,
+            None,
+            specs,
+            wants,
+            frames.to_vec(),
+        )));
         loop {
             let mut budget = usize::MAX;
             if let Some(result) = self.submission_step(&mut budget, comm) {
-                if self.submissions.is_empty() {
-                    return result;
-                }
+                return result;
             }
         }
     }
@@ -241,32 +240,31 @@ impl Core {
         wants: Vec<String>,
         frames: Vec<Bytes>,
     ) {
-        self.submissions
-            .push_back(Submission::new(client, Some(request), specs, wants, frames));
+        self.jobs.push_back(Job::Submit(Submission::new(
+            client,
+            Some(request),
+            specs,
+            wants,
+            frames,
+        )));
     }
 
-    /// One bounded slice of the submissions being accepted. Returns whether work remains.
-    pub(crate) fn submit_slice(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
-        while *budget > 0 && !self.submissions.is_empty() {
-            self.submission_step(budget, comm);
-        }
-        !self.submissions.is_empty()
-    }
-
-    /// Advance the first submission within `budget`; returns its outcome once it is done
-    /// (and removed).
-    fn submission_step(
+    /// Advance the first job, a submission, within `budget`; returns its outcome once it
+    /// is done (and removed).
+    pub(crate) fn submission_step(
         &mut self,
         budget: &mut usize,
         comm: &mut impl Comm,
     ) -> Option<Result<(), GraphError>> {
-        let mut job = self.submissions.pop_front()?;
+        let Some(Job::Submit(mut job)) = self.jobs.pop_front() else {
+            unreachable!("the first job is a submission");
+        };
         if let Err(e) = self.advance(&mut job, budget, comm) {
             self.unpin(&mut job, comm);
             job.result = Some(Err(e));
         }
         let Some(result) = job.result.take() else {
-            self.submissions.push_front(job);
+            self.jobs.push_front(Job::Submit(job));
             return None;
         };
         match &result {
@@ -280,14 +278,6 @@ impl Core {
             comm.send_client(job.client, ToClient::SubmitReply { request, error });
         }
         self.settle(comm);
-        if self.submissions.is_empty() {
-            for event in std::mem::take(&mut self.deferred) {
-                match event {
-                    Deferred::Release(client, keys) => self.on_release(client, &keys, comm),
-                    Deferred::Cancel(keys) => self.on_cancel(&keys, comm),
-                }
-            }
-        }
         Some(result)
     }
 

@@ -2,7 +2,8 @@
 //! in), and the server that feeds it from the network.
 //!
 //! - [`core`]: state and the transitions that keep it consistent.
-//! - [`graph`]: accepting submitted graphs.
+//! - [`graph`]: accepting submitted graphs, in slices.
+//! - [`jobs`]: long client requests (graphs, releases, cancels) done in slices, in order.
 //! - [`reactor`]: worker and client events.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
 //! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
@@ -13,6 +14,7 @@
 pub mod comm;
 pub mod core;
 pub mod graph;
+pub mod jobs;
 pub mod placement;
 pub mod reactor;
 pub mod root_queue;

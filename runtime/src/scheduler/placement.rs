@@ -20,7 +20,8 @@ impl Core {
     /// whether work remains (call again, after answering other events).
     pub fn schedule(&mut self, comm: &mut impl Comm) -> bool {
         let mut budget = self.config.slice_budget.max(1);
-        let mut more = self.submit_slice(&mut budget, comm);
+        let mut more = self.settle_within(&mut budget, comm);
+        more |= self.jobs_slice(&mut budget, comm);
         let mut local_bytes: FxHashMap<WorkerId, u64> = FxHashMap::default();
         while budget > 0 {
             let Some(id) = self.ready.pop_front() else {
@@ -45,7 +46,7 @@ impl Core {
         }
         more |= !self.ready.is_empty();
         more |= self.release_roots(&mut budget, comm);
-        self.settle(comm);
+        more |= self.settle_within(&mut budget.max(1), comm);
         more || !self.ready.is_empty()
     }
 

@@ -2,7 +2,7 @@
 
 use super::comm::Comm;
 use super::core::{ClientState, Core};
-use super::graph::Deferred;
+use super::jobs::Job;
 use super::task::TaskState;
 use super::worker::WorkerState;
 use rustc_hash::FxHashMap;
@@ -375,25 +375,33 @@ impl Core {
         self.settle(comm);
     }
 
-    /// The client drops its futures on these keys.
+    /// The client drops its futures on these keys. Many keys, or jobs before them, make
+    /// it a job done in slices.
     pub fn on_release(&mut self, client: ClientId, keys: &[String], comm: &mut impl Comm) {
-        if !self.submissions.is_empty() {
-            // The keys may be in them: release after they are in.
-            let event = Deferred::Release(client, keys.to_vec());
-            self.deferred.push(event);
+        if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
+            self.jobs.push_back(Job::Release {
+                client,
+                keys: keys.to_vec(),
+                pos: 0,
+            });
             return;
         }
         for key in keys {
-            let Some(id) = self.find_key(key) else {
-                continue;
-            };
-            let task = self.task_mut(id);
-            if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
-                task.wanted_by.swap_remove(pos);
-                self.mark_dirty([id]);
-            }
+            self.release_key(client, key);
         }
         self.settle(comm);
+    }
+
+    /// `client` no longer wants `key`.
+    pub(crate) fn release_key(&mut self, client: ClientId, key: &str) {
+        let Some(id) = self.find_key(key) else {
+            return;
+        };
+        let task = self.task_mut(id);
+        if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
+            task.wanted_by.swap_remove(pos);
+            self.mark_dirty([id]);
+        }
     }
 
     /// Copy results in memory to every worker that lacks them and accepts work.
@@ -445,28 +453,37 @@ impl Core {
         }
     }
 
-    /// Cancel keys for every client that wants them; work only they needed stops.
+    /// Cancel keys for every client that wants them; work only they needed stops. Many
+    /// keys, or jobs before them, make it a job done in slices.
     pub fn on_cancel(&mut self, keys: &[String], comm: &mut impl Comm) {
-        if !self.submissions.is_empty() {
-            self.deferred.push(Deferred::Cancel(keys.to_vec()));
+        if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
+            self.jobs.push_back(Job::Cancel {
+                keys: keys.to_vec(),
+                pos: 0,
+            });
             return;
         }
         for key in keys {
-            let Some(id) = self.find_key(key) else {
-                continue;
-            };
-            let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
-            for client in wanters {
-                comm.key_update(
-                    client,
-                    KeyUpdate {
-                        key: key.clone(),
-                        state: KeyState::Cancelled,
-                    },
-                );
-            }
-            self.mark_dirty([id]);
+            self.cancel_key(key, comm);
         }
         self.settle(comm);
+    }
+
+    /// Nobody wants `key` any more; its wanters hear it was cancelled.
+    pub(crate) fn cancel_key(&mut self, key: &str, comm: &mut impl Comm) {
+        let Some(id) = self.find_key(key) else {
+            return;
+        };
+        let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
+        for client in wanters {
+            comm.key_update(
+                client,
+                KeyUpdate {
+                    key: key.to_string(),
+                    state: KeyState::Cancelled,
+                },
+            );
+        }
+        self.mark_dirty([id]);
     }
 }
