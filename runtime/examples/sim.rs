@@ -121,7 +121,8 @@ struct SimWorker {
     started: usize,
 }
 
-/// Times every call into the core.
+/// Times every call into the core (wall clock: on a shared machine, take the best of a
+/// few runs).
 struct Clock {
     busy: Duration,
     slowest: Duration,

@@ -429,6 +429,7 @@ impl Core {
                             job.offsets = Vec::new();
                             job.targets = Vec::new();
                             job.ids = vec![TaskId(0); n];
+                            self.tasks.reserve(n);
                             Phase::Insert
                         }
                         Phase::Insert => {

@@ -53,11 +53,12 @@ impl Core {
     /// Most tasks a worker with `nthreads` threads gets while root tasks are queued.
     pub fn saturation_limit(&self, nthreads: u32) -> u32 {
         let limit = (f64::from(nthreads.max(1)) * self.config.worker_saturation).ceil();
-        if limit.is_nan() || limit >= f64::from(u32::MAX) {
+        let by_threads = if limit.is_nan() || limit >= f64::from(u32::MAX) {
             u32::MAX
         } else {
-            (limit as u32).max(1)
-        }
+            limit as u32
+        };
+        by_threads.max(self.config.min_worker_queue).max(1)
     }
 
     /// Send queued root tasks to the least loaded workers while they are below their

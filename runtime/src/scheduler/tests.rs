@@ -72,9 +72,12 @@ fn t(key: &str, deps: &[&str]) -> TaskSpec {
 impl Env {
     /// A core whose slices are tiny, so every test also runs its scheduling in many
     /// slices with the invariants checked in between.
+    ///
+    /// Queueing of root tasks by threads only (no minimum queue), so small tests see it.
     fn new() -> Self {
         Env::with_config(CoreConfig {
             slice_budget: 3,
+            min_worker_queue: 0,
             ..CoreConfig::default()
         })
     }
@@ -511,6 +514,7 @@ fn merge_graph_of_ten_thousand() {
     // A limit of 1,000 tasks per worker keeps the steps (each checked in full) few.
     let mut env = Env::with_config(CoreConfig {
         worker_saturation: 500.0,
+        min_worker_queue: 0,
         ..CoreConfig::default()
     });
     let w = env.worker("a", 2);
@@ -585,9 +589,37 @@ fn workers_never_hold_more_root_tasks_than_their_saturation_limit() {
 }
 
 #[test]
+fn saturation_limit_scales_with_threads_above_a_minimum_queue() {
+    let core = Core::new(CoreConfig {
+        worker_saturation: 2.0,
+        min_worker_queue: 10,
+        ..CoreConfig::default()
+    });
+    assert_eq!(core.saturation_limit(1), 10);
+    assert_eq!(core.saturation_limit(8), 16);
+    assert_eq!(
+        core.saturation_limit(0),
+        10,
+        "a worker counts at least one thread"
+    );
+    let unlimited = Core::new(CoreConfig {
+        worker_saturation: f64::INFINITY,
+        ..CoreConfig::default()
+    });
+    assert_eq!(unlimited.saturation_limit(4), u32::MAX);
+    let tiny = Core::new(CoreConfig {
+        worker_saturation: 0.0,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    assert_eq!(tiny.saturation_limit(4), 1, "never zero: work must flow");
+}
+
+#[test]
 fn queued_root_tasks_are_released_highest_priority_first() {
     let mut env = Env::with_config(CoreConfig {
         worker_saturation: 1.0,
+        min_worker_queue: 0,
         ..CoreConfig::default()
     });
     let w = env.worker("a", 1);
@@ -766,6 +798,7 @@ fn submit_reply(env: &Env, request: u64) -> Option<Option<String>> {
 fn a_huge_submission_is_accepted_in_slices_between_other_events() {
     let mut env = Env::with_config(CoreConfig {
         slice_budget: 32,
+        min_worker_queue: 0,
         ..CoreConfig::default()
     });
     let w = env.worker("a", 2);

@@ -218,29 +218,30 @@ impl WorkerIndex {
             idle: accepting && w.is_idle(),
             victim: w.surplus() > 0,
         };
-        let same_key = old.key.assigned == new.key.assigned;
-        if same_key && old.accepting == new.accepting && old.idle == new.idle {
-            if old.victim != new.victim {
-                if new.victim {
-                    self.victims.insert(VictimKey(new.key));
-                } else {
-                    self.victims.remove(&VictimKey(old.key));
-                }
-                self.entries.insert(w.id, new);
-            }
-            return;
+        // Touch only the sets whose membership or key changed.
+        let moved = old.key.assigned != new.key.assigned;
+        if old.accepting && (moved || !new.accepting) {
+            self.groups[old.group].accepting.remove(&old.key);
         }
-        self.unlink(&old);
-        if new.accepting {
+        if new.accepting && (moved || !old.accepting) {
             self.groups[new.group].accepting.insert(new.key);
         }
-        if new.idle {
-            self.idle.insert(w.id);
+        if old.idle != new.idle {
+            if new.idle {
+                self.idle.insert(w.id);
+            } else {
+                self.idle.remove(&w.id);
+            }
         }
-        if new.victim {
+        if old.victim && (moved || !new.victim) {
+            self.victims.remove(&VictimKey(old.key));
+        }
+        if new.victim && (moved || !old.victim) {
             self.victims.insert(VictimKey(new.key));
         }
-        self.entries.insert(w.id, new);
+        if let Some(e) = self.entries.get_mut(&w.id) {
+            *e = new;
+        }
     }
 
     /// The least loaded worker accepting work that has the executor kind and resources.
