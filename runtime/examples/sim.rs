@@ -336,7 +336,7 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     let slowest_registration = sim.clock.slowest;
     sim.clock.slowest = Duration::ZERO;
     let busy_start = sim.clock.busy;
-    let (core, comm) = (&mut sim.core, &mut sim.comm);
+    let core = &mut sim.core;
     sim.clock.time("submit", || {
         core.on_submit_request(client, 1, specs, wants.clone(), Vec::new())
     });

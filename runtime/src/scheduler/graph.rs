@@ -215,13 +215,13 @@ impl Core {
     ) -> Result<(), GraphError> {
         let mut budget = usize::MAX;
         self.jobs_slice(&mut budget, comm);
-        self.jobs.push_back(Job::Submit(Submission::new(
+        self.jobs.push_back(Job::Submit(Box::new(Submission::new(
             client,
             None,
             specs,
             wants,
             frames.to_vec(),
-        )));
+        ))));
         loop {
             let mut budget = usize::MAX;
             if let Some(result) = self.submission_step(&mut budget, comm) {
@@ -240,13 +240,13 @@ impl Core {
         wants: Vec<String>,
         frames: Vec<Bytes>,
     ) {
-        self.jobs.push_back(Job::Submit(Submission::new(
+        self.jobs.push_back(Job::Submit(Box::new(Submission::new(
             client,
             Some(request),
             specs,
             wants,
             frames,
-        )));
+        ))));
     }
 
     /// Advance the first job, a submission, within `budget`; returns its outcome once it

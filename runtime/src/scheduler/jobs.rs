@@ -11,7 +11,7 @@ use shoal_comm::ids::ClientId;
 #[derive(Debug)]
 pub enum Job {
     /// A graph being accepted.
-    Submit(Submission),
+    Submit(Box<Submission>),
     /// `client` drops its futures on `keys[pos..]`.
     Release {
         client: ClientId,
