@@ -337,8 +337,9 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     sim.clock.slowest = Duration::ZERO;
     let busy_start = sim.clock.busy;
     let core = &mut sim.core;
+    let submitted = wants.clone();
     sim.clock.time("submit", || {
-        core.on_submit_request(client, 1, specs, wants.clone(), Vec::new())
+        core.on_submit_request(client, 1, specs, submitted, Vec::new())
     });
     sim.schedule();
     assert_eq!(sim.comm.replies, 1, "the graph was accepted");

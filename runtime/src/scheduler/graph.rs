@@ -89,6 +89,9 @@ enum Phase {
     Insert,
     /// The client's wants recorded.
     Want,
+    /// The submitted keys freed, a few at a time (freeing millions of strings at once
+    /// would be a long step of its own).
+    Free,
     /// New tasks that wait for inputs put on their way, dependents first.
     Activate,
     /// New tasks with every input at hand made ready, in submission order.
@@ -383,6 +386,10 @@ impl Core {
                     }
                     job.pos += 1;
                 }
+                Phase::Free if i < n => {
+                    job.specs[i].key = String::new();
+                    job.pos += 1;
+                }
                 Phase::Activate if i < job.inserted.len() => {
                     let id = job.inserted[job.inserted.len() - 1 - i];
                     self.activate(id, false, comm);
@@ -436,7 +443,11 @@ impl Core {
                             job.order = Vec::new();
                             Phase::Want
                         }
-                        Phase::Want => Phase::Activate,
+                        Phase::Want => {
+                            job.index = HashTable::new();
+                            Phase::Free
+                        }
+                        Phase::Free => Phase::Activate,
                         Phase::Activate => Phase::Ready,
                         Phase::Ready => Phase::Unpin,
                         Phase::Unpin => {
@@ -534,6 +545,7 @@ impl Core {
             })
         });
         let payload = spec.payload.map(|p| job.frames[p as usize].clone());
+        spec.deps = Vec::new(); // resolved: freed now rather than all at the end
         let id = self.tasks.insert(Task {
             key: spec.key.as_str().into(),
             state: TaskState::Released,
