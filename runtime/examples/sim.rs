@@ -356,7 +356,7 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     let compute = sim.clock.busy - busy_start;
     let (core, comm) = (&mut sim.core, &mut sim.comm);
     sim.clock
-        .time("release", || core.on_release(client, &wants, comm));
+        .time("release", || core.on_release_keys(client, wants, comm));
     sim.schedule();
     assert!(sim.core.tasks.is_empty(), "everything released at the end");
     let decisions = sim.comm.decisions;

@@ -42,7 +42,8 @@ pub struct CoreConfig {
     pub min_worker_queue: u32,
     /// Work units (a task placed, inserted, validated or released) one call of
     /// [`Core::schedule`] does before returning, so the server can answer other events
-    /// between slices of a large submission or release.
+    /// between slices of a large submission or release. 1,024 units take about 1 ms with
+    /// warm caches and a few ms over millions of tasks (cold caches).
     pub slice_budget: usize,
 }
 
@@ -53,7 +54,7 @@ impl Default for CoreConfig {
             worker_timeout: Duration::from_secs(30),
             worker_saturation: 2.0,
             min_worker_queue: 256,
-            slice_budget: 4096,
+            slice_budget: 1024,
         }
     }
 }

@@ -379,14 +379,26 @@ impl Core {
     /// it a job done in slices.
     pub fn on_release(&mut self, client: ClientId, keys: &[String], comm: &mut impl Comm) {
         if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
+            self.on_release_keys(client, keys.to_vec(), comm);
+            return;
+        }
+        for key in keys {
+            self.release_key(client, key);
+        }
+        self.settle(comm);
+    }
+
+    /// [`Core::on_release`] taking the keys (no copy of a long list).
+    pub fn on_release_keys(&mut self, client: ClientId, keys: Vec<String>, comm: &mut impl Comm) {
+        if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
             self.jobs.push_back(Job::Release {
                 client,
-                keys: keys.to_vec(),
+                keys,
                 pos: 0,
             });
             return;
         }
-        for key in keys {
+        for key in &keys {
             self.release_key(client, key);
         }
         self.settle(comm);

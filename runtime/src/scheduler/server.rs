@@ -477,7 +477,7 @@ impl ServerState {
                 self.core
                     .on_submit_request(id, request, tasks, wants, frames);
             }
-            FromClient::Release { keys } => self.core.on_release(id, &keys, &mut self.comm),
+            FromClient::Release { keys } => self.core.on_release_keys(id, keys, &mut self.comm),
             FromClient::Replicate { keys } => self.core.on_replicate(&keys, &mut self.comm),
             FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
             FromClient::WhoHas { request, keys } => {
