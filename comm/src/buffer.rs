@@ -83,6 +83,21 @@ impl ReceiveBuffer {
         }))
     }
 
+    /// As [`ReceiveBuffer::new`], but `None` instead of aborting when `len` bytes cannot
+    /// be had (a length a peer announced).
+    pub fn try_new(len: usize) -> Option<Self> {
+        if len < LARGE {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).ok()?;
+            return Some(ReceiveBuffer(v));
+        }
+        let mut probe: Vec<u8> = Vec::new();
+        // Most large frames reuse pooled memory; check first that a fresh block would fit.
+        probe.try_reserve_exact(len).ok()?;
+        drop(probe);
+        Some(ReceiveBuffer::new(len))
+    }
+
     /// The vector to receive into; its length is what has arrived so far.
     pub fn vec(&mut self) -> &mut Vec<u8> {
         &mut self.0

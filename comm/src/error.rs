@@ -16,6 +16,10 @@ pub enum CommError {
         size: u64,
         limit: u64,
     },
+    /// Memory for an announced part could not be had: the connection is closed instead
+    /// of the process aborting.
+    #[error("cannot allocate {size} bytes for a {what} the peer announced")]
+    OutOfMemory { what: &'static str, size: u64 },
     /// The control part did not decode as the expected message.
     #[error("malformed message: {0}")]
     Decode(String),

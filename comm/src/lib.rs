@@ -8,6 +8,8 @@
 //! - [`message`]: the control messages, one enum per direction
 //!   (client → scheduler, scheduler → client, worker → scheduler, scheduler → worker,
 //!   worker ↔ worker data requests).
+//! - [`coordination`]: requests and replies of the scheduler's named coordination state
+//!   (variables, queues, events, locks and semaphores, datasets).
 //! - [`ids`]: typed integer ids shared by every crate.
 //! - [`auth`]: the versioned, HMAC challenge-response handshake every connection starts with.
 //! - [`transport`]: the [`transport::MessageRead`] / [`transport::MessageWrite`] traits every
@@ -15,11 +17,14 @@
 //! - [`mpi`]: the MPI transport: virtual connections over MPI point-to-point inside one
 //!   MPI job, driven by a progress thread.
 //! - [`secret`]: the cluster secret (random, never sent in clear).
+//! - [`fuzz`]: the seeded mutation fuzzer every crate's fuzz tests use.
 
 pub mod auth;
 pub mod buffer;
+pub mod coordination;
 pub mod error;
 pub mod frame;
+pub mod fuzz;
 pub mod ids;
 pub mod message;
 pub mod mpi;

@@ -3,6 +3,7 @@
 //! Payloads never appear inline: fields named `payload`/`frame` are indices into the data
 //! frames of the [`crate::RawMessage`] that carries the control message.
 
+use crate::coordination::{CoordReply, CoordRequest};
 use crate::ids::{TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +197,23 @@ pub struct ClusterStatus {
     pub clients: u32,
     /// Tasks finished since the scheduler started.
     pub tasks_finished: u64,
+    /// Workers that failed to start and said why (the latest first, a bounded number).
+    #[serde(default)]
+    pub failed_starts: Vec<StartFailure>,
+}
+
+/// A worker that could not start (a bad setting on its node, an unusable directory)
+/// tells the scheduler why before it exits, so that `shoal status` shows why workers
+/// never came.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartFailure {
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+    /// The worker's error message.
+    pub error: String,
+    /// Seconds since the Unix epoch, by the scheduler's clock.
+    pub at: f64,
 }
 
 /// Client → scheduler.
@@ -222,6 +240,42 @@ pub enum FromClient {
     Shutdown,
     /// I am alive.
     Heartbeat,
+    /// Compute these failed keys again, with the failed inputs they need.
+    Retry { keys: Vec<String> },
+    /// A request on the named coordination state, answered by `CoordReply`.
+    Coord { request: u64, op: CoordRequest },
+    /// Stop waiting on an earlier `Coord` request (answered `Cancelled` if it was still
+    /// waiting; its real answer otherwise).
+    CoordCancel { request: u64 },
+    /// Restart these workers (names or addresses; empty: all) in their process; with
+    /// `cancel_all`, every key of every client is cancelled first (`Client.restart`).
+    Restart {
+        workers: Vec<String>,
+        cancel_all: bool,
+    },
+    /// Retire these workers (names or addresses) without losing data: results only they
+    /// hold are copied elsewhere first, then they shut down.
+    RetireWorkers { workers: Vec<String> },
+    /// The most recent task runs that ended at or after `since` (Unix seconds), at most
+    /// `limit`.
+    TaskStream {
+        request: u64,
+        since: f64,
+        limit: u32,
+    },
+}
+
+/// One task run as the task stream reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub key: String,
+    /// The data address of the worker that ran it.
+    pub worker: String,
+    /// Unix seconds at which its worker reported it started and ended.
+    pub start: f64,
+    pub stop: f64,
+    /// Finished (else failed).
+    pub ok: bool,
 }
 
 /// Scheduler → client.
@@ -240,6 +294,13 @@ pub enum ToClient {
     StatusReply {
         request: u64,
         status: Box<ClusterStatus>,
+    },
+    /// Answer to `Coord`.
+    CoordReply { request: u64, reply: CoordReply },
+    /// Answer to `TaskStream`, oldest first.
+    TaskStreamReply {
+        request: u64,
+        records: Vec<TaskRecord>,
     },
     /// A message the scheduler could not accept (malformed, unknown); it kept serving.
     Error { message: String },
@@ -309,6 +370,8 @@ pub enum FromWorker {
     Spilled { ids: Vec<TaskId>, on_disk: bool },
     /// Copies asked for by `Replicate` are held here now.
     Replicated(Vec<TaskId>),
+    /// Instead of `Register`: this worker failed to start, and why; it exits.
+    StartFailed(StartFailure),
 }
 
 /// An input of a task to compute: its id and where it is held.
@@ -360,6 +423,10 @@ pub enum ToWorker {
     Heartbeat,
     /// Exit cleanly.
     Shutdown,
+    /// Drop every result and start a fresh session with the scheduler, in this process.
+    Restart,
+    /// Worker plugins are registered: set them up before the first task.
+    HasPlugins,
 }
 
 /// Data requests between workers (and from clients to workers).

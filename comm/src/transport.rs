@@ -32,6 +32,11 @@ pub trait MessageWrite: Send + 'static {
     fn flush(&mut self) -> impl Future<Output = Result<(), CommError>> + Send;
 }
 
+/// Most bytes reserved for one control part or data frame before they arrive.
+const RESERVE_AHEAD: u64 = 64 << 20;
+/// Most frame-length slots reserved before the frame-length table arrives.
+const FRAMES_AHEAD: u32 = 1024;
+
 /// Reads framed messages from any byte stream.
 pub struct StreamReader<R> {
     inner: BufReader<R>,
@@ -48,9 +53,21 @@ impl<R: AsyncRead + Unpin + Send + 'static> StreamReader<R> {
     }
 
     async fn read_exact_bytes(&mut self, len: u64) -> Result<bytes::Bytes, CommError> {
-        let mut buf = crate::buffer::ReceiveBuffer::new(len as usize);
+        // Memory comes as the bytes do: an announced length alone (up to the limits)
+        // reserves at most RESERVE_AHEAD.
+        let mut buf = crate::buffer::ReceiveBuffer::new(len.min(RESERVE_AHEAD) as usize);
         while (buf.vec().len() as u64) < len {
             let remaining = len - buf.vec().len() as u64;
+            let vec = buf.vec();
+            if vec.len() == vec.capacity() {
+                // Double what has arrived, never past the announced length.
+                let more = remaining.min(vec.capacity().max(1 << 20) as u64) as usize;
+                vec.try_reserve_exact(more)
+                    .map_err(|_| CommError::OutOfMemory {
+                        what: "message part",
+                        size: len,
+                    })?;
+            }
             let n = (&mut self.inner)
                 .take(remaining)
                 .read_buf(buf.vec())
@@ -71,7 +88,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> MessageRead for StreamReader<R> {
         let mut header = [0u8; HEADER_LEN];
         read_exact_or_truncated(&mut self.inner, &mut header).await?;
         let (control_len, n_frames) = parse_header(header, &self.limits)?;
-        let mut frame_lens = Vec::with_capacity(n_frames as usize);
+        let mut frame_lens = Vec::with_capacity(n_frames.min(FRAMES_AHEAD) as usize);
         for _ in 0..n_frames {
             let mut len = [0u8; 8];
             read_exact_or_truncated(&mut self.inner, &mut len).await?;

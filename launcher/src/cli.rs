@@ -3,7 +3,7 @@
 
 use crate::memory;
 use crate::parse;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shoal_comm::message::Resource;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,25 @@ pub struct Cli {
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parse a command line. Negative numbers are taken as values everywhere, so that
+/// `--death-timeout -1` is refused by the flag's own check, with its message.
+///
+/// # Errors
+/// Clap's error for unknown flags or bad values (printed as clap prints them).
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    fn allow_negative(command: clap::Command) -> clap::Command {
+        command
+            .allow_negative_numbers(true)
+            .mut_subcommands(allow_negative)
+    }
+    let mut matches = allow_negative(Cli::command()).try_get_matches_from(args)?;
+    Cli::from_arg_matches_mut(&mut matches)
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +83,7 @@ pub struct ListenArgs {
     #[arg(long)]
     pub interface: Option<String>,
     /// Port; random when a scheduler file is given, 8786 otherwise.
-    #[arg(long)]
+    #[arg(long, value_parser = parse::port)]
     pub port: Option<u16>,
 }
 
@@ -92,17 +111,17 @@ pub struct SchedulerTuning {
     #[arg(long, default_value = "30", value_parser = parse::seconds)]
     pub worker_timeout: Duration,
     /// A task running on this many workers that died fails with KilledWorker.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 3, value_parser = crate::parse::count)]
     pub allowed_failures: u32,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
     /// Executor threads (default: the machine's cores).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_parser = crate::parse::count)]
     pub nthreads: Option<u32>,
     /// Memory limit: bytes, a fraction of the machine (0.5), a size (4GB, 4GiB), auto, or 0 for none.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
     pub memory_limit: String,
     /// Exit with status 3 after this many seconds without the scheduler.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
@@ -118,60 +137,6 @@ pub struct WorkerSettings {
     pub zero: bool,
     #[command(flatten)]
     pub memory: MemoryArgs,
-}
-
-impl WorkerSettings {
-    /// These settings as flags for a worker process started by this one (`shoal local`,
-    /// `--nworkers`, the nanny). `local_directory` is the caller's to pass.
-    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
-        let mut v: Vec<std::ffi::OsString> = Vec::new();
-        let mut flag = |f: &str, value: String| {
-            v.push(f.into());
-            v.push(value.into());
-        };
-        if let Some(n) = self.nthreads {
-            flag("--nthreads", n.to_string());
-        }
-        flag("--memory-limit", self.memory_limit.clone());
-        flag(
-            "--death-timeout",
-            self.death_timeout.as_secs_f64().to_string(),
-        );
-        for r in &self.resources {
-            flag("--resources", format!("{}={}", r.name, r.amount));
-        }
-        let m = &self.memory;
-        let off = |t: Option<f64>| t.map_or("false".to_string(), |f| f.to_string());
-        for (name, t) in [
-            ("--memory-target", m.memory_target),
-            ("--memory-spill", m.memory_spill),
-            ("--memory-pause", m.memory_pause),
-            ("--memory-terminate", m.memory_terminate),
-        ] {
-            if let Some(t) = t {
-                flag(name, off(t.0));
-            }
-        }
-        if let Some(memory::MaxSpill(cap)) = m.max_spill {
-            flag(
-                "--max-spill",
-                cap.map_or("false".to_string(), |b| b.to_string()),
-            );
-        }
-        if let Some(i) = m.memory_monitor_interval {
-            flag("--memory-monitor-interval", i.as_secs_f64().to_string());
-        }
-        if m.spill_compression {
-            v.push("--spill-compression".into());
-        }
-        if m.allow_network_spill {
-            v.push("--allow-network-spill".into());
-        }
-        if self.zero {
-            v.push("--zero".into());
-        }
-        v
-    }
 }
 
 /// Worker memory management (defaults from `~/.config/shoal/worker.toml`, then 0.6, 0.7,
@@ -192,7 +157,7 @@ pub struct MemoryArgs {
     #[arg(long, value_parser = memory::threshold)]
     pub memory_terminate: Option<memory::Threshold>,
     /// Most bytes spilled to disk (100GiB, bytes, or false for no cap).
-    #[arg(long, value_parser = memory::max_spill)]
+    #[arg(long, value_parser = memory::max_spill, allow_hyphen_values = true)]
     pub max_spill: Option<memory::MaxSpill>,
     /// Compress spilled results (lz4) where it pays.
     #[arg(long)]
@@ -246,14 +211,14 @@ pub struct BatchWorkerArgs {
     #[arg(long, default_value = "0", value_parser = parse::seconds, requires = "lifetime")]
     pub lifetime_stagger: Duration,
     /// Start this many worker processes named NAME-0..P-1 and supervise them.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = crate::parse::count)]
     pub nworkers: u32,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct LocalArgs {
     /// Worker processes.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2, value_parser = crate::parse::count)]
     pub workers: u32,
     /// Scheduler file (default: a new file under the temporary directory).
     #[arg(long)]
@@ -330,7 +295,7 @@ pub struct MpiArgs {
     #[arg(long)]
     pub scheduler_file: Option<PathBuf>,
     /// Scheduler port (default: random).
-    #[arg(long)]
+    #[arg(long, value_parser = parse::port)]
     pub scheduler_port: Option<u16>,
     /// Rank that runs the scheduler.
     #[arg(long, default_value_t = 0)]

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A graph ready to submit.
+#[derive(Debug)]
 pub struct Graph {
     pub tasks: Vec<TaskSpec>,
     pub frames: Vec<Bytes>,
@@ -88,10 +89,18 @@ impl Graph {
     /// Unreadable file, invalid JSON (with line and column), unknown kinds (listing the
     /// known ones), bad args.
     pub fn from_file(path: &Path) -> anyhow::Result<Graph> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read graph file {}", path.display()))?;
-        let json: JsonGraph = serde_json::from_str(&text)
-            .with_context(|| format!("graph file {} is not a valid graph", path.display()))?;
+        Graph::from_json(&bytes)
+            .with_context(|| format!("graph file {} is not a valid graph", path.display()))
+    }
+
+    /// A graph from JSON bytes.
+    ///
+    /// # Errors
+    /// Not JSON, not a graph, or a task's `args` do not fit its kind.
+    pub fn from_json(bytes: &[u8]) -> anyhow::Result<Graph> {
+        let json: JsonGraph = serde_json::from_slice(bytes)?;
         let mut graph = Graph {
             tasks: Vec::with_capacity(json.tasks.len()),
             frames: Vec::new(),
@@ -217,5 +226,27 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", Graph::from_file(&path).err().unwrap());
         assert!(err.contains("bad args for kind Sleep"), "{err}");
+    }
+
+    #[test]
+    fn fuzz_graph_json_reader() {
+        let seeds: Vec<Vec<u8>> = [
+            r#"{"tasks": [{"key": "a", "kind": "sum", "args": {"add": 1}, "deps": [], "priority": 2, "retries": 1, "resources": {"GPU": 1}, "workers": ["w"]}, {"key": "b", "kind": "sum", "deps": ["a"]}], "outputs": ["b"]}"#,
+            r#"{"tasks": [{"key": "s", "kind": "sleep", "args": {"ms": 5}}, {"key": "f", "kind": "fail", "args": {"message": "x"}}, {"key": "n", "kind": "noop"}], "outputs": ["s", "f", "n"]}"#,
+            r#"{"tasks": [{"key": "big", "kind": "bytes", "args": {"size": 10}}], "outputs": []}"#,
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        shoal_comm::fuzz::run("graph-json", 51, &seeds, |input| {
+            if let Ok(graph) = Graph::from_json(input) {
+                // Every payload a task names is one of the graph's frames.
+                for t in &graph.tasks {
+                    if let Some(p) = t.payload {
+                        assert!((p as usize) < graph.frames.len());
+                    }
+                }
+            }
+        });
     }
 }

@@ -14,11 +14,12 @@ mod iface;
 mod logging;
 mod memory;
 mod parse;
+mod settings;
 mod signals;
 mod topology;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::Command;
+use settings::Checked;
 use shoal_comm::message::ExecutorKind;
 use shoal_runtime::executor::builtin;
 use shoal_runtime::executor::pool::Runner;
@@ -62,11 +63,13 @@ pub enum BatchRole {
 /// # Errors
 /// Bad flags or world, or a rank that could not start; the message says which.
 pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, String> {
-    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-    let Command::Mpi(mpi_args) = cli.command else {
+    let cli = cli::parse(args).map_err(|e| e.to_string())?;
+    let Command::Mpi(mpi_args) = &cli.command else {
         return Err("mpi_batch runs the `mpi` subcommand".into());
     };
     logging::init(cli.verbose, cli.quiet);
+    settings::check_mpi(mpi_args).map_err(|e| format!("{e:#}"))?;
+    let mpi_args = mpi_args.clone();
     cmd::mpi::prefer_fast_start(&mpi_args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,6 +104,9 @@ pub fn mpi_finalize() {
     cmd::mpi::finalize();
 }
 
+/// Exit status of a command refused for a bad flag or config value (as clap's own).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
 /// Run the CLI with `args` (the program name first) and return the exit status.
 pub fn main_with(args: Vec<String>, hooks: Hooks) -> ExitCode {
     ExitCode::from(run_with(args, hooks))
@@ -109,7 +115,7 @@ pub fn main_with(args: Vec<String>, hooks: Hooks) -> ExitCode {
 /// As [`main_with`], with the exit status as a number (for hosts that exit themselves).
 pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
     let args = parse::split_resources(args);
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -117,7 +123,24 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
         }
     };
     logging::init(cli.verbose, cli.quiet);
-    if let Command::Mpi(args) = &cli.command {
+    // Phase one: every value checked before anything starts, binds or writes.
+    // A worker that cannot start tells its scheduler why, if it can reach it.
+    let report_to = match &cli.command {
+        Command::Worker(a) => Some(cmd::start_failure::ReportTo::of(a)),
+        _ => None,
+    };
+    let checked = match settings::check(cli.command) {
+        Ok(checked) => checked,
+        Err(e) => {
+            let message = format!("{e:#}");
+            eprintln!("shoal: error: {message}");
+            if let Some(to) = &report_to {
+                report_failure(to, &message);
+            }
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if let Checked::Mpi(args) = &checked {
         // Before any other thread exists: it sets the environment MPI_Init reads.
         cmd::mpi::prefer_fast_start(args);
     }
@@ -132,16 +155,16 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Scheduler(args) => cmd::scheduler::run(args).await.map(|()| 0),
-            Command::Worker(args) => cmd::worker::run(args, &hooks).await,
-            Command::Local(args) => cmd::local::run(args, &hooks).await.map(|()| 0),
-            Command::Mpi(args) => cmd::mpi::run(args, &hooks).await,
-            Command::Info { json } => cmd::info::run(json).map(|()| 0),
-            Command::Status(args) => cmd::status::status(args).await.map(|()| 0),
-            Command::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
-            Command::Run(args) => cmd::run::run(args).await.map(|ok| u8::from(!ok)),
-            Command::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
+        match checked {
+            Checked::Scheduler(args) => cmd::scheduler::run(args).await.map(|()| 0),
+            Checked::Worker(args, worker) => cmd::worker::run(args, worker, &hooks).await,
+            Checked::Local(args, worker) => cmd::local::run(args, worker, &hooks).await,
+            Checked::Mpi(args) => cmd::mpi::run(args, &hooks).await,
+            Checked::Info { json } => cmd::info::run(json).map(|()| 0),
+            Checked::Status(args) => cmd::status::status(args).await.map(|()| 0),
+            Checked::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
+            Checked::Run(args, graph) => cmd::run::run(args, graph).await.map(|ok| u8::from(!ok)),
+            Checked::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
         }
     });
     // Background tasks (writers, data servers) must not keep the process alive.
@@ -149,8 +172,22 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("shoal: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("shoal: {message}");
+            if let Some(to) = &report_to {
+                report_failure(to, &message);
+            }
             1
         }
+    }
+}
+
+/// [`cmd::start_failure::report`] on a runtime of its own.
+fn report_failure(to: &cmd::start_failure::ReportTo, message: &str) {
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        rt.block_on(cmd::start_failure::report(to, message));
     }
 }

@@ -15,6 +15,23 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// A count of 1 or more (`--workers`, `--nthreads`, `--nworkers`, ...).
+pub fn count(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a whole number of 1 or more (e.g. 4)"
+        )),
+    }
+}
+
+/// A TCP port, `0` for any free one.
+pub fn port(text: &str) -> Result<u16, String> {
+    text.trim().parse::<u16>().map_err(|_| {
+        format!("{text:?} is not a port: a whole number from 0 to 65535 (0: any free port)")
+    })
+}
+
 /// `"GPU=2 MEM=10e9"` or `"GPU=2,MEM=1"`; empty = none.
 pub fn resources(text: &str) -> Result<Resource, String> {
     // clap calls this once per value; a value may hold several space-separated pairs,
@@ -78,7 +95,7 @@ pub fn memory_limit(text: &str, machine: u64, share: f64) -> Result<u64, String>
     } else if let Ok(fraction) = text.parse::<f64>() {
         if !(fraction > 0.0 && fraction <= 1.0) {
             return Err(format!(
-                "--memory-limit {text:?}: a fraction must be in (0, 1]"
+                "--memory-limit {text:?}: a fraction of the machine's memory must be in (0, 1]; or use bytes, a size like 4GiB, auto, or 0 for no limit"
             ));
         }
         (machine as f64 * fraction) as u64
@@ -147,6 +164,12 @@ mod tests {
         assert!(resources("GPU").unwrap_err().contains("NAME=AMOUNT"));
         assert!(resources("GPU=0").unwrap_err().contains("positive"));
         assert_eq!(generated("merge:10").unwrap(), Generated::Merge(10));
+        assert_eq!(count("3").unwrap(), 3);
+        assert!(count("0").unwrap_err().contains("1 or more"));
+        assert!(count("two").unwrap_err().contains("\"two\""));
+        assert_eq!(port("0").unwrap(), 0);
+        assert!(port("70000").unwrap_err().contains("0 to 65535"));
+        assert!(port("-1").unwrap_err().contains("\"-1\""));
         assert!(generated("star:3").unwrap_err().contains("independent:N"));
     }
 

@@ -334,12 +334,11 @@ fn bad_worlds_and_flags_are_explained_not_hung() {
         log.contains("--scheduler-rank 5 is outside the world of 2 ranks"),
         "{log}"
     );
+    // Refused by every rank before MPI starts.
     let log = run_mpi(3, &["--interface", "nosuch0"]);
     assert_eq!(
-        log.matches(
-            "the scheduler rank failed to start: network interface \"nosuch0\" does not exist"
-        )
-        .count(),
+        log.matches("--interface: network interface \"nosuch0\" does not exist")
+            .count(),
         3,
         "{log}"
     );
@@ -361,6 +360,29 @@ fn bad_worlds_and_flags_are_explained_not_hung() {
         text.contains("built against a different MPI than the mpirun that started it"),
         "{text}"
     );
+}
+
+#[test]
+fn a_worker_rank_that_fails_at_start_stops_the_whole_job() {
+    // The scratch base is fine, but the workers' space in it is a file: only the worker
+    // ranks find out, after the scheduler rank listens and wrote its file.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("shoal-worker-space"), "in the way").unwrap();
+    let mut job = MpiJob::start(
+        3,
+        &[],
+        &["--local-directory", scratch.path().to_str().unwrap()],
+    );
+    let status = job
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the job ran on without workers:\n{}", job.log()));
+    let log = job.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("the worker failed to start") && log.contains("stopping the whole job"),
+        "{log}"
+    );
+    assert!(!job.file.exists(), "scheduler file left behind:\n{log}");
 }
 
 #[test]

@@ -57,7 +57,7 @@ def run_shoal(workers: int, limit: str, nbytes: int, chunk_mib: int) -> tuple[fl
                 client.wait_for_workers(workers, timeout=30)
                 elapsed = _workload(client, nbytes, chunk_mib)
                 info = client.scheduler_info()
-                spilled = sum(w["metrics"]["memory"]["spill_bytes"] for w in info["workers"])
+                spilled = sum(w["metrics"]["memory"]["spill_bytes"] for w in info["workers"].values())
                 client.shutdown()
             proc.wait(timeout=20)
             return elapsed, f"{spilled / MIB:,.0f} MiB spilled"

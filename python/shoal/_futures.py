@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from typing import NamedTuple
 
-__all__ = ["Future", "as_completed", "wait", "fire_and_forget", "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
+__all__ = ["Future", "as_completed", "wait", "fire_and_forget", "futures_of", "KilledWorker", "CancelledError", "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
 
 PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "cancelled", "lost"
+
+
+def _in_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop right now."""
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
 
 
 class KeyState:
@@ -31,6 +41,11 @@ class KeyState:
 
 class CancelledError(Exception):
     """The key was cancelled."""
+
+
+class KilledWorker(Exception):
+    """A task was running on workers that died more often than the scheduler allows
+    (``allowed_failures``, 3): it is probably what kills them."""
 
 
 class Future:
@@ -67,7 +82,31 @@ class Future:
         return self._state.status == CANCELLED
 
     def result(self, timeout: float | None = None):
-        """The value (fetched from the worker holding it); re-raises a task's exception."""
+        """The value (fetched from the worker holding it); re-raises a task's exception.
+        In an asynchronous client's event loop: an awaitable of it."""
+        if self.client.asynchronous and _in_event_loop():
+            return self._async_result(timeout)
+        return self._result(timeout)
+
+    def __await__(self):
+        return self._async_result(None).__await__()
+
+    async def _async_result(self, timeout):
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def wake(_f):
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        self.add_done_callback(wake)
+        await asyncio.wait_for(done, timeout)
+        return await loop.run_in_executor(None, self._result, 0)
+
+    def retry(self) -> None:
+        """Compute this failed future again."""
+        self.client.retry([self])
+
+    def _result(self, timeout: float | None = None):
         self.client._wait_done([self._state], timeout, self.key)
         self.client._raise_if_failed(self.key, self._state)
         return self.client._fetch([self.key])[0]
@@ -102,33 +141,108 @@ class Future:
         self.client._add_callback(self, fn)
 
 
-def as_completed(futures, with_results: bool = False, timeout: float | None = None):
-    """Yield futures as they finish (optionally ``(future, result)``)."""
-    futures = list(futures)
-    if not futures:
-        return
-    client = futures[0].client
-    done_q: list = []
-    cond = threading.Condition()
+class as_completed:
+    """Iterate over futures in the order they finish, as distributed's ``as_completed``:
+    ``for f in as_completed(futures)``; more can be ``add``ed while iterating;
+    ``with_results=True`` yields ``(future, result)`` (with ``raise_errors=False`` the
+    exception in place of the result of a failed future); ``batches()`` yields lists of
+    every future finished since the last batch."""
 
-    def on_done(f):
-        with cond:
-            done_q.append(f)
-            cond.notify()
+    def __init__(self, futures=None, loop=None, with_results: bool = False, raise_errors: bool = True, *,
+                 timeout: float | None = None):
+        self.with_results = with_results
+        self.raise_errors = raise_errors
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._cond = threading.Condition()
+        self._done: list = []
+        self._pending: dict = {}  # id(future) -> future, until it is done
+        if futures is not None:
+            self.update(futures)
 
-    for f in futures:
-        f.add_done_callback(on_done)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for _ in range(len(futures)):
-        with cond:
-            while not done_q:
-                left = None if deadline is None else deadline - time.monotonic()
+    def _on_done(self, future) -> None:
+        with self._cond:
+            if self._pending.pop(id(future), None) is not None:
+                self._done.append(future)
+                self._cond.notify_all()
+
+    def add(self, future) -> None:
+        """Also yield this future when it is done."""
+        with self._cond:
+            self._pending[id(future)] = future
+        future.add_done_callback(lambda _f, f=future: self._on_done(f))
+
+    def update(self, futures) -> None:
+        for f in futures:
+            self.add(f)
+
+    def count(self) -> int:
+        """Futures not yet yielded."""
+        with self._cond:
+            return len(self._pending) + len(self._done)
+
+    __len__ = count
+
+    def is_empty(self) -> bool:
+        return self.count() == 0
+
+    def has_ready(self) -> bool:
+        with self._cond:
+            return bool(self._done)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._pending.clear()
+            self._done.clear()
+
+    def _item(self, f):
+        if not self.with_results:
+            return f
+        if f.status == FINISHED:
+            return f, f.result()
+        exc = f.exception()
+        if self.raise_errors:
+            raise exc
+        return f, exc
+
+    def _take(self, block: bool, all_ready: bool) -> list:
+        with self._cond:
+            while not self._done:
+                if not self._pending:
+                    raise StopIteration
+                if not block:
+                    return []
+                left = None if self._deadline is None else self._deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"as_completed: not every future finished within {timeout} s")
-                cond.wait(left)
-            f = done_q.pop(0)
-        yield (f, f.result()) if with_results else f
-    del client
+                    raise TimeoutError(f"as_completed: {len(self._pending)} futures not done within {self._timeout} s")
+                self._cond.wait(left if left is None or left < 1 else 1)
+            if all_ready:
+                out, self._done = self._done, []
+            else:
+                out = [self._done.pop(0)]
+        return out
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._item(self._take(True, False)[0])
+
+    def next_batch(self, block: bool = True) -> list:
+        """Every future done by now (waiting for at least one if ``block``)."""
+        try:
+            return [self._item(f) for f in self._take(block, True)]
+        except StopIteration:
+            return []
+
+    def batches(self):
+        """Yield lists of the futures finished since the last list."""
+        while True:
+            try:
+                batch = self._take(True, True)
+            except StopIteration:
+                return
+            yield [self._item(f) for f in batch]
 
 
 class DoneAndNotDone(NamedTuple):
@@ -151,9 +265,34 @@ def wait(futures, timeout: float | None = None, return_when: str = ALL_COMPLETED
             return len(done) == len(futures) or any(f._state.status == ERROR for f in done)
         return len(done) == len(futures)
 
-    client._wait_until(ready, timeout, raise_timeout=False)
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
+        raise ValueError(f"wait(return_when={return_when!r}): use ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION")
+    client._wait_until(ready, timeout, f"wait({len(futures)} futures, return_when={return_when})")
     done = {f for f in futures if f.done()}
     return DoneAndNotDone(done, set(futures) - done)
+
+
+def futures_of(obj) -> list:
+    """Every Future inside ``obj``: nested lists, tuples, sets and dicts, and Dask
+    collections (persisted ones hold futures in their graphs)."""
+    out: list = []
+    seen: set = set()
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Future):
+            if x.key not in seen:
+                seen.add(x.key)
+                out.append(x)
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif hasattr(x, "__dask_graph__"):
+            graph = x.__dask_graph__() or {}
+            for v in graph.values():
+                stack.append(getattr(v, "value", v))
+    return out[::-1]
 
 
 def fire_and_forget(futures) -> None:

@@ -37,11 +37,48 @@ def _pad(n: int) -> int:
     return -n % ALIGN
 
 
+def by_value_needed(data: bytes, embedded: bytes = b"") -> bool:
+    """Whether a plain pickle refers to ``__main__``: functions and classes of the user's
+    script pickle by reference, and a worker (whose ``__main__`` is shoal's) cannot find
+    them, so such objects must go by value (cloudpickle). A false positive (the string
+    ``"__main__"`` in the data) only costs the slower pickler."""
+    return data.count(b"__main__") > (embedded.count(b"__main__") if embedded else 0)
+
+
+def dump_with(obj, plain, cloud):
+    """``obj`` pickled by a pickler ``plain(file)`` makes, or by ``cloud(file)``'s when the
+    plain one cannot (lambdas, local classes) or must not (:func:`by_value_needed`);
+    returns ``(bytes, the pickler that wrote them)``."""
+    import io
+
+    for make in (plain, cloud):
+        buf = io.BytesIO()
+        pickler = make(buf)
+        try:
+            pickler.dump(obj)
+        except Exception:  # noqa: BLE001 - the plain pickler cannot: cloudpickle
+            if make is cloud:
+                raise
+            continue
+        data = buf.getvalue()
+        if make is plain and by_value_needed(data):
+            continue
+        return data, pickler
+    raise AssertionError("unreachable")
+
+
 def _pickle(obj, buffer_callback):
+    buffers: list = []
     try:
-        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
-    except Exception:
+        data = pickle.dumps(obj, protocol=5, buffer_callback=None if buffer_callback is None else buffers.append)
+    except Exception:  # noqa: BLE001 - lambdas, local classes: cloudpickle handles them
         return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    if by_value_needed(data):
+        return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    if buffer_callback is not None:
+        for b in buffers:
+            buffer_callback(b)
+    return data
 
 
 def dumps(obj) -> bytes:

@@ -59,6 +59,19 @@ class Dep:
         return f"Dep({self.index})"
 
 
+class _plugins:
+    """Worker plugins are set up before the first task (see :mod:`shoal.plugins`)."""
+
+    checked = False
+
+    @classmethod
+    def ensure(cls):
+        cls.checked = True
+        from .plugins import ensure_installed
+
+        ensure_installed()
+
+
 _functions: dict = {}
 _mapped: dict = {}
 
@@ -144,6 +157,8 @@ def error_info(e: BaseException):
 def execute(payload, inputs):
     """Run one task: ``(True, result, size)`` or ``(False, error_info, 0)``."""
     try:
+        if not _plugins.checked:
+            _plugins.ensure()
         if inputs:
             inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
         result = run_payload(payload, inputs)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import functools
+import contextlib
+import contextvars
+import warnings
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -18,14 +22,18 @@ from typing import Any
 import cloudpickle
 
 from . import _native
-from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState, wait
+from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState, KilledWorker, wait
+from ._serialize import by_value_needed, dump_with
 from ._serialize import loads as _loads_value
+from ._futures import _in_event_loop, futures_of
 from ._worker import CALL, DATA, FUTURE_REFS, MAPPED, Dep
 
 #: Argument types that never hold a Future: such calls skip the dependency scan and use
 #: the compact payload (``MAPPED``: the function once per worker, the arguments alone).
 _PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _U32 = struct.Struct("<I")
+#: Marks "no default given" (``get_dataset``).
+_NO_DEFAULT = object()
 #: Releases are sent in batches of at most this many keys (or when the update thread runs).
 _RELEASE_BATCH = 4096
 
@@ -42,11 +50,35 @@ def _close_all() -> None:
         client.close()
 
 
-def default_client() -> "Client":
-    """The most recently created client that is still open."""
+#: The client of ``with client.as_current():`` blocks (innermost first).
+_current: contextvars.ContextVar = contextvars.ContextVar("shoal_current_client", default=None)
+
+
+def default_client(c: "Client | None" = None) -> "Client":
+    """The client in use: ``c`` if given, else the one of an enclosing
+    ``client.as_current()`` block, else the most recently created client that is open."""
+    if c is not None:
+        return c
+    current = _current.get()
+    if current is not None and not current._closed:
+        return current
     if _default is None or _default._closed:
         raise ValueError("no shoal Client is open: create one with shoal.Client(...)")
     return _default
+
+
+def _async_capable(method):
+    """In an asynchronous client, called from its event loop: run the (blocking) method
+    in a thread and return an awaitable; otherwise call it."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.asynchronous and _in_event_loop():
+            loop = asyncio.get_running_loop()
+            return loop.run_in_executor(None, functools.partial(method, self, *args, **kwargs))
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class TaskError(RuntimeError):
@@ -62,11 +94,15 @@ class _RemoteTraceback(Exception):
         return "\n\nRemote traceback:\n" + self.tb
 
 
-def _pickle(obj) -> bytes:
+def _pickle(obj, embedded: bytes = b"") -> bytes:
+    """``obj`` pickled for a worker (see :func:`shoal._serialize.by_value_needed`).
+    ``embedded``: bytes inside ``obj`` that are already a by-value pickle (a function),
+    whose own mentions of ``__main__`` do not count."""
     try:
-        return pickle.dumps(obj, protocol=5)
+        data = pickle.dumps(obj, protocol=5)
     except Exception:  # noqa: BLE001 - lambdas, local classes: cloudpickle handles them
         return cloudpickle.dumps(obj, protocol=5)
+    return cloudpickle.dumps(obj, protocol=5) if by_value_needed(data, embedded) else data
 
 
 class _RefsMixin:
@@ -98,19 +134,21 @@ def pickle_with_futures(obj, first_index: int) -> tuple[bytes, list[str]]:
     """``obj`` pickled with every Future replaced by a reference to an input of the task
     (numbered from ``first_index``), and the keys of those inputs. A payload with
     references starts with ``FUTURE_REFS``."""
-    for cls in (_FuturePickler, _FutureCloudPickler):
-        buf = io.BytesIO()
-        pickler = cls(buf, first_index)
-        try:
-            pickler.dump(obj)
-        except Exception:  # noqa: BLE001 - the plain pickler cannot do lambdas: cloudpickle
-            if cls is _FutureCloudPickler:
-                raise
-            continue
-        keys = list(pickler.keys)
-        data = buf.getvalue()
-        return (FUTURE_REFS + data if keys else data), keys
-    raise AssertionError("unreachable")
+    data, pickler = dump_with(obj, lambda f: _FuturePickler(f, first_index),
+                              lambda f: _FutureCloudPickler(f, first_index))
+    keys = list(pickler.keys)
+    return (FUTURE_REFS + data if keys else data), keys
+
+
+def _pure_digest(payload: bytes, dep_keys: list[str]) -> str:
+    """The hash part of a pure call's key. The payload names its inputs only by position
+    (``Dep(i)``), so the inputs' keys must enter the hash too: ``f(x)`` and ``f(y)`` are
+    different tasks even when ``x`` and ``y`` are futures."""
+    h = hashlib.blake2b(payload, digest_size=16)
+    for key in dep_keys:
+        h.update(b"\0")
+        h.update(key.encode())
+    return h.hexdigest()
 
 
 def _funcname(fn) -> str:
@@ -155,9 +193,14 @@ class Client:
     ``timeout`` seconds.
     """
 
-    asynchronous = False  # for dask's scheduler hook
-
-    def __init__(self, address=None, scheduler_file=None, timeout: float = 10.0, set_as_default: bool = True):
+    def __init__(self, address=None, scheduler_file=None, timeout: float = 10.0, set_as_default: bool = True,
+                 asynchronous: bool = False, name=None, direct_to_workers=None, _from_worker: bool = False,
+                 **kwargs):
+        if kwargs:
+            raise TypeError(f"Client() got unknown arguments {sorted(kwargs)}; shoal's Client takes address, "
+                            "scheduler_file, timeout, set_as_default, asynchronous, name")
+        self.asynchronous = bool(asynchronous)
+        self.name = name
         if address is not None and not isinstance(address, str):
             scheduler_file = getattr(address, "scheduler_file", None)
             if scheduler_file is None:
@@ -168,8 +211,13 @@ class Client:
             address = os.environ.get("SHOAL_SCHEDULER_ADDRESS")
         if address is None and scheduler_file is None:
             scheduler_file = os.environ.get("SHOAL_SCHEDULER_FILE")
+        if isinstance(timeout, str):
+            from .worker_context import parse_seconds
+
+            timeout = parse_seconds(timeout)
         self._closed = True
-        self._native = _native.Client(address, None if scheduler_file is None else os.fspath(scheduler_file), float(timeout))
+        self._native = _native.Client(address, None if scheduler_file is None else os.fspath(scheduler_file),
+                                      float(timeout), from_worker=_from_worker)
         self._closed = False
         self._cond = threading.Condition(threading.RLock())
         self._states: dict[str, KeyState] = {}
@@ -229,7 +277,8 @@ class Client:
     def _run_callbacks(self, fire) -> None:
         for cb, key, state in fire:
             try:
-                cb(Future(key, self, state) if state.refs else _DetachedFuture(key, self, state))
+                # A Future made here holds a reference of its own (its __del__ drops one).
+                cb(Future(key, self, self._retain(key)) if state.refs else _DetachedFuture(key, self, state))
             except Exception:  # noqa: BLE001 - a user callback must not stop the updates
                 import traceback
 
@@ -306,6 +355,8 @@ class Client:
         failed_key, kind, message, tb, exc = state.error or (key, "Unknown", "unknown error", None, b"")
         if state.status == LOST:
             return ConnectionError(f"{key!r}: {message}")
+        if kind == "KilledWorker":
+            return KilledWorker(f"{key!r}: {message}")
         err = None
         if exc:
             try:
@@ -358,12 +409,12 @@ class Client:
         if kwargs:
             kwargs = deps.replace(kwargs)
         try:
-            payload = _pickle((CALL, fn_bytes, args, kwargs, bool(deps.keys)))
+            payload = _pickle((CALL, fn_bytes, args, kwargs, bool(deps.keys)), fn_bytes)
         except Exception as e:
             raise TypeError(f"cannot pickle the arguments of {key or _funcname(fn)!r}: {e}") from e
         if key is None:
             if pure:
-                key = f"{_funcname(fn)}-{hashlib.blake2b(payload, digest_size=16).hexdigest()}"
+                key = f"{_funcname(fn)}-{_pure_digest(payload, deps.keys)}"
             else:
                 key = f"{_funcname(fn)}-{uuid.uuid4().hex}"
         return (key, deps.keys, payload, int(priority), int(retries), _workers(workers), _resources(resources)), deps.futures
@@ -418,17 +469,43 @@ class Client:
             payloads.append(head + a)
         return out_keys, payloads
 
+    def _adopt(self, keys: list[str]) -> list[Future]:
+        """Futures for keys the scheduler just made this client hold (a value taken out
+        of a Variable, Queue or dataset refers to them)."""
+        with self._cond:
+            if self._releases:
+                wanted = set(keys)
+                self._releases = [k for k in self._releases if k not in wanted]
+        futures = self._futures(keys)
+        states = self._native.key_states(keys)
+        with self._cond:
+            for f, st in zip(futures, states):
+                if st is not None and f._state.status == PENDING:
+                    _, f._state.status, f._state.size, f._state.error = st
+            self._cond.notify_all()
+        return futures
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this shoal Client is closed")
 
     # ----- the futures API -----
 
-    def submit(self, fn, *args, key=None, pure=True, retries=0, resources=None, workers=None, priority=0, **kwargs) -> Future:
+    def submit(self, fn, *args, key=None, pure=True, retries=0, resources=None, workers=None, priority=0,
+               actor=False, actors=False, allow_other_workers=False, fifo_timeout=None, **kwargs) -> Future:
         """Run ``fn(*args, **kwargs)`` on a worker. Futures among the arguments are
-        dependencies: their values are passed in their place."""
+        dependencies: their values are passed in their place. ``actor=True``: create the
+        class ``fn`` on a worker and return a future of an :class:`shoal.Actor`."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        if actor or actors:
+            from .actor import submit_actor
+
+            return submit_actor(self, fn, args, kwargs, workers=None if workers is None else _workers(workers))
+        if allow_other_workers:
+            raise NotImplementedError(
+                "submit(allow_other_workers=True): shoal treats workers= as a strict restriction; "
+                "leave workers= out to let the scheduler choose (it prefers workers holding the inputs)")
         if not kwargs and all(type(a) in _PLAIN for a in args):
             keys, payloads = self._plain_tasks(fn, [args], None if key is None else [key], pure)
             task = (keys[0], [], payloads[0], int(priority), int(retries), _workers(workers), _resources(resources))
@@ -470,6 +547,7 @@ class Client:
         self._native.submit_plain(keys, payloads, int(priority), int(retries), _workers(workers), _resources(resources))
         return futures
 
+    @_async_capable
     def gather(self, futures, errors: str = "raise", timeout: float | None = None):
         """Results of (nested lists / dicts of) futures, fetched in one request per worker."""
         flat: list[Future] = []
@@ -486,6 +564,7 @@ class Client:
         values = dict(zip(unique, self._fetch(unique))) if unique else {}
         return _rebuild(futures, values, errors == "skip")
 
+    @_async_capable
     def scatter(self, data, broadcast: bool = False, workers=None, hash: bool = True, timeout: float | None = 60):
         """Put local data into the cluster; returns futures of the same shape (list, dict
         or a single value). The data travels to one worker with the task that holds it;
@@ -499,6 +578,7 @@ class Client:
             self._native.replicate([f.key for f in flat])
         return futures
 
+    @_async_capable
     def who_has(self, futures=None) -> dict:
         """``{key: [worker addresses holding it]}`` for these futures."""
         if isinstance(futures, Future):
@@ -526,6 +606,184 @@ class Client:
         uniq = list({t[0]: t for t in tasks}.values())
         return self._submit(uniq, [t[0] for t in tasks])
 
+    # ----- cluster control -----
+
+    def _workers_matching(self, workers) -> dict:
+        """``{address: info}`` of the workers named (by address or name); unknown names
+        are a ``ValueError`` naming them and the workers there are."""
+        wanted = _workers(workers)
+        info = self.scheduler_info()["workers"]
+        found = {a: w for a, w in info.items() if a in wanted or str(w.get("name")) in wanted}
+        known = set(found) | {str(w.get("name")) for w in found.values()}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise ValueError(f"no worker named {unknown}: the workers are {sorted(info)} "
+                             f"(names {sorted(str(w.get('name')) for w in info.values())})")
+        return found
+
+    def _wait_replaced(self, old: dict, count: int, timeout) -> None:
+        """Wait until none of ``old`` (``{address: info}``) is registered any more and at
+        least ``count`` workers are."""
+        old_ids = {w["worker_id"] for w in old.values()}
+
+        def replaced():
+            now = self.scheduler_info()["workers"]
+            return len(now) >= count and not old_ids & {w["worker_id"] for w in now.values()}
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not replaced():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"workers did not come back within {timeout} s after the restart")
+            time.sleep(0.05)
+
+    @_async_capable
+    def restart(self, timeout: float | None = 120, wait_for_workers: bool = True) -> None:
+        """Restart every worker, as distributed does: every result is dropped and every
+        future of every client is cancelled. Workers restart in their process (results
+        and peers cleared, a fresh session with the scheduler), then this waits until as
+        many are back (``wait_for_workers``)."""
+        before = self.scheduler_info()["workers"]
+        self._native.restart([], True)
+        if wait_for_workers:
+            self._wait_replaced(before, len(before), timeout)
+
+    @_async_capable
+    def restart_workers(self, workers, timeout: float | None = 120, raise_for_error: bool = True) -> dict:
+        """Restart these workers only; results they held are recomputed where needed.
+        Returns ``{address: "OK"}``."""
+        targets = self._workers_matching(workers)
+        count = len(self.scheduler_info()["workers"])
+        self._native.restart(list(targets), False)
+        try:
+            self._wait_replaced(targets, count, timeout)
+        except TimeoutError:
+            if raise_for_error:
+                raise
+            return {a: "timed out" for a in targets}
+        return {a: "OK" for a in targets}
+
+    @_async_capable
+    def retire_workers(self, workers=None, close_workers: bool = True, remove: bool = True,
+                       timeout: float | None = 120) -> dict:
+        """Retire workers without losing data: nothing new goes to them, their queued
+        tasks move, results only they hold are copied to other workers, then they shut
+        down. Returns ``{address: info}`` of the retired workers."""
+        if workers is None:
+            raise ValueError("retire_workers(workers=[...]): name the workers to retire (addresses or names)")
+        if not close_workers:
+            raise NotImplementedError("retire_workers(close_workers=False): a retired shoal worker always shuts down")
+        targets = self._workers_matching(workers)
+        if not targets:
+            return {}
+        self._native.retire(list(targets))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ids = {w["worker_id"] for w in targets.values()}
+        while ids & {w["worker_id"] for w in self.scheduler_info()["workers"].values()}:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"workers {sorted(targets)} not retired within {timeout} s "
+                                   "(results only they hold need another worker to move to)")
+            time.sleep(0.05)
+        return targets
+
+    @_async_capable
+    def get_task_stream(self, start=None, stop=None, count=None, plot=False, filename="task-stream.html",
+                        bokeh_resources=None) -> list:
+        """Recent task runs, in distributed's shape (``key``, ``worker``, ``status``,
+        ``startstops``): since ``start`` (Unix time, or a duration ago: ``"10s"``), up to
+        ``stop``, at most the ``count`` most recent."""
+        from .diagnostics import records
+
+        if plot:
+            raise NotImplementedError("get_task_stream(plot=True): use shoal.performance_report(filename=...)")
+        if isinstance(start, str):
+            from .worker_context import parse_seconds
+
+            start = time.time() - parse_seconds(start)
+        out = records(self, start or 0.0, count or 100_000)
+        if stop is not None:
+            out = [r for r in out if r["startstops"][0]["start"] <= stop]
+        return out
+
+    def upload_file(self, filename, load: bool = True) -> dict:
+        """Send a ``.py``, ``.zip`` or ``.egg`` file to every worker, now and joining
+        later, and make it importable there (``load``: import a ``.py`` at once).
+        Returns ``{worker address: None}``."""
+        from .plugins import UploadFile
+
+        plugin = UploadFile(filename, load=load)
+        return self.register_plugin(plugin, name=f"upload-file-{os.path.basename(os.fspath(filename))}")
+
+    def register_plugin(self, plugin, name: str | None = None, idempotent: bool = False) -> dict:
+        """Run a worker plugin's ``setup()`` on every worker, now and on workers that join
+        later; ``teardown()`` runs when the plugin is replaced or unregistered.
+        ``transition`` hooks are not called (tasks run in Rust's bookkeeping, not
+        through Python transitions). Returns ``{worker address: setup()'s result}``."""
+        from .plugins import register
+
+        return register(self, plugin, name, idempotent)
+
+    def unregister_worker_plugin(self, name: str) -> dict:
+        from .plugins import unregister
+
+        return unregister(self, name)
+
+    register_worker_plugin = register_plugin
+
+    # ----- datasets -----
+
+    @_async_capable
+    def publish_dataset(self, *args, name: str | None = None, override: bool = False, **kwargs) -> None:
+        """Publish values under names, for any client of the cluster to ``get_dataset``:
+        ``publish_dataset(x, name="x")`` or ``publish_dataset(x=x, y=y)``. Futures and
+        persisted collections keep their results in the cluster while published."""
+        from .coordination import _call, dump_value
+
+        if args:
+            if name is None or len(args) != 1:
+                raise TypeError("publish_dataset(value, name=...) takes one value with a name, or keyword arguments")
+            kwargs[name] = args[0]
+        for n, value in kwargs.items():
+            data, keys = dump_value(value)
+            try:
+                _call(self, "dataset_publish", name=str(n), data=data, keys=keys, replace=override)
+            except RuntimeError as e:
+                raise KeyError(str(e)) from None
+
+    @_async_capable
+    def get_dataset(self, name: str, default=_NO_DEFAULT, **kwargs):
+        """The dataset published under ``name`` (``KeyError`` if none, unless ``default``)."""
+        from .coordination import _call, load_value
+
+        self._flush_releases()
+        tag, payload = _call(self, "dataset_get", name=str(name))
+        if tag == "value":
+            return load_value(self, *payload)
+        if default is not _NO_DEFAULT:
+            return default
+        raise KeyError(f"no dataset named {name!r} is published (list_datasets() shows those that are)")
+
+    @_async_capable
+    def list_datasets(self, **kwargs) -> list:
+        from .coordination import _call
+
+        from .plugins import PREFIX
+
+        return [n for n in _call(self, "dataset_list")[1] if not n.startswith(PREFIX)]
+
+    @_async_capable
+    def unpublish_dataset(self, name: str, **kwargs) -> None:
+        from .coordination import _call
+
+        tag, _ = _call(self, "dataset_delete", name=str(name))
+        if tag == "not_found":
+            raise KeyError(f"no dataset named {name!r} is published")
+
+    @property
+    def datasets(self) -> "_Datasets":
+        """The published datasets as a mapping (``client.datasets["x"] = value``)."""
+        return _Datasets(self)
+
+    @_async_capable
     def cancel(self, futures) -> None:
         """Stop computing these keys; their futures end cancelled."""
         if isinstance(futures, Future):
@@ -558,33 +816,147 @@ class Client:
 
         return _dask.get(self, dsk, keys, **kwargs)
 
-    def run(self, fn, *args, timeout: float | None = 60, **kwargs) -> dict:
-        """``fn(*args, **kwargs)`` once on every worker: ``{worker address: result}``."""
-        info = self.scheduler_info()
+    @_async_capable
+    def run(self, fn, *args, workers=None, timeout: float | None = 60, **kwargs) -> dict:
+        """``fn(*args, **kwargs)`` once on every worker (or on ``workers``):
+        ``{worker address: result}``."""
+        addresses = list(self.scheduler_info()["workers"]) if workers is None else _workers(workers)
         token = uuid.uuid4().hex
         fn_bytes = self._function_bytes(fn)
-        tasks, addresses = [], []
-        for w in info["workers"]:
-            task, _ = self._call_task(fn_bytes, fn, args, kwargs, f"run-{token}-{w['id']}", False, 1 << 30, 0, [w["address"]], None)
+        tasks = []
+        for i, address in enumerate(addresses):
+            task, _ = self._call_task(fn_bytes, fn, args, kwargs, f"run-{token}-{i}", False, 1 << 30, 0, [address], None)
             tasks.append(task)
-            addresses.append(w["address"])
         futures = self._submit(tasks, [t[0] for t in tasks])
         values = self.gather(futures, timeout=timeout)
         return dict(zip(addresses, values))
 
     def scheduler_info(self) -> dict:
-        """Scheduler id, address, workers (with their figures) and task counts."""
+        """The scheduler and its workers in distributed's shape: ``id``, ``address``,
+        ``type``, ``workers`` as ``{address: {"name", "nthreads", "memory_limit", "host",
+        "resources", "metrics", ...}}``; plus shoal's ``tasks`` (counts by state),
+        ``clients`` and ``tasks_finished``."""
         status = json.loads(self._native.status())
         status["id"] = status.get("scheduler_id")
+        status["type"] = "Scheduler"
+        workers = {}
+        for w in status.get("workers", []):
+            w = dict(w, type="Worker", worker_id=w.get("id"), id=w.get("name"))
+            w["resources"] = dict(w.get("resources") or [])
+            workers[w["address"]] = w
+        status["workers"] = workers
         return status
 
+    @_async_capable
     def wait_for_workers(self, n_workers: int = 1, timeout: float | None = 60) -> None:
         """Block until ``n_workers`` workers are connected."""
         self._native.wait_for_workers(int(n_workers), 1e9 if timeout is None else float(timeout))
 
-    def nthreads(self) -> dict:
-        return {w["address"]: w["nthreads"] for w in self.scheduler_info()["workers"]}
+    def nthreads(self, workers=None) -> dict:
+        """``{worker address: threads}``."""
+        info = self.scheduler_info()["workers"]
+        wanted = None if workers is None else set(_workers(workers))
+        return {a: w["nthreads"] for a, w in info.items() if wanted is None or a in wanted}
 
+    ncores = nthreads
+
+    @_async_capable
+    def has_what(self, workers=None) -> dict:
+        """``{worker address: [keys held there]}``, for the keys this client holds
+        futures of (the scheduler does not tell one client about another's data)."""
+        with self._cond:
+            keys = [k for k, st in self._states.items() if st.status == FINISHED]
+        out = {a: [] for a in self.scheduler_info()["workers"]}
+        for key, holders in zip(keys, self._native.who_has(keys) if keys else []):
+            for a in holders:
+                out.setdefault(a, []).append(key)
+        if workers is not None:
+            wanted = set(_workers(workers))
+            out = {a: v for a, v in out.items() if a in wanted}
+        return out
+
+    @_async_capable
+    def replicate(self, futures, n=None, workers=None, branching_factor=2) -> None:
+        """Copy these results to every worker (as ``scatter(broadcast=True)`` does)."""
+        if n is not None or workers is not None:
+            raise NotImplementedError(
+                "replicate(n=..., workers=...): shoal copies to every worker; call replicate(futures) "
+                "or pin tasks with submit(..., workers=...)")
+        futures = futures_of(futures)
+        wait(futures)
+        if futures:
+            self._native.replicate([f.key for f in futures])
+
+    def rebalance(self, futures=None, workers=None, **kwargs) -> None:
+        """A no-op with a warning: shoal does not move results between workers to even
+        out memory; it places tasks by data locality, steals queued work for idle workers,
+        and spills to disk under memory pressure."""
+        warnings.warn("Client.rebalance() does nothing on shoal: results stay where they are "
+                      "(placement follows data, workers spill under memory pressure)", stacklevel=2)
+
+    def run_on_scheduler(self, function, *args, **kwargs):
+        """Not possible: shoal's scheduler is Rust and runs no Python."""
+        raise NotImplementedError(
+            "Client.run_on_scheduler: the shoal scheduler is written in Rust and runs no Python code. "
+            "Use client.scheduler_info() for the scheduler's state, client.run(fn) to run a "
+            "function on every worker, or a task (client.submit) for anything else")
+
+    @property
+    def dashboard_link(self):
+        """The dashboard's URL; ``None``: this version of shoal has no web dashboard yet
+        (``shoal status`` and ``client.scheduler_info()`` show the cluster)."""
+        return None
+
+    @_async_capable
+    def retry(self, futures) -> None:
+        """Compute failed futures again (their tasks and the failed inputs they need)."""
+        futures = futures_of(futures)
+        self._check_open()
+        self._native.retry([f.key for f in futures])
+        with self._cond:
+            for f in futures:
+                if f._state.status != FINISHED:
+                    f._state.status, f._state.error = PENDING, None
+
+    def futures_of(self, obj) -> list:
+        return futures_of(obj)
+
+    @classmethod
+    def current(cls, allow_global: bool = True) -> "Client":
+        """The client of the enclosing ``as_current()`` block, else (with
+        ``allow_global``) the default client; ``ValueError`` if there is none."""
+        current = _current.get()
+        if current is not None and not current._closed:
+            return current
+        if allow_global:
+            return default_client()
+        raise ValueError("no shoal Client is current: use `with client.as_current():`")
+
+    @contextlib.contextmanager
+    def as_current(self):
+        """Within this block, ``Client.current()``, ``default_client()`` and Dask's
+        ``compute()`` without a scheduler use this client."""
+        token = _current.set(self)
+        try:
+            import dask
+
+            ctx = dask.config.set(scheduler=self)
+        except ImportError:
+            ctx = contextlib.nullcontext()
+        try:
+            with ctx:
+                yield self
+        finally:
+            _current.reset(token)
+
+    def get_executor(self, **kwargs):
+        """A ``concurrent.futures.Executor`` running calls on this cluster (``kwargs``
+        are passed to every ``submit``: ``pure``, ``resources``, ``workers``, ...)."""
+        from ._executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)
+
+    @_async_capable
     def shutdown(self) -> None:
         """Stop the whole cluster (workers and scheduler), then close."""
         if not self._closed:
@@ -610,6 +982,18 @@ class Client:
     def __enter__(self):
         return self
 
+    def __await__(self):
+        async def connected():
+            return self
+
+        return connected().__await__()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
     def __exit__(self, *exc):
         self.close()
 
@@ -623,6 +1007,34 @@ class Client:
         if self._closed:
             return "<shoal.Client: closed>"
         return f"<shoal.Client: scheduler {self._native.scheduler_id} at {self._native.address}>"
+
+
+class _Datasets:
+    """``client.datasets``: the published datasets as a mutable mapping."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getitem__(self, name):
+        return self._client.get_dataset(name)
+
+    def __setitem__(self, name, value):
+        self._client.publish_dataset(value, name=name)
+
+    def __delitem__(self, name):
+        self._client.unpublish_dataset(name)
+
+    def __contains__(self, name):
+        return name in self._client.list_datasets()
+
+    def __iter__(self):
+        return iter(self._client.list_datasets())
+
+    def __len__(self):
+        return len(self._client.list_datasets())
+
+    def keys(self):
+        return self._client.list_datasets()
 
 
 class _ClosedNative:

@@ -43,6 +43,9 @@ pub struct TaskIn {
 /// A key's final state as Python sees it: (key, state, size, error).
 pub type UpdateOut = (String, &'static str, u64, Option<ErrorOut>);
 
+/// A task run as Python sees it: (key, worker, start, stop, finished).
+pub type RunOut = (String, String, f64, f64, bool);
+
 /// A task error as Python sees it: (failed key, kind, message, traceback, pickled exception).
 pub type ErrorOut = (String, String, String, Option<String>, Vec<u8>);
 
@@ -87,6 +90,25 @@ impl NativeClient {
                 }),
             }
         })?;
+        let updates = Mutex::new(client.subscribe());
+        Ok(NativeClient { client, updates })
+    }
+
+    /// Connect to the scheduler of the worker this process is, with the worker's secret.
+    ///
+    /// # Errors
+    /// Not inside a worker, or connecting failed.
+    pub fn connect_from_worker(timeout: Duration) -> Result<NativeClient, ClientError> {
+        let identity =
+            shoal_runtime::worker::identity::current().ok_or_else(|| ClientError::Connect {
+                address: String::new(),
+                cause: "get_client() from a task needs a worker: this process is not one".into(),
+            })?;
+        let client = runtime()?.block_on(Client::connect(
+            &identity.scheduler_address,
+            identity.secret.clone(),
+            timeout,
+        ))?;
         let updates = Mutex::new(client.subscribe());
         Ok(NativeClient { client, updates })
     }
@@ -218,6 +240,42 @@ impl NativeClient {
     /// The connection closed.
     pub fn who_has(&self, keys: &[String]) -> Result<Vec<Vec<String>>, ClientError> {
         runtime()?.block_on(self.client.who_has(keys))
+    }
+
+    /// A request on the scheduler's coordination state (see
+    /// [`shoal_runtime::client::Client::coord`]).
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn coord(
+        &self,
+        op: shoal_comm::coordination::CoordRequest,
+        timeout: Option<Duration>,
+    ) -> Result<shoal_comm::coordination::CoordReply, ClientError> {
+        runtime()?.block_on(self.client.coord(op, timeout))
+    }
+
+    /// Task runs as `(key, worker, start, stop, ok)`.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn task_stream(&self, since: f64, limit: u32) -> Result<Vec<RunOut>, ClientError> {
+        let records = runtime()?.block_on(self.client.task_stream(since, limit))?;
+        Ok(records
+            .into_iter()
+            .map(|r| (r.key, r.worker, r.start, r.stop, r.ok))
+            .collect())
+    }
+
+    /// The final states known for these keys (`None`: not final yet, or never heard of),
+    /// as `next_updates` gives them.
+    pub fn key_states(&self, keys: Vec<String>) -> Vec<Option<UpdateOut>> {
+        keys.into_iter()
+            .map(|key| {
+                let state = self.client.state(&key)?;
+                Some(update_out(KeyUpdate { key, state }))
+            })
+            .collect()
     }
 
     /// Stop the cluster.

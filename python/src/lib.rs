@@ -3,11 +3,13 @@
 //! # Layout
 //!
 //! - [`client`]: the client operations (connect, submit, updates, fetch, ...).
+//! - [`coordination`]: requests on the scheduler's named coordination state.
 //! - [`worker`]: the Python task runner and Python results kept in the worker's store.
 //! - [`frame`]: received bytes exposed to Python without a copy.
 //! - [`error`]: the one mapping from Rust errors to Python exceptions.
 
 mod client;
+mod coordination;
 mod error;
 mod frame;
 mod jobqueue;
@@ -45,6 +47,39 @@ fn cli_main(py: Python<'_>, argv: Vec<String>, worker_command: Vec<String>) -> u
     py.detach(|| shoal_launcher::run_with(argv, hooks))
 }
 
+/// The running task leaves its worker's thread count (another thread takes its place);
+/// `False` outside a task or when it seceded already.
+#[pyfunction]
+fn secede() -> bool {
+    shoal_runtime::executor::pool::secede()
+}
+
+/// A seceded task counts against its worker's threads again; `False` if it had not seceded.
+#[pyfunction]
+fn rejoin() -> bool {
+    shoal_runtime::executor::pool::rejoin()
+}
+
+/// `(name, data address, scheduler address, nthreads)` of the worker this process is,
+/// or `None` outside a worker.
+#[pyfunction]
+fn worker_identity() -> Option<(String, String, String, u32)> {
+    shoal_runtime::worker::identity::current().map(|w| {
+        (
+            w.name.clone(),
+            w.data_address.clone(),
+            w.scheduler_address.clone(),
+            w.nthreads,
+        )
+    })
+}
+
+/// Whether the scheduler told this worker that worker plugins are registered.
+#[pyfunction]
+fn worker_has_plugins() -> bool {
+    shoal_runtime::worker::identity::has_plugins()
+}
+
 /// A connection to a scheduler (the native half of `shoal.Client`).
 #[pyclass(frozen, name = "Client", module = "shoal._native")]
 struct PyClient(NativeClient);
@@ -63,19 +98,26 @@ type TaskTuple = (
 #[pymethods]
 impl PyClient {
     #[new]
-    #[pyo3(signature = (address=None, scheduler_file=None, timeout=10.0))]
+    /// Connect by address or scheduler file; `from_worker=True` connects to the
+    /// scheduler of the worker this process is, with its secret (`get_client()`).
+    #[pyo3(signature = (address=None, scheduler_file=None, timeout=10.0, from_worker=false))]
     fn new(
         py: Python<'_>,
         address: Option<String>,
         scheduler_file: Option<PathBuf>,
         timeout: f64,
+        from_worker: bool,
     ) -> PyResult<Self> {
         py.detach(|| {
-            NativeClient::connect(
-                address.as_deref(),
-                scheduler_file.as_deref(),
-                seconds(timeout),
-            )
+            if from_worker {
+                NativeClient::connect_from_worker(seconds(timeout))
+            } else {
+                NativeClient::connect(
+                    address.as_deref(),
+                    scheduler_file.as_deref(),
+                    seconds(timeout),
+                )
+            }
         })
         .map(PyClient)
         .map_err(to_py)
@@ -196,11 +238,84 @@ impl PyClient {
     fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.0.shutdown()).map_err(to_py)
     }
+
+    /// Restart workers (names or addresses; empty: all); `cancel_all` cancels every key.
+    fn restart(&self, workers: Vec<String>, cancel_all: bool) -> PyResult<()> {
+        self.0.client.restart(workers, cancel_all).map_err(to_py)
+    }
+
+    /// Retire workers (names or addresses) without losing their results.
+    fn retire(&self, workers: Vec<String>) -> PyResult<()> {
+        self.0.client.retire(workers).map_err(to_py)
+    }
+
+    /// Recent task runs as `(key, worker, start, stop, ok)` tuples.
+    fn task_stream(&self, py: Python<'_>, since: f64, limit: u32) -> PyResult<Vec<client::RunOut>> {
+        py.detach(|| self.0.task_stream(since, limit))
+            .map_err(to_py)
+    }
+
+    /// Compute these failed keys again.
+    fn retry(&self, keys: Vec<String>) -> PyResult<()> {
+        self.0.client.retry(keys).map_err(to_py)
+    }
+
+    /// Final states known for these keys, as `next_updates` items (`None`: not final).
+    fn key_states(&self, keys: Vec<String>) -> Vec<Option<UpdateOut>> {
+        self.0.key_states(keys)
+    }
+
+    /// One request on the scheduler's coordination state (see `coordination.rs`);
+    /// waits at most `timeout` seconds (`None`: as long as it takes).
+    #[pyo3(signature = (op, *, name=None, names=Vec::new(), data=None, keys=Vec::new(), count=0, maxsize=0, wait=true, replace=false, lease=None, max_leases=1, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn coord(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        name: Option<String>,
+        names: Vec<String>,
+        data: Option<Vec<u8>>,
+        keys: Vec<String>,
+        count: u64,
+        maxsize: u64,
+        wait: bool,
+        replace: bool,
+        lease: Option<String>,
+        max_leases: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<(&'static str, Py<PyAny>)> {
+        let request = coordination::CoordArgs {
+            name,
+            names,
+            data,
+            keys,
+            count,
+            maxsize,
+            wait,
+            replace,
+            lease,
+            max_leases,
+        }
+        .request(op)?;
+        let reply = py
+            .detach(|| self.0.coord(request, timeout.map(seconds)))
+            .map_err(to_py)?;
+        coordination::reply_out(py, reply)
+    }
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(secede, m)?)?;
+    m.add_function(wrap_pyfunction!(rejoin, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_identity, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_has_plugins, m)?)?;
+    m.add(
+        "PLUGIN_DATASET_PREFIX",
+        shoal_comm::coordination::PLUGIN_DATASET_PREFIX,
+    )?;
     m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
     jobqueue::register(m)?;

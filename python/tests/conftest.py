@@ -70,3 +70,29 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
             return True
         time.sleep(interval)
     return False
+
+
+@pytest.fixture(scope="session")
+def distributed_cluster():
+    """A dask.distributed LocalCluster (2 worker processes x 1 thread) to run the same test
+    bodies against: what distributed does is the specification shoal follows."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as lc:
+        yield lc
+
+
+@pytest.fixture(params=["shoal", "distributed"])
+def any_client(request):
+    """A client of shoal or of dask.distributed, for tests whose body must give the same
+    answer on both (``request.param`` names which)."""
+    if request.param == "shoal":
+        yield request.getfixturevalue("client")
+        return
+    import distributed
+
+    lc = request.getfixturevalue("distributed_cluster")
+    with distributed.Client(lc, set_as_default=False) as c:
+        c.wait_for_workers(2, timeout=START_TIMEOUT)
+        yield c
+

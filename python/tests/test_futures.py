@@ -36,7 +36,7 @@ def fail(message):
 
 
 def stored(client) -> int:
-    return sum(w["metrics"]["stored_count"] for w in client.scheduler_info()["workers"])
+    return sum(w["metrics"]["stored_count"] for w in client.scheduler_info()["workers"].values())
 
 
 def test_submit_result_and_dependencies(client):
@@ -189,7 +189,7 @@ def test_scatter_broadcast_puts_a_copy_on_every_worker_and_release_frees_them(cl
     [f] = client.scatter([payload], broadcast=True, hash=False)
     key = f.key
     assert wait_for(lambda: len(client.who_has(f)[key]) == 2, timeout=10), client.who_has(f)
-    addresses = [w["address"] for w in client.scheduler_info()["workers"]]
+    addresses = list(client.scheduler_info()["workers"])
     assert sorted(client.who_has(f)[key]) == sorted(addresses)
     lengths = [client.submit(len, f, workers=[a], pure=False).result(timeout=30) for a in addresses]
     assert lengths == [len(payload)] * 2

@@ -139,7 +139,7 @@ def slow(x):
 
 
 def workers(client) -> list[str]:
-    return [w["name"] for w in client.scheduler_info()["workers"]]
+    return [w["name"] for w in client.scheduler_info()["workers"].values()]
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def test_dask_array_three_times_the_memory_limit_completes_by_spilling(tmp_path)
             scheduler="synchronous")
         assert np.array_equal(column, expected)
         assert abs(total / (side * side) - 1.0) < 0.01
-        workers = client.scheduler_info()["workers"]
+        workers = list(client.scheduler_info()["workers"].values())
         spilled = sum(w["metrics"]["memory"]["spill_bytes"] for w in workers)
         assert spilled > 1000 * MIB, workers
         assert all(w["metrics"]["rss"] < 0.95 * 300 * MIB for w in workers), workers
@@ -66,14 +66,14 @@ def test_the_nanny_restarts_a_worker_above_terminate_and_the_graph_completes(tmp
              "--memory-pause", "false")
     with memory_cluster(tmp_path, *flags) as (client, log):
         client.wait_for_workers(1, timeout=30)
-        before = client.scheduler_info()["workers"][0]["pid"]
+        before = list(client.scheduler_info()["workers"].values())[0]["pid"]
         marker = str(tmp_path / "spiked")
         parts = client.map(double, range(10))
         spiky = client.submit(spike_once, marker, 100)
         total = client.submit(sum, [*parts, spiky])
         assert total.result(timeout=120) == 2 * sum(range(10)) + 100
         assert os.path.exists(marker)
-        after = client.scheduler_info()["workers"][0]["pid"]
+        after = list(client.scheduler_info()["workers"].values())[0]["pid"]
         assert after != before
         assert "terminate threshold" in log.read_text()
 

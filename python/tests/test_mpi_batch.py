@@ -72,3 +72,35 @@ def test_too_small_world_is_explained(tmp_path):
     """, np=2)
     assert code != 0
     assert "needs at least 3 ranks" in out
+
+
+def test_tasks_use_the_cluster_and_primitives_under_mpi(tmp_path):
+    # Workers of an MPI job: get_client() inside tasks connects with the worker's own
+    # secret, worker_client() does not deadlock 1-thread ranks, a Lock excludes across
+    # ranks, and data moves between ranks over MPI.
+    code, out = run_script(tmp_path, """
+        import shoal.mpi
+        shoal.mpi.initialize(nthreads=1)
+        import shoal
+
+        def fib(n):
+            if n < 2:
+                return n
+            with shoal.worker_client() as c:
+                return sum(c.gather([c.submit(fib, n - 1), c.submit(fib, n - 2)]))
+
+        def bump(name):
+            with shoal.Lock(name):
+                v = shoal.Variable(name)
+                v.set(v.get() + 1)
+            return shoal.get_worker().name
+
+        client = shoal.Client()
+        print("fib", client.submit(fib, 7).result(timeout=90))
+        shoal.Variable("n").set(0)
+        names = client.gather(client.map(bump, ["n"] * 10, pure=False))
+        print("count", shoal.Variable("n").get(), "ranks", len(set(names)))
+    """)
+    assert code == 0, out
+    assert "fib 13" in out
+    assert "count 10 ranks" in out

@@ -37,7 +37,7 @@ def test_retries(client, tmp_path):
 
 
 def test_workers_restriction(client):
-    workers = client.scheduler_info()["workers"]
+    workers = list(client.scheduler_info()["workers"].values())
     target = next(w for w in workers if w["name"] == "local-1")
     by_name = client.map(pid, range(20), workers="local-1")
     assert set(client.gather(by_name, timeout=30)) == {target["pid"]}

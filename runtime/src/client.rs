@@ -9,6 +9,7 @@ use crate::scheduler_file::{self, SchedulerFileError};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
+use shoal_comm::coordination::{CoordReply, CoordRequest};
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::{
     ClusterStatus, DataReply, DataRequest, FromClient, KeyLocation, KeyState, KeyUpdate, TaskError,
@@ -481,6 +482,99 @@ impl Client {
         self.send(&FromClient::Replicate { keys }, Vec::new())
     }
 
+    /// Restart workers (names or addresses; empty: all) in their process; with
+    /// `cancel_all` every key is cancelled first.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn restart(&self, workers: Vec<String>, cancel_all: bool) -> Result<(), ClientError> {
+        self.send(
+            &FromClient::Restart {
+                workers,
+                cancel_all,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Retire workers (names or addresses) without losing their results.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn retire(&self, workers: Vec<String>) -> Result<(), ClientError> {
+        self.send(&FromClient::RetireWorkers { workers }, Vec::new())
+    }
+
+    /// Task runs that ended at or after `since` (Unix seconds), at most `limit`.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn task_stream(
+        &self,
+        since: f64,
+        limit: u32,
+    ) -> Result<Vec<shoal_comm::message::TaskRecord>, ClientError> {
+        match self
+            .request(
+                |request| FromClient::TaskStream {
+                    request,
+                    since,
+                    limit,
+                },
+                Vec::new(),
+            )
+            .await?
+        {
+            ToClient::TaskStreamReply { records, .. } => Ok(records),
+            other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Compute these failed keys again.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn retry(&self, keys: Vec<String>) -> Result<(), ClientError> {
+        self.send(&FromClient::Retry { keys }, Vec::new())
+    }
+
+    /// A request on the scheduler's coordination state. A request that waits and is not
+    /// answered within `timeout` is cancelled; the answer is then `Cancelled`, or the real
+    /// one if it crossed the cancellation (an acquire granted, an item taken: never lost).
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn coord(
+        &self,
+        op: CoordRequest,
+        timeout: Option<Duration>,
+    ) -> Result<CoordReply, ClientError> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut shared = self.lock();
+            if let Some(reason) = &shared.closed {
+                return Err(ClientError::Closed(reason.clone()));
+            }
+            shared.replies.insert(id, tx);
+        }
+        self.send(&FromClient::Coord { request: id, op }, Vec::new())?;
+        let reply = match timeout {
+            None => rx.await,
+            Some(t) => match tokio::time::timeout(t, &mut rx).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    self.send(&FromClient::CoordCancel { request: id }, Vec::new())?;
+                    rx.await
+                }
+            },
+        };
+        match reply.map_err(|_| ClientError::Closed(self.closed_reason()))? {
+            ToClient::CoordReply { reply, .. } => Ok(reply),
+            other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     /// Cancel keys (for every client that wants them).
     ///
     /// # Errors
@@ -570,7 +664,9 @@ async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watc
             }
             ToClient::SubmitReply { request, .. }
             | ToClient::WhoHasReply { request, .. }
-            | ToClient::StatusReply { request, .. } => {
+            | ToClient::StatusReply { request, .. }
+            | ToClient::CoordReply { request, .. }
+            | ToClient::TaskStreamReply { request, .. } => {
                 if let Some(tx) = guard.replies.remove(&request) {
                     let _ = tx.send(msg);
                 }

@@ -179,17 +179,9 @@ pub fn read(path: &Path, timeout: Duration) -> Result<SchedulerFile, SchedulerFi
                     source: e,
                 })
             }
-            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Err(e) => {
-                    if give_up {
-                        return Err(SchedulerFileError::NotJson {
-                            path,
-                            waited,
-                            problem: e.to_string(),
-                        });
-                    }
-                }
-                Ok(value) => return parse(&path, value),
+            Ok(bytes) => match from_bytes(&path, &bytes, waited) {
+                Err(SchedulerFileError::NotJson { .. }) if !give_up => {}
+                result => return result,
             },
         }
         std::thread::sleep(
@@ -197,6 +189,25 @@ pub fn read(path: &Path, timeout: Duration) -> Result<SchedulerFile, SchedulerFi
                 .min(timeout.saturating_sub(waited))
                 .max(Duration::from_millis(1)),
         );
+    }
+}
+
+/// Parse the bytes of the scheduler file at `path` (read after waiting `waited`).
+///
+/// # Errors
+/// [`SchedulerFileError::NotJson`] or [`SchedulerFileError::Malformed`].
+pub fn from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    waited: Duration,
+) -> Result<SchedulerFile, SchedulerFileError> {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Err(e) => Err(SchedulerFileError::NotJson {
+            path: path.to_owned(),
+            waited,
+            problem: e.to_string(),
+        }),
+        Ok(value) => parse(path, value),
     }
 }
 
@@ -316,6 +327,27 @@ mod tests {
         });
         assert_eq!(read(&path, Duration::from_secs(5)).unwrap(), file);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn fuzz_scheduler_file_reader() {
+        let path = Path::new("/fuzz/s.json");
+        let seeds: Vec<Vec<u8>> = [sample(), {
+            let mut f = sample();
+            f.workers
+                .insert("w".into(), serde_json::json!({"nthreads": 2}));
+            f
+        }]
+        .iter()
+        .map(|f| serde_json::to_vec_pretty(f).unwrap())
+        .collect();
+        shoal_comm::fuzz::run("scheduler-file", 61, &seeds, |input| {
+            if let Ok(file) = from_bytes(path, input, Duration::ZERO) {
+                // What a reader accepts, a client can use: a secret and a tcp address.
+                assert!(file.secret(path).is_ok());
+                assert!(file.address.starts_with("tcp://"));
+            }
+        });
     }
 
     #[test]

@@ -598,9 +598,15 @@ impl Engine {
             for frame in frames {
                 arrival.frames.push(match frame {
                     FramePlace::Inline(range) => ArrivingFrame::Inline(head.slice(range)),
-                    FramePlace::Separate(len) => {
-                        ArrivingFrame::Separate(ReceiveBuffer::new(len), len)
-                    }
+                    FramePlace::Separate(len) => match ReceiveBuffer::try_new(len) {
+                        Some(buffer) => ArrivingFrame::Separate(buffer, len),
+                        None => {
+                            tracing::error!(source, len, "cannot allocate a data frame announced over MPI; closing the connection");
+                            arrival.close = true;
+                            arrival.frames.clear();
+                            break;
+                        }
+                    },
                 });
             }
         }
@@ -838,6 +844,57 @@ mod tests {
             .count();
         assert_eq!(fitting, INLINE_BUDGET / INLINE_FRAME_MAX);
         assert!(many <= INLINE_BUDGET);
+    }
+
+    /// A head as the sender builds it: the header, the control part, the inline frames.
+    fn head_of(msg: &RawMessage) -> Vec<u8> {
+        let mut head = msg.header().unwrap();
+        head.extend_from_slice(&msg.control);
+        let mut inline = 0;
+        for f in &msg.frames {
+            if travels_inline(f.len(), &mut inline) {
+                head.extend_from_slice(f);
+            }
+        }
+        head
+    }
+
+    #[test]
+    fn fuzz_mpi_first_message_splitter() {
+        let msgs = [
+            RawMessage {
+                control: Bytes::from_static(b"ctl"),
+                frames: vec![Bytes::from(vec![1u8; 10]), Bytes::new()],
+            },
+            RawMessage {
+                control: Bytes::from_static(b"c"),
+                frames: vec![
+                    Bytes::from(vec![2u8; INLINE_FRAME_MAX + 1]),
+                    Bytes::from_static(b"s"),
+                ],
+            },
+            RawMessage {
+                control: Bytes::from_static(b"only control"),
+                frames: vec![],
+            },
+        ];
+        let seeds: Vec<Vec<u8>> = msgs.iter().map(head_of).collect();
+        crate::fuzz::run("mpi-first-message", 41, &seeds, |head| {
+            let Ok((control, places)) = parse_head(head) else {
+                return;
+            };
+            // Everything the receiver slices out of the head lies within it.
+            assert!(control.start <= control.end && control.end <= head.len());
+            for place in places {
+                if let FramePlace::Inline(r) = place {
+                    assert!(
+                        r.start <= r.end && r.end <= head.len(),
+                        "{r:?} of {}",
+                        head.len()
+                    );
+                }
+            }
+        });
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! (`--nworkers`), as the scripts of `shoal jobqueue` ask for.
 
 use super::nanny::{self, ChildSpec};
-use crate::cli::{BatchWorkerArgs, WorkerArgs, WorkerSettings};
+use crate::cli::{BatchWorkerArgs, WorkerArgs};
+use crate::settings::ValidWorker;
 use anyhow::Context;
 use shoal_runtime::scheduler_file;
 use std::collections::hash_map::RandomState;
@@ -69,7 +70,7 @@ pub async fn stop(batch: &BatchWorkerArgs) {
 
 /// The arguments a supervised worker process gets: the same flags, its own name, its
 /// memory limit in bytes, and no nanny of its own.
-fn child_args(args: &WorkerArgs, name: &str, memory_limit: u64) -> Vec<OsString> {
+fn child_args(args: &WorkerArgs, settings: &ValidWorker, name: &str) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec!["worker".into(), "--no-nanny".into()];
     let mut flag = |f: &str, value: OsString| {
         v.push(f.into());
@@ -85,9 +86,6 @@ fn child_args(args: &WorkerArgs, name: &str, memory_limit: u64) -> Vec<OsString>
     if let Some(iface) = &args.interface {
         flag("--interface", iface.into());
     }
-    if let Some(dir) = &args.settings.local_directory {
-        flag("--local-directory", dir.into());
-    }
     let b = &args.batch;
     if let Some(t) = b.scheduler_file_timeout {
         flag(
@@ -102,10 +100,6 @@ fn child_args(args: &WorkerArgs, name: &str, memory_limit: u64) -> Vec<OsString>
             b.lifetime_stagger.as_secs_f64().to_string().into(),
         );
     }
-    let settings = WorkerSettings {
-        memory_limit: memory_limit.to_string(),
-        ..args.settings.clone()
-    };
     v.extend(settings.to_args());
     if let Some(address) = &args.address {
         v.push(address.into());
@@ -119,7 +113,11 @@ fn child_args(args: &WorkerArgs, name: &str, memory_limit: u64) -> Vec<OsString>
 ///
 /// # Errors
 /// Bad options, or a worker process cannot be started.
-pub async fn supervise(args: &WorkerArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
+pub async fn supervise(
+    args: &WorkerArgs,
+    settings: &ValidWorker,
+    hooks: &crate::Hooks,
+) -> anyhow::Result<u8> {
     let (program, leading): (OsString, Vec<OsString>) = match hooks.worker_command.as_deref() {
         Some([program, rest @ ..]) => (program.clone(), rest.to_vec()),
         _ => (
@@ -130,7 +128,7 @@ pub async fn supervise(args: &WorkerArgs, hooks: &crate::Hooks) -> anyhow::Resul
         ),
     };
     let processes = args.batch.nworkers.max(1);
-    let options = super::worker::options(args, processes)?;
+    let options = super::worker::options(args, settings)?;
     let terminate_at = options
         .memory
         .thresholds
@@ -145,7 +143,7 @@ pub async fn supervise(args: &WorkerArgs, hooks: &crate::Hooks) -> anyhow::Resul
                 format!("{}-{i}", options.name)
             };
             let mut command = leading.clone();
-            command.extend(child_args(args, &name, options.memory_limit));
+            command.extend(child_args(args, settings, &name));
             ChildSpec {
                 name,
                 program: program.clone(),

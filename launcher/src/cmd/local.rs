@@ -1,19 +1,41 @@
 //! `shoal local`: a scheduler in this process and N worker processes on this machine.
+//!
+//! The workers are supervised: one that exits before it registered with the scheduler
+//! (or all of them, however they ended) stops the whole cluster. The scheduler file is
+//! then removed, the worker's last error lines are printed, and the exit status is 1.
 
+use super::ready::ReadyPipe;
 use crate::cli::LocalArgs;
+use crate::settings::ValidWorker;
 use anyhow::Context;
 use shoal_runtime::scheduler::server::Scheduler;
+use shoal_runtime::scheduler_file;
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-/// Run until a client asks for shutdown, a signal arrives, or the idle timeout passes;
-/// then stop every worker (by pid if it does not exit in time).
+/// How long workers get to leave once the scheduler told them to, before they are killed.
+const WORKER_GRACE: Duration = Duration::from_secs(3);
+/// Lines of a worker's standard error kept for the message when it fails.
+const TAIL_LINES: usize = 5;
+
+/// Run until a client asks for shutdown, a signal arrives, the idle timeout passes, or the
+/// workers fail; then stop every worker (by pid if it does not exit in time).
 ///
 /// # Errors
-/// The scheduler cannot start or a worker process cannot be spawned.
-pub async fn run(args: LocalArgs, hooks: &crate::Hooks) -> anyhow::Result<()> {
+/// The scheduler cannot start, a worker process cannot be spawned, or a worker failed
+/// to start (its error is in the message).
+pub async fn run(
+    args: LocalArgs,
+    settings: ValidWorker,
+    hooks: &crate::Hooks,
+) -> anyhow::Result<u8> {
     let scheduler_file = args
         .scheduler_file
         .clone()
@@ -30,25 +52,73 @@ pub async fn run(args: LocalArgs, hooks: &crate::Hooks) -> anyhow::Result<()> {
         scheduler.address(),
         scheduler_file.display()
     );
-    let mut workers = Vec::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = JoinSet::new();
     for i in 0..args.workers {
-        workers.push(spawn_worker(&args, hooks, &scheduler_file, i)?);
+        let name = format!("local-{i}");
+        match spawn_worker(&settings, hooks, &scheduler_file, &name) {
+            Ok(started) => {
+                workers.spawn(watch_worker(name, started, stop_rx.clone()));
+            }
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                while workers.join_next().await.is_some() {}
+                scheduler_file::remove_if_ours(&scheduler_file, scheduler.id());
+                return Err(e);
+            }
+        }
     }
-    let result = scheduler.run(crate::signals::terminated()).await.map(drop);
-    stop_workers(workers).await;
-    result
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let total = args.workers;
+    let shutdown = async {
+        tokio::select! {
+            () = crate::signals::terminated() => {}
+            outcome = until_workers_fail(&mut workers, total) => {
+                if let Ok(mut f) = failure.lock() {
+                    *f = outcome;
+                }
+            }
+        }
+    };
+    let result = scheduler.run(shutdown).await.map(drop);
+    let _ = stop_tx.send(true);
+    while workers.join_next().await.is_some() {}
+    if let Some(message) = failure.into_inner().ok().flatten() {
+        anyhow::bail!("{message}; the cluster was stopped and its scheduler file removed");
+    }
+    result.map(|()| 0)
 }
 
-fn default_scheduler_file() -> PathBuf {
+/// Where `shoal local` writes its scheduler file without `--scheduler-file`.
+pub fn default_scheduler_file() -> PathBuf {
     std::env::temp_dir().join(format!("shoal-scheduler-{}.json", std::process::id()))
 }
 
+/// A worker process and what is needed to tell how its start went.
+struct Started {
+    child: Child,
+    registered: tokio::task::JoinHandle<bool>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// How a worker's watch ended.
+struct WorkerEnd {
+    name: String,
+    /// `None`: stopped by this process.
+    status: Option<ExitStatus>,
+    registered: bool,
+    /// Its last lines of standard error.
+    tail: Vec<String>,
+    /// Those of them that are errors.
+    errors: Vec<String>,
+}
+
 fn spawn_worker(
-    args: &LocalArgs,
+    settings: &ValidWorker,
     hooks: &crate::Hooks,
     scheduler_file: &std::path::Path,
-    index: u32,
-) -> anyhow::Result<Child> {
+    name: &str,
+) -> anyhow::Result<Started> {
     // Hosted in Python, workers are the same interpreter (`python -m shoal worker`).
     let (exe, leading) = match hooks.worker_command.as_deref() {
         Some([program, rest @ ..]) => (program.into(), rest.to_vec()),
@@ -57,36 +127,113 @@ fn spawn_worker(
             Vec::new(),
         ),
     };
-    let w = &args.worker;
-    let cores = shoal_runtime::sys::cpu_count();
-    let settings = crate::cli::WorkerSettings {
-        nthreads: Some(w.nthreads.unwrap_or_else(|| (cores / args.workers).max(1))),
-        ..w.clone()
-    };
     let mut cmd = Command::new(exe);
     cmd.args(leading)
         .arg("worker")
         .arg("--scheduler-file")
         .arg(scheduler_file)
-        .args(["--name", &format!("local-{index}")])
+        .args(["--name", name])
         .args(["--host", "127.0.0.1"])
         .args(settings.to_args());
-    if let Some(dir) = &w.local_directory {
-        cmd.arg("--local-directory").arg(dir);
+    let pipe = ReadyPipe::new().context("cannot create a pipe for a worker")?;
+    pipe.attach(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().context("cannot start a worker process")?;
+    let registered = tokio::spawn(pipe.registered());
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_stderr(stderr, tail.clone()));
     }
-    cmd.stdin(Stdio::null()).kill_on_drop(true);
-    cmd.spawn().context("cannot start a worker process")
+    Ok(Started {
+        child,
+        registered,
+        tail,
+    })
 }
 
-async fn stop_workers(workers: Vec<Child>) {
-    for mut child in workers {
-        // The scheduler already told every worker to exit; give them a moment.
-        match tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                tracing::warn!(pid = child.id(), "worker did not exit; killing it");
-                let _ = child.kill().await;
+/// Copy a worker's standard error to ours, keeping its last lines.
+async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("{line}");
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == TAIL_LINES {
+                t.pop_front();
             }
+            t.push_back(line);
         }
     }
+}
+
+async fn watch_worker(name: String, mut s: Started, mut stop: watch::Receiver<bool>) -> WorkerEnd {
+    let status = tokio::select! {
+        status = s.child.wait() => status.ok(),
+        _ = stop.changed() => {
+            // The scheduler already told every worker to exit; give them a moment.
+            if tokio::time::timeout(WORKER_GRACE, s.child.wait()).await.is_err() {
+                tracing::warn!(worker = %name, pid = s.child.id(), "worker did not exit; killing it");
+                let _ = s.child.kill().await;
+            }
+            None
+        }
+    };
+    // The child is gone: its pipe holds the byte or the end of file.
+    let registered = (&mut s.registered).await.unwrap_or(false);
+    // Let the last lines of its standard error arrive.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tail: Vec<String> = s
+        .tail
+        .lock()
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
+    let errors: Vec<String> = tail
+        .iter()
+        .filter(|l| l.starts_with("shoal:") || l.contains(" ERROR "))
+        .cloned()
+        .collect();
+    WorkerEnd {
+        name,
+        status,
+        registered,
+        tail,
+        errors,
+    }
+}
+
+/// Resolves when a worker exited before it registered (`Some`, the message), or when
+/// every worker has exited (`Some` if any failed, `None` if all left with status 0, as
+/// when the scheduler told them to).
+async fn until_workers_fail(workers: &mut JoinSet<WorkerEnd>, total: u32) -> Option<String> {
+    let mut failed: Option<String> = None;
+    while let Some(joined) = workers.join_next().await {
+        let Ok(end) = joined else { continue };
+        let Some(status) = end.status else { continue };
+        let said = |lines: &[String]| {
+            if lines.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", lines.join(" | "))
+            }
+        };
+        if !end.registered {
+            // Its errors, else whatever it said last.
+            let said = said(if end.errors.is_empty() {
+                &end.tail
+            } else {
+                &end.errors
+            });
+            return Some(format!(
+                "worker {} exited ({status}) during start-up, before it registered with the scheduler{said}",
+                end.name
+            ));
+        }
+        if !status.success() {
+            let said = said(&end.errors);
+            failed = Some(format!("worker {} exited ({status}){said}", end.name));
+        }
+        tracing::warn!(worker = %end.name, %status, "worker exited");
+    }
+    failed.map(|f| format!("all {total} workers have exited and none will be restarted; {f}"))
 }

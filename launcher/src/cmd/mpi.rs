@@ -384,8 +384,8 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         {
             tracing::info!(rank, ?cpus, "bound to CPUs");
         }
-        let mut options =
-            super::worker::settings_to_options(&args.worker, source, name, host, on_node)?;
+        let settings = crate::settings::ValidWorker::validate(&args.worker, on_node)?;
+        let mut options = super::worker::settings_to_options(&settings, source, name, host);
         options.runner = hooks.runner.clone();
         options.executors = hooks.executors.clone();
         options.data_over_mpi = fabric.is_some();
@@ -416,11 +416,23 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
                     (0..size).any(|r| summary.workers_lost.contains(&rank_name(r))),
                 )
             };
-            let (sched, worker) = tokio::join!(scheduler, worker_future);
+            // This rank's own worker (--inclusive-workers) failing at start stops the job
+            // as any worker rank's does.
+            tokio::pin!(scheduler, worker_future);
+            let (sched, worker) = tokio::select! {
+                worker = &mut worker_future => match worker {
+                    Err(e) => abort_job(&world, rank, &args, contact.as_ref(), &e),
+                    Ok(code) => (scheduler.await, code),
+                },
+                sched = &mut scheduler => (sched, worker_future.await?),
+            };
             rank_lost = sched?;
-            worker?
+            worker
         }
-        None => worker_future.await?,
+        None => match worker_future.await {
+            Ok(code) => code,
+            Err(e) => abort_job(&world, rank, &args, contact.as_ref(), &e),
+        },
     };
     rank_lost |= fabric.as_ref().is_some_and(|f| f.0.peer_lost());
     drop(fabric);
@@ -434,6 +446,27 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     };
     finalize_within(universe, timeout, code);
     Ok(RankOutcome::Exited(code))
+}
+
+/// A worker rank that failed to start stops the whole job (no half-started cluster):
+/// its error is printed, the scheduler file of this job's scheduler is removed, and
+/// `MPI_Abort` ends every rank with status 1 (mpirun exits non-zero).
+fn abort_job(
+    world: &SimpleCommunicator,
+    rank: i32,
+    args: &MpiArgs,
+    contact: Option<&(String, Secret)>,
+    error: &anyhow::Error,
+) -> ! {
+    eprintln!("shoal: rank {rank}: the worker failed to start: {error:#}; stopping the whole job");
+    if let (Some(path), Some((address, _))) = (&args.scheduler_file, contact) {
+        let ours = shoal_runtime::scheduler_file::read(path, std::time::Duration::ZERO)
+            .is_ok_and(|f| f.address == *address);
+        if ours {
+            let _ = std::fs::remove_file(shoal_runtime::scheduler_file::expand_tilde(path));
+        }
+    }
+    world.abort(1)
 }
 
 /// How long MPI_Finalize may take before the rank leaves without it. Ranks legitimately

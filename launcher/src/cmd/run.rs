@@ -17,12 +17,7 @@ fn show(value: &[u8]) -> serde_json::Value {
 ///
 /// # Errors
 /// Connection failures, a refused graph, a failed output.
-pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
-    let graph = match (&args.graph, args.generate) {
-        (Some(path), _) => Graph::from_file(path)?,
-        (None, Some(what)) => Graph::generate(what),
-        (None, None) => anyhow::bail!("give a graph file or --generate"),
-    };
+pub async fn run(args: RunArgs, graph: Graph) -> anyhow::Result<bool> {
     let client = super::status::connect(&args.connect).await?;
     let n_tasks = graph.tasks.len();
     let outputs = graph.outputs.clone();

@@ -127,6 +127,13 @@ fn render(s: &ClusterStatus) -> String {
     for line in spills {
         let _ = writeln!(out, "{line}");
     }
+    for f in &s.failed_starts {
+        let _ = writeln!(
+            out,
+            "failed to start: {} on {} (pid {}): {}",
+            f.name, f.host, f.pid, f.error
+        );
+    }
     let tasks: Vec<String> = s.tasks.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         out,
@@ -146,6 +153,9 @@ fn status_json(s: &ClusterStatus) -> serde_json::Value {
         "address": s.address,
         "clients": s.clients,
         "tasks_finished": s.tasks_finished,
+        "failed_starts": s.failed_starts.iter().map(|f| serde_json::json!({
+            "name": f.name, "host": f.host, "pid": f.pid, "error": f.error, "at": f.at,
+        })).collect::<Vec<_>>(),
         "tasks": s.tasks.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "workers": s.workers.iter().map(|w| serde_json::json!({
             "id": w.id.as_raw(), "name": w.name, "address": w.address, "nthreads": w.nthreads,

@@ -126,10 +126,21 @@ pub fn run(
             let a: BytesArgs = args(kind, payload)?;
             let size = usize::try_from(a.size)
                 .map_err(|_| error("BadPayload", format!("cannot produce {} bytes on this machine", a.size)))?;
+            // A size from the graph: memory that cannot be had fails the task instead of
+            // aborting the worker.
+            let mut out = Vec::new();
+            out.try_reserve_exact(size).map_err(|_| {
+                error(
+                    "MemoryError",
+                    format!("cannot allocate {} bytes for the result", a.size),
+                )
+            })?;
             if a.pattern {
-                return Ok((0..a.size).map(|i| pattern_byte(i, a.fill)).collect());
+                out.extend((0..a.size).map(|i| pattern_byte(i, a.fill)));
+            } else {
+                out.resize(size, a.fill);
             }
-            Ok(Bytes::from(vec![a.fill; size]))
+            Ok(Bytes::from(out))
         }
         ExecutorKind::Checksum => {
             let total = inputs
@@ -195,6 +206,21 @@ mod tests {
         let err = run(ExecutorKind::Sum, None, &[Bytes::from_static(b"abc")]).unwrap_err();
         assert!(
             err.message.contains("input 0 of a sum task is 3 bytes"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_result_too_large_for_memory_fails_the_task() {
+        let payload = encode_args(&BytesArgs {
+            size: 1 << 62,
+            ..BytesArgs::default()
+        });
+        let err = run(ExecutorKind::Bytes, Some(&payload), &[]).unwrap_err();
+        assert_eq!(err.kind, "MemoryError");
+        assert!(
+            err.message.contains(&(1u64 << 62).to_string()),
             "{}",
             err.message
         );

@@ -6,4 +6,4 @@
 pub mod builtin;
 pub mod pool;
 
-pub use pool::{ExecutorPool, Job, JobResult};
+pub use pool::{ExecutorPool, Job, JobResult, PoolEvent};

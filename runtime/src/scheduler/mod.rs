@@ -8,19 +8,27 @@
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
 //! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
 //! - [`root_queue`]: ready tasks without inputs waiting for a free worker slot.
+//! - [`retry`]: computing failed keys again.
+//! - [`retirement`]: retiring workers without losing their results.
+//! - [`task_stream`]: which worker ran which task, when.
+//! - [`coordination`]: named variables, queues, events, locks and datasets.
 //! - [`comm`]: the effects trait.
 //! - [`server`]: sockets, batching, heartbeats, the scheduler file.
 
 pub mod comm;
+pub mod coordination;
 pub mod core;
 pub mod graph;
 pub mod jobs;
 pub mod placement;
 pub mod reactor;
+pub mod retirement;
+pub mod retry;
 pub mod root_queue;
 pub mod server;
 pub mod task;
 pub mod task_map;
+pub mod task_stream;
 pub mod worker;
 pub mod worker_index;
 

@@ -3,13 +3,17 @@
 //! effects once per batch.
 
 use super::comm::Comm;
+use super::coordination::{CoordEffects, Coordination};
 use super::core::{Core, CoreConfig};
+use super::retirement::Retirements;
 use super::task::TaskState;
+use super::task_stream::{self, TaskStream};
 use crate::net::{format_address, spawn_writer, Outbox};
 use crate::scheduler_file::{self, SchedulerFile};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::{self, Role};
+use shoal_comm::coordination::{CoordReply, PLUGIN_DATASET_PREFIX};
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::{
     ClusterStatus, ComputeTask, FromClient, FromWorker, KeyLocation, KeyState, KeyUpdate, ToClient,
@@ -127,9 +131,16 @@ impl Scheduler {
             self.id.clone(),
             events_tx,
         ));
+        let mut core = Core::new(self.options.core.clone());
+        let coord_holder = core.on_client_added();
         let mut state = ServerState {
-            core: Core::new(self.options.core.clone()),
+            core,
             comm: ServerComm::default(),
+            coordination: Coordination::default(),
+            coord_holder,
+            coord_holds: FxHashMap::default(),
+            retirements: Retirements::default(),
+            task_stream: TaskStream::new(Instant::now(), task_stream::CAPACITY),
             id: self.id.clone(),
             address: self.address.clone(),
             heartbeat: self.options.heartbeat,
@@ -137,6 +148,7 @@ impl Scheduler {
             stop: false,
             churn_mark: (0, 0),
             summary: RunSummary::default(),
+            failed_starts: Default::default(),
         };
         let result = state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -161,6 +173,8 @@ enum Event {
     },
     Worker(WorkerId, FromWorker),
     WorkerClosed(WorkerId, String),
+    /// A worker that could not start said why.
+    WorkerStartFailed(shoal_comm::message::StartFailure),
     ClientJoined {
         outbox: Outbox,
         reply: oneshot::Sender<ClientId>,
@@ -230,6 +244,11 @@ async fn worker_connection(
         .map(|m| m.map(|m| m.decode::<FromWorker>()))
     {
         Ok(Some(Ok(FromWorker::Register(r)))) => r,
+        Ok(Some(Ok(FromWorker::StartFailed(failure)))) => {
+            tracing::error!(%peer, worker = %failure.name, host = %failure.host, error = %failure.error, "a worker failed to start");
+            let _ = events.send(Event::WorkerStartFailed(failure));
+            return;
+        }
         other => {
             tracing::warn!(%peer, "worker did not register: {other:?}");
             return;
@@ -312,6 +331,16 @@ async fn client_connection(
 struct ServerState {
     core: Core,
     comm: ServerComm,
+    /// Named variables, queues, events, locks and datasets.
+    coordination: Coordination,
+    /// The core's client on whose behalf the coordination state keeps keys alive.
+    coord_holder: ClientId,
+    /// How many coordination values refer to each key (held once in the core).
+    coord_holds: FxHashMap<String, u32>,
+    /// Workers being retired on a client's request.
+    retirements: Retirements,
+    /// Recent task runs.
+    task_stream: TaskStream,
     id: String,
     address: String,
     heartbeat: Duration,
@@ -321,7 +350,12 @@ struct ServerState {
     churn_mark: (u64, u64),
     /// Names of every worker that registered.
     summary: RunSummary,
+    /// Workers that failed to start, the latest first.
+    failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
 }
+
+/// Start failures kept for `shoal status`.
+const MAX_FAILED_STARTS: usize = 32;
 
 impl ServerState {
     async fn main_loop(
@@ -362,6 +396,7 @@ impl ServerState {
                     for &w in self.core.workers.keys() {
                         self.comm.send_worker(w, ToWorker::Heartbeat);
                     }
+                    self.retirements.progress(&mut self.core, &mut self.comm);
                     self.release_memory_after_churn();
                     // Scanning for unfinished work is only needed with an idle timeout.
                     if let Some(limit) = idle_timeout {
@@ -393,7 +428,21 @@ impl ServerState {
     }
 
     fn is_busy(&self) -> bool {
-        !self.core.clients.is_empty() || self.core.tasks.values().any(|t| t.state.is_unfinished())
+        self.core.clients.keys().any(|c| *c != self.coord_holder)
+            || self.core.tasks.values().any(|t| t.state.is_unfinished())
+    }
+
+    /// The coordination state with the effects it may have on the core and clients.
+    fn coordination(&mut self) -> (&mut Coordination, CoordBridge<'_>) {
+        (
+            &mut self.coordination,
+            CoordBridge {
+                core: &mut self.core,
+                comm: &mut self.comm,
+                holder: self.coord_holder,
+                holds: &mut self.coord_holds,
+            },
+        )
     }
 
     fn handle(&mut self, event: Event) {
@@ -415,6 +464,13 @@ impl ServerState {
                     &mut self.comm,
                 );
                 debug_assert_eq!(assigned, id);
+                if let Some(w) = self.core.workers.get(&id) {
+                    self.task_stream
+                        .on_worker_joined(id, &w.registration.data_address);
+                }
+                if self.coordination.has_dataset_prefix(PLUGIN_DATASET_PREFIX) {
+                    self.comm.send_worker(id, ToWorker::HasPlugins);
+                }
                 let _ = reply.send(id);
             }
             Event::WorkerClosed(id, reason) => {
@@ -423,6 +479,7 @@ impl ServerState {
                     self.summary.workers_lost.push(name);
                 }
                 self.core.on_worker_lost(id, &reason, &mut self.comm);
+                self.task_stream.on_worker_lost(id);
                 self.comm.workers.remove(&id);
             }
             Event::Worker(id, msg) => self.on_worker_message(id, msg, now),
@@ -434,19 +491,29 @@ impl ServerState {
             }
             Event::ClientClosed(id) => {
                 tracing::debug!(client = %id, "client disconnected");
+                let (coordination, mut fx) = self.coordination();
+                coordination.on_client_lost(id, &mut fx);
                 self.core.on_client_lost(id, &mut self.comm);
                 self.comm.clients.remove(&id);
             }
             Event::Client(id, msg, frames) => self.on_client_message(id, msg, frames),
+            Event::WorkerStartFailed(mut failure) => {
+                failure.at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.failed_starts.push_front(failure);
+                self.failed_starts.truncate(MAX_FAILED_STARTS);
+            }
         }
     }
 
     fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
+        self.record_task_stream(id, &msg, now);
         let (core, comm) = (&mut self.core, &mut self.comm);
         core.touch_worker(id, now);
         match msg {
-            FromWorker::Register(_) => {
-                tracing::warn!(worker = %id, "worker registered twice; ignored")
+            FromWorker::Register(_) | FromWorker::StartFailed(_) => {
+                tracing::warn!(worker = %id, "a registered worker registered again or said it failed to start; ignored")
             }
             FromWorker::Started(ids) => core.on_tasks_started(id, &ids, comm),
             FromWorker::Finished(done) => core.on_tasks_finished(id, &done, comm),
@@ -461,7 +528,36 @@ impl ServerState {
             FromWorker::Retiring => core.on_worker_retiring(id, comm),
             FromWorker::Paused(paused) => core.on_worker_paused(id, paused, comm),
             FromWorker::Spilled { ids, on_disk } => core.on_worker_spilled(id, &ids, on_disk),
-            FromWorker::Replicated(ids) => core.on_worker_replicated(id, &ids, comm),
+            FromWorker::Replicated(ids) => {
+                core.on_worker_replicated(id, &ids, comm);
+                if !self.retirements.is_empty() {
+                    self.retirements.on_replicated(&ids);
+                    self.retirements.progress(core, comm);
+                }
+            }
+        }
+    }
+
+    /// Starts and ends of tasks, for the task stream (before the core forgets them).
+    fn record_task_stream(&mut self, worker: WorkerId, msg: &FromWorker, now: Instant) {
+        let ended = |id: TaskId| self.core.tasks.get(&id).map(|t| t.key.clone());
+        match msg {
+            FromWorker::Started(ids) => self.task_stream.on_started(worker, ids, now),
+            FromWorker::Finished(done) => {
+                for f in done {
+                    if let Some(key) = ended(f.id) {
+                        self.task_stream.on_ended(worker, f.id, &key, true, now);
+                    }
+                }
+            }
+            FromWorker::Failed(failed) => {
+                for f in failed {
+                    if let Some(key) = ended(f.id) {
+                        self.task_stream.on_ended(worker, f.id, &key, false, now);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -495,6 +591,66 @@ impl ServerState {
                 self.stop = true;
             }
             FromClient::Heartbeat => {}
+            FromClient::Retry { keys } => self.core.on_retry(&keys, &mut self.comm),
+            FromClient::Coord { request, op } => {
+                let (coordination, mut fx) = self.coordination();
+                coordination.on_request(id, request, op, &mut fx);
+            }
+            FromClient::CoordCancel { request } => {
+                let (coordination, mut fx) = self.coordination();
+                coordination.on_cancel(id, request, &mut fx);
+            }
+            FromClient::Restart {
+                workers,
+                cancel_all,
+            } => self.restart(id, &workers, cancel_all),
+            FromClient::RetireWorkers { workers } => {
+                let ids = self
+                    .retirements
+                    .on_retire(&mut self.core, &workers, &mut self.comm);
+                tracing::info!(client = %id, workers = ?ids, "retiring workers on request");
+            }
+            FromClient::TaskStream {
+                request,
+                since,
+                limit,
+            } => {
+                let records = self.task_stream.since(since, limit as usize);
+                self.comm
+                    .send_client(id, ToClient::TaskStreamReply { request, records });
+            }
+        }
+    }
+
+    /// Restart workers (all when `names` is empty) in their process; with `cancel_all`,
+    /// every key is cancelled first. Restarted workers count as leaving, not dying.
+    fn restart(&mut self, client: ClientId, names: &[String], cancel_all: bool) {
+        if cancel_all {
+            let keys: Vec<String> = self
+                .core
+                .tasks
+                .values()
+                .map(|t| t.key.to_string())
+                .collect();
+            self.core.on_cancel(&keys, &mut self.comm);
+        }
+        let targets: Vec<WorkerId> = self
+            .core
+            .workers
+            .values()
+            .filter(|w| {
+                names.is_empty()
+                    || names.iter().any(|n| {
+                        *n == w.registration.name
+                            || w.registration.data_address.split(' ').any(|a| a == n)
+                    })
+            })
+            .map(|w| w.id)
+            .collect();
+        tracing::info!(client = %client, workers = ?targets, cancel_all, "restarting workers on request");
+        for w in targets {
+            self.core.on_worker_retiring(w, &mut self.comm);
+            self.comm.send_worker(w, ToWorker::Restart);
         }
     }
 
@@ -546,8 +702,9 @@ impl ServerState {
             address: self.address.clone(),
             workers,
             tasks,
-            clients: self.core.clients.len() as u32,
+            clients: self.comm.clients.len() as u32,
             tasks_finished: self.core.finished_count,
+            failed_starts: self.failed_starts.iter().cloned().collect(),
         }
     }
 
@@ -737,6 +894,69 @@ impl Comm for ServerComm {
         if let Some(q) = self.clients.get_mut(&client) {
             q.queue.push(Queued::Other(msg));
         }
+    }
+}
+
+/// The coordination state's effects: replies to clients, and keys kept alive through the
+/// core (once per key, however many values refer to it).
+struct CoordBridge<'a> {
+    core: &'a mut Core,
+    comm: &'a mut ServerComm,
+    holder: ClientId,
+    holds: &'a mut FxHashMap<String, u32>,
+}
+
+impl CoordBridge<'_> {
+    fn want(&mut self, client: ClientId, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .core
+            .on_submit(client, Vec::new(), keys, &[], self.comm)
+        {
+            // The value refers to a result that is gone already (its futures were released).
+            tracing::warn!(client = %client, error = %e, "a coordination value refers to a result no longer in the cluster");
+        }
+    }
+}
+
+impl CoordEffects for CoordBridge<'_> {
+    fn reply(&mut self, client: ClientId, request: u64, reply: CoordReply) {
+        self.comm
+            .send_client(client, ToClient::CoordReply { request, reply });
+    }
+
+    fn hold(&mut self, keys: &[String]) {
+        let mut new = Vec::new();
+        for key in keys {
+            let n = self.holds.entry(key.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                new.push(key.clone());
+            }
+        }
+        self.want(self.holder, new);
+    }
+
+    fn unhold(&mut self, keys: &[String]) {
+        let mut gone = Vec::new();
+        for key in keys {
+            if let Some(n) = self.holds.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.holds.remove(key);
+                    gone.push(key.clone());
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.core.on_release(self.holder, &gone, self.comm);
+        }
+    }
+
+    fn give(&mut self, client: ClientId, keys: &[String]) {
+        self.want(client, keys.to_vec());
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Local {
     ready: BinaryHeap<(i32, Reverse<TaskId>)>,
     /// Running tasks and the resources they hold.
     pub running: FxHashMap<TaskId, (Vec<TaskId>, Vec<Resource>)>,
+    /// Running tasks that left the thread count (`secede`): they take no slot.
+    pub seceded: FxHashSet<TaskId>,
     /// Running tasks the scheduler released: their results are dropped.
     pub discard: FxHashSet<TaskId>,
     pub fetching: FxHashMap<TaskId, Fetch>,
@@ -69,6 +71,7 @@ impl Local {
             tasks: FxHashMap::default(),
             ready: BinaryHeap::new(),
             running: FxHashMap::default(),
+            seceded: FxHashSet::default(),
             discard: FxHashSet::default(),
             fetching: FxHashMap::default(),
             replicas: FxHashMap::default(),
@@ -255,7 +258,7 @@ impl Local {
 
     /// The next ready task whose resources are free, taking a slot and its resources.
     pub fn next_to_run(&mut self) -> Option<(TaskId, LocalTask)> {
-        if self.running.len() >= self.slots as usize {
+        if self.running.len() - self.seceded.len() >= self.slots as usize {
             return None;
         }
         let mut skipped = Vec::new();
@@ -279,6 +282,19 @@ impl Local {
         Some((id, task))
     }
 
+    /// A running task left the thread count (it waits on other tasks): its slot is free,
+    /// its resources stay taken.
+    pub fn secede(&mut self, id: TaskId) {
+        if self.running.contains_key(&id) {
+            self.seceded.insert(id);
+        }
+    }
+
+    /// A seceded task counts against the thread count again.
+    pub fn rejoin(&mut self, id: TaskId) {
+        self.seceded.remove(&id);
+    }
+
     /// A running task ended: give back its thread and resources, drop fetched copies
     /// nobody reads. Returns whether its result should be kept.
     pub fn finished(&mut self, id: TaskId, store: &dyn DataStore) -> bool {
@@ -286,6 +302,7 @@ impl Local {
             return false;
         };
         give_back(&resources, &mut self.free_resources);
+        self.seceded.remove(&id);
         self.forget_inputs(id, &inputs, store);
         self.replicas.remove(&id);
         !self.discard.remove(&id)

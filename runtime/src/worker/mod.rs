@@ -5,9 +5,11 @@
 //! - [`local`]: the worker's own task bookkeeping (inputs, readiness, priorities, resources).
 //! - [`session`]: one connection to the scheduler and the event loop around it.
 //! - [`store`], [`data_server`], [`fetch`]: results, serving them, fetching them.
+//! - [`identity`]: who this worker is, for tasks that talk to the cluster themselves.
 
 pub mod data_server;
 pub mod fetch;
+pub mod identity;
 pub mod local;
 pub mod memory;
 pub mod options;

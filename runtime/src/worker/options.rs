@@ -44,6 +44,9 @@ pub struct WorkerOptions {
     /// Serve peers of the same MPI job over MPI as well (needs an installed
     /// [`shoal_comm::mpi::MpiFabric`]); clients and other jobs keep using TCP.
     pub data_over_mpi: bool,
+    /// Called each time the scheduler accepts this worker's registration (a supervisor
+    /// learns through it that the worker started).
+    pub on_registered: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for WorkerOptions {

@@ -11,7 +11,7 @@ use super::spill::SpillOptions;
 use super::store::{DataStore, Value};
 use super::transfers::Transfers;
 use crate::executor::builtin;
-use crate::executor::pool::{ExecutorPool, Job, JobResult, Runner};
+use crate::executor::pool::{ExecutorPool, Job, JobResult, PoolEvent, Runner};
 use crate::net::{connect, format_address, spawn_writer, Outbox};
 use crate::scheduler_file;
 use anyhow::Context;
@@ -46,6 +46,8 @@ enum SessionEnd {
     /// RSS passed the terminate threshold (this many bytes) with no nanny to restart
     /// the process: the worker restarts itself.
     MemoryExceeded(u64),
+    /// The scheduler asked for a restart (`Client.restart`).
+    Restart,
 }
 
 /// Run a worker until it is told to stop, `stop` resolves, or the scheduler is gone for
@@ -90,7 +92,7 @@ pub async fn run_worker(
             r = connect_scheduler(&options, last_contact) => r,
             () = &mut stop => return Ok(WorkerExit::Shutdown),
         };
-        let (reader, writer, secret) = match connected {
+        let (reader, writer, secret, scheduler_address) = match connected {
             Ok(c) => c,
             Err(e) => {
                 attempt_error = format!("{e:#}");
@@ -122,6 +124,13 @@ pub async fn run_worker(
             ));
             data_server = Some((secret.clone(), handle));
         }
+        super::identity::set(super::identity::WorkerIdentity {
+            name: options.name.clone(),
+            data_address: data_address.clone(),
+            scheduler_address,
+            secret: secret.clone(),
+            nthreads: options.nthreads,
+        });
         let mut session = Session::new(&options, store.clone(), secret, &data_address);
         let end = session.run(reader, writer, &mut stop).await;
         last_contact = session.last_heard;
@@ -134,14 +143,17 @@ pub async fn run_worker(
                 drop(session);
                 store.clear();
             }
-            SessionEnd::MemoryExceeded(rss) => {
-                tracing::error!(
-                    worker = %options.name,
-                    pid = std::process::id(),
-                    rss,
-                    limit = options.memory_limit,
-                    "memory above the terminate threshold: restarting the worker; the scheduler recomputes its results elsewhere"
-                );
+            SessionEnd::MemoryExceeded(_) | SessionEnd::Restart => {
+                if let SessionEnd::MemoryExceeded(rss) = end {
+                    tracing::error!(
+                        worker = %options.name,
+                        pid = std::process::id(),
+                        rss,
+                        limit = options.memory_limit,
+                        "memory above the terminate threshold: restarting the worker; the scheduler recomputes its results elsewhere"
+                    );
+                }
+                // A fresh start in this process: no results, memory handed back.
                 drop(session);
                 store.clear();
                 crate::scheduler::server::release_freed_memory();
@@ -177,7 +189,7 @@ fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc
 async fn connect_scheduler(
     options: &WorkerOptions,
     last_contact: Instant,
-) -> anyhow::Result<(TcpReader, shoal_comm::transport::TcpWriter, Secret)> {
+) -> anyhow::Result<(TcpReader, shoal_comm::transport::TcpWriter, Secret, String)> {
     let remaining = options.death_timeout.saturating_sub(last_contact.elapsed());
     let (address, secret) = match &options.scheduler {
         SchedulerSource::Address { address, secret } => (address.clone(), secret.clone()),
@@ -194,7 +206,7 @@ async fn connect_scheduler(
     let timeout = remaining.clamp(Duration::from_millis(100), Duration::from_secs(10));
     let (reader, writer, _) =
         connect(&address, &secret, Role::Worker, &options.name, timeout).await?;
-    Ok((reader, writer, secret))
+    Ok((reader, writer, secret, address))
 }
 
 fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
@@ -288,7 +300,7 @@ impl<'a> Session<'a> {
         }
         let (from_scheduler, mut inbox) = mpsc::unbounded_channel();
         let reader_task = tokio::spawn(read_scheduler(reader, from_scheduler));
-        let (results_tx, mut results) = mpsc::unbounded_channel::<JobResult>();
+        let (results_tx, mut results) = mpsc::unbounded_channel::<PoolEvent>();
         let runner: Runner = options
             .runner
             .clone()
@@ -319,11 +331,11 @@ impl<'a> Session<'a> {
                         next = inbox.try_recv().ok();
                     }
                 }
-                Some(result) = results.recv() => {
+                Some(event) = results.recv() => {
                     if let Some(local) = local.as_mut() {
-                        self.on_result(result, local);
-                        while let Ok(result) = results.try_recv() {
-                            self.on_result(result, local);
+                        self.on_pool_event(event, local);
+                        while let Ok(event) = results.try_recv() {
+                            self.on_pool_event(event, local);
                         }
                     }
                     // Results can pile up faster than the timer ticks: sample now and then.
@@ -396,6 +408,9 @@ impl<'a> Session<'a> {
                 peers,
             } => {
                 tracing::info!(worker = %id, name = %self.options.name, "registered with the scheduler");
+                if let Some(registered) = &self.options.on_registered {
+                    registered();
+                }
                 *heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(10)));
                 self.peers = peers.into_iter().collect();
                 *local = Some(Local::new(
@@ -468,6 +483,11 @@ impl<'a> Session<'a> {
                 tracing::info!("shutdown requested by the scheduler");
                 return Some(SessionEnd::Shutdown);
             }
+            ToWorker::Restart => {
+                tracing::info!("restart requested by the scheduler: dropping every result");
+                return Some(SessionEnd::Restart);
+            }
+            ToWorker::HasPlugins => super::identity::set_has_plugins(),
         }
         None
     }
@@ -533,6 +553,14 @@ impl<'a> Session<'a> {
             local.fetch_failed(id, self.store.as_ref(), &mut actions);
         }
         self.act(actions, fetch_tx);
+    }
+
+    fn on_pool_event(&mut self, event: PoolEvent, local: &mut Local) {
+        match event {
+            PoolEvent::Done(result) => self.on_result(result, local),
+            PoolEvent::Seceded(id) => local.secede(id),
+            PoolEvent::Rejoined(id) => local.rejoin(id),
+        }
     }
 
     fn on_result(&mut self, result: JobResult, local: &mut Local) {

@@ -47,7 +47,7 @@ pub struct ParamArgs {
     #[arg(long)]
     pub cores: Option<String>,
     /// Memory per job, e.g. 100GB (decimal) or 96GiB (binary) (= --param memory=M).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Walltime, HH:MM:SS (LSF HH:MM) (= --param walltime=T).
     #[arg(long)]
@@ -71,7 +71,7 @@ pub struct ScriptArgs {
     #[arg(long)]
     pub scheduler_file: Option<PathBuf>,
     /// Number of worker jobs, as one array.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = crate::parse::count)]
     pub jobs: u32,
     /// Print the scheduler job's script instead.
     #[arg(long, conflicts_with = "jobs")]
@@ -90,7 +90,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub scheduler_file: PathBuf,
     /// Number of worker jobs, submitted as one array.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = crate::parse::count)]
     pub jobs: u32,
     /// Submit the scheduler itself as a batch job (`shoal scheduler --scheduler-file F`).
     #[arg(long, conflicts_with = "jobs")]

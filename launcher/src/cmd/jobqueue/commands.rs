@@ -173,6 +173,16 @@ fn validate(
     out.warnings
         .extend(deprecations.iter().map(ToString::to_string));
     let valid = params.validate(system).map_err(jq)?;
+    let per_worker = valid.worker_memory().bytes();
+    let minimum = crate::settings::worker::MIN_MEMORY_LIMIT;
+    if !scheduler_job && per_worker < minimum {
+        bail!(
+            "memory {} for {} worker process(es) gives each {per_worker} bytes, below the {} MiB a worker needs to start; give more memory per job or fewer processes",
+            valid.memory(),
+            valid.processes(),
+            minimum >> 20
+        );
+    }
     out.warnings.extend(valid.warnings().iter().cloned());
     Ok(valid)
 }

@@ -228,6 +228,90 @@ fn explicit_base(
     Ok((path.into(), kind))
 }
 
+/// Checks, without creating anything, that `path` can become a base directory for scratch
+/// space: it is a writable directory, or the first of its ancestors that exists is, and that
+/// directory is not on a network file system unless `allow_network`. Commands run this
+/// before they start any process, so that a worker never fails on its directory later.
+///
+/// # Errors
+/// The [`ScratchError`] [`choose_base`] would return for `path`.
+pub fn check_base(path: &Path, allow_network: bool) -> Result<FsKind, ScratchError> {
+    check_base_with(path, allow_network, FsKind::of)
+}
+
+fn check_base_with(
+    path: &Path,
+    allow_network: bool,
+    kind_of: impl Fn(&Path) -> io::Result<FsKind>,
+) -> Result<FsKind, ScratchError> {
+    let mut existing = path;
+    loop {
+        match fs::metadata(existing) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => {
+                return Err(ScratchError::Create {
+                    path: path.into(),
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} is not a directory", existing.display()),
+                    ),
+                })
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match existing.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(parent) => existing = parent,
+                    None => {
+                        existing = Path::new(".");
+                        break;
+                    }
+                }
+            }
+            Err(source) => {
+                return Err(ScratchError::Create {
+                    path: path.into(),
+                    source,
+                })
+            }
+        }
+    }
+    let kind = kind_of(existing).map_err(|source| ScratchError::FsType {
+        path: path.into(),
+        source,
+    })?;
+    if kind.is_network() && !allow_network {
+        return Err(ScratchError::NetworkFileSystem {
+            path: path.into(),
+            kind,
+        });
+    }
+    probe_writable(existing).map_err(|source| {
+        if existing == path {
+            ScratchError::NotWritable {
+                path: path.into(),
+                source,
+            }
+        } else {
+            ScratchError::Create {
+                path: path.into(),
+                source: io::Error::new(
+                    source.kind(),
+                    format!(
+                        "{} cannot be written ({})",
+                        existing.display(),
+                        source.kind()
+                    ),
+                ),
+            }
+        }
+    })?;
+    Ok(kind)
+}
+
 /// The first of `paths` that is a writable directory not on a network file system.
 fn first_usable(
     paths: &[PathBuf],
@@ -532,6 +616,30 @@ mod tests {
 
     fn nfs(_: &Path) -> io::Result<FsKind> {
         Ok(FsKind::from_magic(0x6969))
+    }
+
+    #[test]
+    fn bases_are_checked_without_creating_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("new/base");
+        assert!(!check_base(&base, false).unwrap().is_network());
+        assert!(!dir.path().join("new").exists(), "nothing is created");
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        let e = check_base(&file.join("sub"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a directory") && e.contains("--local-directory"),
+            "{e}"
+        );
+        let e = check_base_with(&base, false, nfs).unwrap_err().to_string();
+        assert!(e.contains("--allow-network-spill"), "{e}");
+        assert!(check_base_with(&base, true, nfs).is_ok());
+        let e = check_base(Path::new("/proc/nope"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/proc/nope"), "{e}");
     }
 
     #[test]

@@ -19,5 +19,5 @@
 mod directory;
 mod fs_kind;
 
-pub use directory::{candidates, choose_base, Rejected, ScratchError, WorkerDir};
+pub use directory::{candidates, check_base, choose_base, Rejected, ScratchError, WorkerDir};
 pub use fs_kind::FsKind;
