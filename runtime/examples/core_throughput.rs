@@ -53,7 +53,7 @@ fn run(name: &str, tasks: Vec<TaskSpec>, wants: Vec<String>) {
     let start = Instant::now();
     core.on_submit(client, tasks, wants.clone(), &[], &mut comm)
         .expect("valid graph");
-    core.schedule(&mut comm);
+    while core.schedule(&mut comm) {}
     while !comm.computes.is_empty() {
         let batch = std::mem::take(&mut comm.computes);
         for chunk in batch.chunk_by(|a, b| a.0 == b.0) {
@@ -63,10 +63,11 @@ fn run(name: &str, tasks: Vec<TaskSpec>, wants: Vec<String>) {
                 .collect();
             core.on_tasks_finished(chunk[0].0, &done, &mut comm);
         }
-        core.schedule(&mut comm);
+        while core.schedule(&mut comm) {}
     }
     let compute = start.elapsed();
     core.on_release(client, &wants, &mut comm);
+    while core.schedule(&mut comm) {}
     let total = start.elapsed();
     assert_eq!(comm.updates, wants.len(), "every wanted key finished");
     assert!(core.tasks.is_empty(), "everything released");

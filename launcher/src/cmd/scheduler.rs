@@ -74,6 +74,7 @@ pub fn options_with_secret(
         core: CoreConfig {
             allowed_failures: tuning.allowed_failures,
             worker_timeout: tuning.worker_timeout,
+            ..CoreConfig::default()
         },
     })
 }

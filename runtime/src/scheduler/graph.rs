@@ -1,15 +1,32 @@
-//! Accepting a submitted graph: validation, then insertion in topological order.
+//! Accepting a submitted graph: validation, then insertion in topological order, one
+//! bounded slice at a time (a [`Submission`] in progress), so a graph of millions of tasks
+//! never stops the scheduler from answering anyone.
 //!
 //! A submission is all or nothing: every check runs before the first task is inserted.
+//! Submissions are accepted one after another, in arrival order. While one is accepted,
+//! the existing tasks it refers to are pinned (counted as one more pending dependent) so
+//! that nothing releases or forgets them between slices.
+//!
+//! New tasks are inserted released, then the wants are recorded, then the new tasks are
+//! activated in reverse topological order: a task is put on its way to memory only once
+//! every new task that reads it is, so a result never finishes before the tasks needing
+//! it are known. Tasks with every input at hand are made ready last, in topological order,
+//! so root tasks of equal priority are released in submission order.
+//!
+//! Submissions are [`Job`]s: releases and cancels arriving meanwhile wait behind them,
+//! so they apply to what was submitted before them.
 
 use super::comm::Comm;
 use super::core::Core;
+use super::jobs::Job;
 use super::task::{Constraints, Task, TaskState};
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use shoal_comm::ids::{ClientId, TaskId};
-use shoal_comm::message::{KeyState, KeyUpdate, TaskSpec};
+use shoal_comm::message::{KeyState, KeyUpdate, TaskSpec, ToClient};
 use smallvec::SmallVec;
+use std::hash::BuildHasher;
 
 /// Why a submission was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,8 +68,143 @@ pub enum GraphError {
     EmptyKey,
 }
 
+/// Where a submission is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Keys, payload indices and resource amounts, one spec at a time.
+    Check,
+    /// Every wanted key exists.
+    Wants,
+    /// Inputs resolved: new ones counted for the topological order, existing ones pinned.
+    Count,
+    /// Prefix sums of the new dependents per spec.
+    Offsets,
+    /// The new dependents of every spec.
+    Fill,
+    /// Specs without new inputs start the order.
+    Roots,
+    /// Kahn's algorithm.
+    Order,
+    /// Tasks inserted (released) in topological order.
+    Insert,
+    /// The client's wants recorded.
+    Want,
+    /// The submitted keys freed, a few at a time (freeing millions of strings at once
+    /// would be a long step of its own).
+    Free,
+    /// New tasks that wait for inputs put on their way, dependents first.
+    Activate,
+    /// New tasks with every input at hand made ready, in submission order.
+    Ready,
+    /// Existing inputs released earlier recomputed, pins dropped.
+    Unpin,
+    /// New tasks nobody needs dropped again.
+    Drop,
+}
+
+/// A graph being accepted; see the module documentation.
+#[derive(Debug)]
+pub struct Submission {
+    client: ClientId,
+    /// Answer the client with `SubmitReply` through `Comm` at the end (server use).
+    request: Option<u64>,
+    specs: Vec<TaskSpec>,
+    wants: Vec<String>,
+    frames: Vec<Bytes>,
+    phase: Phase,
+    pos: usize,
+    /// Spec indices by key.
+    index: HashTable<u32>,
+    /// New inputs per spec not yet ordered (Kahn's algorithm).
+    missing: Vec<u32>,
+    /// Dependents among the new specs: those of spec `i` are
+    /// `targets[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+    /// Insertion order (inputs first).
+    order: Vec<u32>,
+    /// The task of each spec once inserted (or found already in the cluster).
+    ids: Vec<TaskId>,
+    /// New tasks, in insertion order.
+    inserted: Vec<TaskId>,
+    /// Existing tasks this submission refers to, pinned until the end.
+    pinned: Vec<TaskId>,
+    /// Specs whose key was already in the cluster (their task is reused).
+    reused: rustc_hash::FxHashSet<u32>,
+    /// The outcome, for synchronous callers.
+    result: Option<Result<(), GraphError>>,
+}
+
+fn key_hash(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+impl Submission {
+    fn new(
+        client: ClientId,
+        request: Option<u64>,
+        specs: Vec<TaskSpec>,
+        wants: Vec<String>,
+        frames: Vec<Bytes>,
+    ) -> Self {
+        let n = specs.len();
+        Submission {
+            client,
+            request,
+            specs,
+            wants,
+            frames,
+            phase: Phase::Check,
+            pos: 0,
+            index: HashTable::with_capacity(n),
+            missing: vec![0; n],
+            offsets: vec![0; n + 1],
+            targets: Vec::new(),
+            order: Vec::with_capacity(n),
+            ids: Vec::new(),
+            inserted: Vec::with_capacity(n),
+            pinned: Vec::new(),
+            reused: Default::default(),
+            result: None,
+        }
+    }
+
+    /// The spec index of a key of this submission.
+    fn find(&self, key: &str) -> Option<usize> {
+        self.index
+            .find(key_hash(key), |&i| self.specs[i as usize].key == key)
+            .map(|&i| i as usize)
+    }
+
+    /// The client submitting.
+    pub fn client(&self) -> ClientId {
+        self.client
+    }
+
+    /// Spec `i` was inserted as a new task (not reused).
+    fn inserted_new(&self, i: usize) -> bool {
+        !self.reused.contains(&(i as u32))
+    }
+
+    /// Existing tasks pinned by this submission, with multiplicity (for `sanity_check`).
+    pub(crate) fn pins(&self) -> &[TaskId] {
+        if self.phase >= Phase::Count {
+            &self.pinned
+        } else {
+            &[]
+        }
+    }
+
+    /// New tasks may be released while their dependents are already waiting (activation
+    /// runs dependents first).
+    pub(crate) fn activating(&self) -> bool {
+        matches!(self.phase, Phase::Activate | Phase::Ready | Phase::Unpin)
+    }
+}
+
 impl Core {
-    /// Add a client's graph and its wants. Nothing is added if anything is wrong.
+    /// Add a client's graph and its wants, all at once. Nothing is added if anything is
+    /// wrong. Submissions queued with [`Core::on_submit_request`] are accepted first.
     ///
     /// # Errors
     /// See [`GraphError`]; each names the offending key.
@@ -64,67 +216,385 @@ impl Core {
         frames: &[Bytes],
         comm: &mut impl Comm,
     ) -> Result<(), GraphError> {
-        let order = self.validate(&specs, &wants, frames)?;
-        let mut new_ids: FxHashMap<&str, TaskId> = FxHashMap::default();
-        new_ids.reserve(order.len());
-        let mut inserted = Vec::with_capacity(order.len());
-        for index in order {
-            let spec = &specs[index];
-            if self.tasks.find(&spec.key).is_some() {
-                continue; // same key already in the cluster: reuse it
+        let mut budget = usize::MAX;
+        self.jobs_slice(&mut budget, comm);
+        self.jobs.push_back(Job::Submit(Box::new(Submission::new(
+            client,
+            None,
+            specs,
+            wants,
+            frames.to_vec(),
+        ))));
+        loop {
+            let mut budget = usize::MAX;
+            if let Some(result) = self.submission_step(&mut budget, comm) {
+                return result;
             }
-            let deps: Box<[TaskId]> = spec
-                .deps
-                .iter()
-                .map(|d| {
-                    new_ids
-                        .get(d.as_str())
-                        .copied()
-                        .or_else(|| self.tasks.find(d))
-                        .expect("validated: every dependency exists")
-                })
-                .collect();
-            let constraints = (!spec.resources.is_empty() || !spec.workers.is_empty()).then(|| {
-                Box::new(Constraints {
-                    resources: spec.resources.clone(),
-                    workers: spec.workers.clone(),
-                })
-            });
-            let id = self.tasks.insert(Task {
-                key: spec.key.as_str().into(),
-                state: TaskState::Released,
-                deps,
-                dependents: Vec::new(),
-                pending_dependents: 0,
-                missing_deps: 0,
-                wanted_by: SmallVec::new(),
-                kind: spec.kind,
-                payload: spec.payload.map(|i| frames[i as usize].clone()),
-                priority: spec.priority,
-                retries_left: spec.retries,
-                worker_deaths: 0,
-                size: 0,
-                constraints,
-            });
-            new_ids.insert(spec.key.as_str(), id);
-            let deps = std::mem::take(&mut self.task_mut(id).deps);
-            for dep in deps.iter() {
-                self.task_mut(*dep).dependents.push(id);
+        }
+    }
+
+    /// Queue a client's graph to be accepted slice by slice by [`Core::schedule`]; the
+    /// client gets `SubmitReply { request, error }` when it is in (or refused).
+    pub fn on_submit_request(
+        &mut self,
+        client: ClientId,
+        request: u64,
+        specs: Vec<TaskSpec>,
+        wants: Vec<String>,
+        frames: Vec<Bytes>,
+    ) {
+        self.jobs.push_back(Job::Submit(Box::new(Submission::new(
+            client,
+            Some(request),
+            specs,
+            wants,
+            frames,
+        ))));
+    }
+
+    /// Advance the first job, a submission, within `budget`; returns its outcome once it
+    /// is done (and removed).
+    pub(crate) fn submission_step(
+        &mut self,
+        budget: &mut usize,
+        comm: &mut impl Comm,
+    ) -> Option<Result<(), GraphError>> {
+        let Some(Job::Submit(mut job)) = self.jobs.pop_front() else {
+            unreachable!("the first job is a submission");
+        };
+        if let Err(e) = self.advance(&mut job, budget, comm) {
+            self.unpin(&mut job, comm);
+            job.result = Some(Err(e));
+        }
+        let Some(result) = job.result.take() else {
+            self.jobs.push_front(Job::Submit(job));
+            return None;
+        };
+        match &result {
+            Ok(()) => {
+                tracing::debug!(client = %job.client, tasks = job.specs.len(), "graph accepted")
             }
-            self.task_mut(id).deps = deps;
-            inserted.push(id);
+            Err(e) => tracing::warn!(client = %job.client, error = %e, "refused a graph"),
         }
-        for key in &wants {
-            let id = self
-                .tasks
-                .find(key)
-                .expect("validated: every wanted key exists");
-            self.add_want(client, id, comm);
+        if let Some(request) = job.request {
+            let error = result.as_ref().err().map(|e| e.to_string());
+            comm.send_client(job.client, ToClient::SubmitReply { request, error });
         }
-        // New tasks nobody wants and nothing needs are dropped again by settle.
-        self.mark_dirty(inserted);
         self.settle(comm);
+        Some(result)
+    }
+
+    /// Run phases of `job` until the budget is spent or it is done (`job.result` set).
+    fn advance(
+        &mut self,
+        job: &mut Submission,
+        budget: &mut usize,
+        comm: &mut impl Comm,
+    ) -> Result<(), GraphError> {
+        let n = job.specs.len();
+        while *budget > 0 && job.result.is_none() {
+            let i = job.pos;
+            // Each arm does one unit of work, or moves to the next phase.
+            match job.phase {
+                Phase::Check if i < n => {
+                    self.check_spec(job, i)?;
+                    job.pos += 1;
+                }
+                Phase::Wants if i < job.wants.len() => {
+                    let key = &job.wants[i];
+                    if job.find(key).is_none() && self.tasks.find(key).is_none() {
+                        return Err(GraphError::UnknownWanted(key.clone()));
+                    }
+                    job.pos += 1;
+                }
+                Phase::Count if i < n => {
+                    for d in 0..job.specs[i].deps.len() {
+                        let dep = &job.specs[i].deps[d];
+                        if let Some(j) = job.find(dep) {
+                            job.missing[i] += 1;
+                            job.offsets[j + 1] += 1;
+                        } else if let Some(id) = self.tasks.find(dep) {
+                            self.pin(job, id);
+                        } else {
+                            return Err(GraphError::UnknownDependency {
+                                task: job.specs[i].key.clone(),
+                                dep: dep.clone(),
+                            });
+                        }
+                    }
+                    job.pos += 1;
+                }
+                Phase::Offsets if i < n => {
+                    let end = (i + 4096).min(n);
+                    for k in i..end {
+                        job.offsets[k + 1] += job.offsets[k];
+                    }
+                    job.pos = end;
+                }
+                Phase::Fill if i < n => {
+                    if i == 0 {
+                        job.targets = vec![0; job.offsets[n] as usize];
+                    }
+                    for d in 0..job.specs[i].deps.len() {
+                        if let Some(j) = job.find(&job.specs[i].deps[d]) {
+                            // offsets[j] is the next free slot of j until Roots restores it.
+                            job.targets[job.offsets[j] as usize] = i as u32;
+                            job.offsets[j] += 1;
+                        }
+                    }
+                    job.pos += 1;
+                }
+                Phase::Roots if i < n => {
+                    if job.missing[i] == 0 {
+                        job.order.push(i as u32);
+                    }
+                    job.pos += 1;
+                }
+                Phase::Order if i < job.order.len() => {
+                    let at = job.order[i] as usize;
+                    let start = if at == 0 { 0 } else { job.offsets[at - 1] };
+                    for k in start..job.offsets[at] {
+                        let d = job.targets[k as usize] as usize;
+                        job.missing[d] -= 1;
+                        if job.missing[d] == 0 {
+                            job.order.push(d as u32);
+                        }
+                    }
+                    job.pos += 1;
+                }
+                Phase::Insert if i < n => {
+                    self.insert_spec(job, job.order[i] as usize);
+                    job.pos += 1;
+                }
+                Phase::Want if i < job.wants.len() => {
+                    let key = std::mem::take(&mut job.wants[i]);
+                    match job.find(&key) {
+                        Some(j) if job.inserted_new(j) => {
+                            let alive = self.clients.contains_key(&job.client);
+                            let task = self.task_mut(job.ids[j]);
+                            if alive && !task.wanted_by.contains(&job.client) {
+                                task.wanted_by.push(job.client);
+                            }
+                        }
+                        found => {
+                            let id = found
+                                .map(|j| job.ids[j])
+                                .or_else(|| self.tasks.find(&key))
+                                .expect("validated: every wanted key exists");
+                            self.add_want(job.client, id, comm);
+                        }
+                    }
+                    job.pos += 1;
+                }
+                Phase::Free if i < n => {
+                    job.specs[i].key = String::new();
+                    job.pos += 1;
+                }
+                Phase::Activate if i < job.inserted.len() => {
+                    let id = job.inserted[job.inserted.len() - 1 - i];
+                    self.activate(id, false, comm);
+                    job.pos += 1;
+                }
+                Phase::Ready if i < job.inserted.len() => {
+                    self.activate(job.inserted[i], true, comm);
+                    job.pos += 1;
+                }
+                Phase::Unpin if i < job.pinned.len() => {
+                    let id = job.pinned[i];
+                    if self.task(id).state == TaskState::Released && self.task(id).is_needed() {
+                        self.revive(id, comm);
+                    }
+                    job.pos += 1;
+                }
+                Phase::Drop if i < job.inserted.len() => {
+                    let id = job.inserted[i];
+                    if self.tasks.get(&id).is_some_and(|t| !t.is_needed()) {
+                        self.mark_dirty([id]);
+                    }
+                    job.pos += 1;
+                }
+                phase => {
+                    // The phase is complete.
+                    job.pos = 0;
+                    job.phase = match phase {
+                        Phase::Check => Phase::Wants,
+                        Phase::Wants => Phase::Count,
+                        Phase::Count => Phase::Offsets,
+                        Phase::Offsets => Phase::Fill,
+                        Phase::Fill => {
+                            // Fill advanced each offset to the end of its range: now
+                            // offsets[j] ends the dependents of j (and starts j + 1's).
+                            job.offsets.pop();
+                            Phase::Roots
+                        }
+                        Phase::Roots => Phase::Order,
+                        Phase::Order => {
+                            if job.order.len() < n {
+                                return Err(GraphError::Cycle(find_cycle(job)));
+                            }
+                            job.missing = Vec::new();
+                            job.offsets = Vec::new();
+                            job.targets = Vec::new();
+                            job.ids = vec![TaskId(0); n];
+                            self.tasks.reserve(n);
+                            Phase::Insert
+                        }
+                        Phase::Insert => {
+                            job.order = Vec::new();
+                            Phase::Want
+                        }
+                        Phase::Want => {
+                            job.index = HashTable::new();
+                            Phase::Free
+                        }
+                        Phase::Free => Phase::Activate,
+                        Phase::Activate => Phase::Ready,
+                        Phase::Ready => Phase::Unpin,
+                        Phase::Unpin => {
+                            self.unpin(job, comm);
+                            Phase::Drop
+                        }
+                        Phase::Drop => {
+                            job.result = Some(Ok(()));
+                            Phase::Drop
+                        }
+                    };
+                }
+            }
+            *budget -= 1;
+        }
         Ok(())
+    }
+
+    fn check_spec(&self, job: &mut Submission, i: usize) -> Result<(), GraphError> {
+        let spec = &job.specs[i];
+        if spec.key.is_empty() {
+            return Err(GraphError::EmptyKey);
+        }
+        if job.find(&spec.key).is_some() {
+            return Err(GraphError::DuplicateKey(spec.key.clone()));
+        }
+        if let Some(p) = spec.payload {
+            if p as usize >= job.frames.len() {
+                return Err(GraphError::BadPayload {
+                    task: spec.key.clone(),
+                    index: p,
+                    frames: job.frames.len(),
+                });
+            }
+        }
+        if let Some(r) = spec
+            .resources
+            .iter()
+            .find(|r| !(r.amount.is_finite() && r.amount > 0.0))
+        {
+            return Err(GraphError::BadResource {
+                task: spec.key.clone(),
+                name: r.name.clone(),
+                amount: r.amount,
+            });
+        }
+        let specs = &job.specs;
+        job.index
+            .insert_unique(key_hash(&spec.key), i as u32, |&k| {
+                key_hash(&specs[k as usize].key)
+            });
+        Ok(())
+    }
+
+    fn pin(&mut self, job: &mut Submission, id: TaskId) {
+        self.task_mut(id).pending_dependents += 1;
+        job.pinned.push(id);
+    }
+
+    /// Drop the pins of `job` (once: the list is emptied).
+    fn unpin(&mut self, job: &mut Submission, comm: &mut impl Comm) {
+        for id in std::mem::take(&mut job.pinned) {
+            let task = self.task_mut(id);
+            task.pending_dependents -= 1;
+            if !task.is_needed() {
+                self.mark_dirty([id]);
+            }
+        }
+        self.settle(comm);
+    }
+
+    /// Insert spec `i` released (or reuse the task already under its key).
+    fn insert_spec(&mut self, job: &mut Submission, i: usize) {
+        if let Some(existing) = self.tasks.find(&job.specs[i].key) {
+            job.ids[i] = existing; // same key already in the cluster: reuse it
+            job.reused.insert(i as u32);
+            self.pin(job, existing);
+            return;
+        }
+        let deps: Box<[TaskId]> = job.specs[i]
+            .deps
+            .iter()
+            .map(|d| {
+                job.find(d)
+                    .map(|k| job.ids[k])
+                    .or_else(|| self.tasks.find(d))
+                    .expect("validated and pinned: every dependency exists")
+            })
+            .collect();
+        let spec = &mut job.specs[i];
+        let constraints = (!spec.resources.is_empty() || !spec.workers.is_empty()).then(|| {
+            Box::new(Constraints {
+                resources: std::mem::take(&mut spec.resources),
+                workers: std::mem::take(&mut spec.workers),
+            })
+        });
+        let payload = spec.payload.map(|p| job.frames[p as usize].clone());
+        spec.deps = Vec::new(); // resolved: freed now rather than all at the end
+        let id = self.tasks.insert(Task {
+            key: spec.key.as_str().into(),
+            state: TaskState::Released,
+            deps,
+            dependents: Vec::new(),
+            pending_dependents: 0,
+            missing_deps: 0,
+            wanted_by: SmallVec::new(),
+            kind: spec.kind,
+            payload,
+            priority: spec.priority,
+            retries_left: spec.retries,
+            worker_deaths: 0,
+            size: 0,
+            constraints,
+        });
+        job.ids[i] = id;
+        let deps = std::mem::take(&mut self.task_mut(id).deps);
+        for dep in deps.iter() {
+            self.task_mut(*dep).dependents.push(id);
+        }
+        self.task_mut(id).deps = deps;
+        job.inserted.push(id);
+    }
+
+    /// Put a new (released) task on its way to memory if anything needs it: its new
+    /// dependents are active already; inputs still released wait for their activation.
+    /// Unless `ready_too`, a task with every input at hand is left for the ready pass.
+    fn activate(&mut self, id: TaskId, ready_too: bool, comm: &mut impl Comm) {
+        let task = self.task(id);
+        if task.state != TaskState::Released || !task.is_needed() {
+            return;
+        }
+        let mut missing = 0;
+        let mut erred = None;
+        for d in task.deps.iter() {
+            match &self.task(*d).state {
+                TaskState::Memory(_) => {}
+                TaskState::Erred(e) => erred = Some(e.clone()),
+                _ => missing += 1,
+            }
+        }
+        if let Some(err) = erred {
+            self.fail_with_dependents(id, err, comm);
+            return;
+        }
+        if missing > 0 || ready_too {
+            self.await_inputs(id, missing, comm);
+        }
     }
 
     /// `client` holds a future on `id`: keep it and its lineage alive and report its end.
@@ -153,94 +623,16 @@ impl Core {
             _ => {}
         }
     }
-
-    /// Check a submission and return the order in which to insert it (inputs first).
-    fn validate(
-        &self,
-        specs: &[TaskSpec],
-        wants: &[String],
-        frames: &[Bytes],
-    ) -> Result<Vec<usize>, GraphError> {
-        let mut index: FxHashMap<&str, usize> = FxHashMap::default();
-        index.reserve(specs.len());
-        for (i, spec) in specs.iter().enumerate() {
-            if spec.key.is_empty() {
-                return Err(GraphError::EmptyKey);
-            }
-            if index.insert(spec.key.as_str(), i).is_some() {
-                return Err(GraphError::DuplicateKey(spec.key.clone()));
-            }
-            if let Some(p) = spec.payload {
-                if p as usize >= frames.len() {
-                    return Err(GraphError::BadPayload {
-                        task: spec.key.clone(),
-                        index: p,
-                        frames: frames.len(),
-                    });
-                }
-            }
-            if let Some(r) = spec
-                .resources
-                .iter()
-                .find(|r| !(r.amount.is_finite() && r.amount > 0.0))
-            {
-                return Err(GraphError::BadResource {
-                    task: spec.key.clone(),
-                    name: r.name.clone(),
-                    amount: r.amount,
-                });
-            }
-        }
-        for key in wants {
-            if !index.contains_key(key.as_str()) && self.tasks.find(key).is_none() {
-                return Err(GraphError::UnknownWanted(key.clone()));
-            }
-        }
-        // Kahn's algorithm over the new tasks (existing tasks cannot depend on new ones).
-        let mut missing = vec![0u32; specs.len()];
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
-        for (i, spec) in specs.iter().enumerate() {
-            for dep in &spec.deps {
-                match index.get(dep.as_str()) {
-                    Some(&j) => {
-                        missing[i] += 1;
-                        dependents[j].push(i);
-                    }
-                    None if self.tasks.find(dep).is_some() => {}
-                    None => {
-                        return Err(GraphError::UnknownDependency {
-                            task: spec.key.clone(),
-                            dep: dep.clone(),
-                        })
-                    }
-                }
-            }
-        }
-        let mut order: Vec<usize> = (0..specs.len()).filter(|&i| missing[i] == 0).collect();
-        let mut next = 0;
-        while next < order.len() {
-            let i = order[next];
-            next += 1;
-            for &d in &dependents[i] {
-                missing[d] -= 1;
-                if missing[d] == 0 {
-                    order.push(d);
-                }
-            }
-        }
-        if order.len() < specs.len() {
-            return Err(GraphError::Cycle(find_cycle(specs, &index, &missing)));
-        }
-        Ok(order)
-    }
 }
 
-/// Walk from a task left over by Kahn's algorithm until a key repeats.
-fn find_cycle(specs: &[TaskSpec], index: &FxHashMap<&str, usize>, missing: &[u32]) -> Vec<String> {
+/// Walk from a spec left over by Kahn's algorithm until a key repeats.
+fn find_cycle(job: &Submission) -> Vec<String> {
+    let specs = &job.specs;
+    let missing = &job.missing;
     let Some(mut at) = (0..specs.len()).find(|&i| missing[i] > 0) else {
         return Vec::new();
     };
-    let mut seen: FxHashMap<usize, usize> = FxHashMap::default();
+    let mut seen: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
     let mut path = Vec::new();
     loop {
         if let Some(&start) = seen.get(&at) {
@@ -256,7 +648,7 @@ fn find_cycle(specs: &[TaskSpec], index: &FxHashMap<&str, usize>, missing: &[u32
         let Some(next) = specs[at]
             .deps
             .iter()
-            .filter_map(|d| index.get(d.as_str()).copied())
+            .filter_map(|d| job.find(d))
             .find(|&j| missing[j] > 0)
         else {
             return path.iter().map(|&i| specs[i].key.clone()).collect();

@@ -2,9 +2,12 @@
 //! in), and the server that feeds it from the network.
 //!
 //! - [`core`]: state and the transitions that keep it consistent.
-//! - [`graph`]: accepting submitted graphs.
+//! - [`graph`]: accepting submitted graphs, in slices.
+//! - [`jobs`]: long client requests (graphs, releases, cancels) done in slices, in order.
 //! - [`reactor`]: worker and client events.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
+//! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
+//! - [`root_queue`]: ready tasks without inputs waiting for a free worker slot.
 //! - [`retry`]: computing failed keys again.
 //! - [`retirement`]: retiring workers without losing their results.
 //! - [`task_stream`]: which worker ran which task, when.
@@ -16,15 +19,18 @@ pub mod comm;
 pub mod coordination;
 pub mod core;
 pub mod graph;
+pub mod jobs;
 pub mod placement;
 pub mod reactor;
 pub mod retirement;
 pub mod retry;
+pub mod root_queue;
 pub mod server;
 pub mod task;
 pub mod task_map;
 pub mod task_stream;
 pub mod worker;
+pub mod worker_index;
 
 #[cfg(test)]
 mod tests;

@@ -1,35 +1,100 @@
-//! Placing ready tasks on workers (data locality, then load) and stealing queued work
-//! for idle workers.
+//! Placing ready tasks on workers (data locality, then load), releasing queued root tasks
+//! as worker slots free up, and stealing queued work for idle workers. Nothing here scans
+//! the workers: candidates come from the holders of a task's inputs and from the
+//! [`WorkerIndex`](super::worker_index::WorkerIndex).
 
 use super::comm::Comm;
 use super::core::Core;
 use super::task::TaskState;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::{TaskId, WorkerId};
-use shoal_comm::message::{ComputeTask, Input, TaskError};
+use shoal_comm::message::{ComputeTask, ExecutorKind, Input, TaskError, ToWorker};
+use smallvec::SmallVec;
 
 /// Most tasks one steal round moves to one idle worker.
 const MAX_STEAL_PER_WORKER: usize = 256;
 
 impl Core {
-    /// Place every ready task.
-    pub fn schedule(&mut self, comm: &mut impl Comm) {
-        if self.ready.is_empty() {
-            return;
-        }
-        let ready = std::mem::take(&mut self.ready);
+    /// One bounded slice of pending work: a piece of a submission being accepted, ready
+    /// tasks placed, queued root tasks released to workers with free slots. Returns
+    /// whether work remains (call again, after answering other events).
+    pub fn schedule(&mut self, comm: &mut impl Comm) -> bool {
+        let mut budget = self.config.slice_budget.max(1);
+        let mut more = self.settle_within(&mut budget, comm);
+        more |= self.jobs_slice(&mut budget, comm);
         let mut local_bytes: FxHashMap<WorkerId, u64> = FxHashMap::default();
-        for id in ready {
-            match self.tasks.get(&id) {
-                Some(t) if t.state == TaskState::Ready => {}
-                _ => continue,
+        while budget > 0 {
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            budget -= 1;
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
+            if task.state != TaskState::Ready {
+                continue;
+            }
+            if task.deps.is_empty() && task.constraints.is_none() {
+                let (kind, priority) = (task.kind, task.priority);
+                self.root_queue.push(kind, priority, id);
+                continue;
             }
             match self.choose_worker(id, &mut local_bytes) {
                 Some(w) => self.assign(id, w, comm),
                 None => self.no_worker_fits(id, comm),
             }
         }
-        self.settle(comm);
+        more |= !self.ready.is_empty();
+        more |= self.release_roots(&mut budget, comm);
+        more |= self.settle_within(&mut budget.max(1), comm);
+        more || !self.ready.is_empty()
+    }
+
+    /// Most tasks a worker with `nthreads` threads gets while root tasks are queued.
+    pub fn saturation_limit(&self, nthreads: u32) -> u32 {
+        let limit = (f64::from(nthreads.max(1)) * self.config.worker_saturation).ceil();
+        let by_threads = if limit.is_nan() || limit >= f64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            limit as u32
+        };
+        by_threads.max(self.config.min_worker_queue).max(1)
+    }
+
+    /// Send queued root tasks to the least loaded workers while they are below their
+    /// saturation limit. Returns whether the budget ran out with work left.
+    fn release_roots(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
+        let kinds: SmallVec<[ExecutorKind; 4]> = self.root_queue.kinds().collect();
+        for kind in kinds {
+            while let Some(id) = self.root_queue.peek(kind) {
+                if *budget == 0 {
+                    return true;
+                }
+                *budget -= 1;
+                if self
+                    .tasks
+                    .get(&id)
+                    .is_none_or(|t| t.state != TaskState::Ready)
+                {
+                    self.root_queue.pop(kind); // stale entry
+                    continue;
+                }
+                let Some(key) = self.index.least_loaded(kind, &[]) else {
+                    if !self.workers.is_empty() && !self.index.kind_known(kind) {
+                        self.root_queue.pop(kind);
+                        self.fail_unsupported(id, comm);
+                        continue;
+                    }
+                    break; // capable workers exist but are paused or retiring
+                };
+                if key.assigned >= self.saturation_limit(key.nthreads) {
+                    break; // the least loaded is full, so all are
+                }
+                self.root_queue.pop(kind);
+                self.assign(id, key.id, comm);
+            }
+        }
+        false
     }
 
     /// No current worker can run `id`. If none even has its executor kind, fail it now
@@ -37,14 +102,15 @@ impl Core {
     /// the resources or name it asks for, as Dask does.
     fn no_worker_fits(&mut self, id: TaskId, comm: &mut impl Comm) {
         let kind = self.task(id).kind;
-        let kind_known = self
-            .workers
-            .values()
-            .any(|w| w.registration.executors.contains(&kind));
-        if self.workers.is_empty() || kind_known {
+        if self.workers.is_empty() || self.index.kind_known(kind) {
             self.unplaced.push(id);
             return;
         }
+        self.fail_unsupported(id, comm);
+    }
+
+    fn fail_unsupported(&mut self, id: TaskId, comm: &mut impl Comm) {
+        let kind = self.task(id).kind;
         let error = TaskError {
             key: self.task(id).key.to_string(),
             kind: "Unsupported".into(),
@@ -64,14 +130,18 @@ impl Core {
     }
 
     /// The worker holding most input bytes among those that can run the task; ties go to
-    /// the least loaded. `None` if no worker can run it.
+    /// the least loaded. `None` if no worker can run it. O(inputs · holders + log W):
+    /// only holders are weighed; without an eligible holder the least loaded capable
+    /// worker comes from the index.
     fn choose_worker(
         &self,
         id: TaskId,
         local_bytes: &mut FxHashMap<WorkerId, u64>,
     ) -> Option<WorkerId> {
         let task = self.task(id);
-        local_bytes.clear();
+        if !local_bytes.is_empty() {
+            local_bytes.clear();
+        }
         for dep in task.deps.iter() {
             let d = self.task(*dep);
             if let TaskState::Memory(holders) = &d.state {
@@ -84,36 +154,62 @@ impl Core {
             }
         }
         let (resources, allowed) = (task.resources(), task.allowed_workers());
-        let unconstrained = resources.is_empty() && allowed.is_empty();
-        let mut best: Option<(u64, f64, WorkerId)> = None;
-        for w in self.workers.values() {
-            if !w.accepts_work() {
-                continue;
-            }
-            if !(unconstrained && w.registration.executors.contains(&task.kind)
-                || w.can_run(task.kind, resources, allowed))
-            {
-                continue;
-            }
-            let bytes = local_bytes.get(&w.id).copied().unwrap_or(0);
-            let load = w.load();
-            let better = match best {
-                None => true,
-                Some((b, l, bid)) => {
-                    bytes > b || (bytes == b && (load < l || (load == l && w.id < bid)))
-                }
-            };
-            if better {
-                best = Some((bytes, load, w.id));
-            }
+        let eligible = |w: &WorkerId| {
+            self.workers
+                .get(w)
+                .filter(|w| w.accepts_work() && w.can_run(task.kind, resources, allowed))
+        };
+        // Best holder: most bytes, then least loaded, then lowest id.
+        let best_holder = local_bytes
+            .iter()
+            .filter(|(_, bytes)| **bytes > 0)
+            .filter_map(|(w, bytes)| {
+                eligible(w).map(|w| (*bytes, super::worker_index::LoadKey::of(w)))
+            })
+            .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        if let Some((_, key)) = best_holder {
+            return Some(key.id);
         }
-        best.map(|(_, _, w)| w)
+        if allowed.is_empty() {
+            return self.index.least_loaded(task.kind, resources).map(|k| k.id);
+        }
+        allowed
+            .iter()
+            .flat_map(|name| self.index.named(name))
+            .filter_map(eligible)
+            .map(super::worker_index::LoadKey::of)
+            .min()
+            .map(|k| k.id)
+    }
+
+    /// Tell `worker` the address of `peer` unless it knows it already.
+    pub(crate) fn introduce(&mut self, worker: WorkerId, peer: WorkerId, comm: &mut impl Comm) {
+        if worker == peer {
+            return;
+        }
+        let Some(address) = self
+            .workers
+            .get(&peer)
+            .map(|p| p.registration.data_address.clone())
+        else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        if !w.knows.insert(peer) {
+            return;
+        }
+        if let Some(p) = self.workers.get_mut(&peer) {
+            p.known_by.insert(worker);
+        }
+        comm.send_worker(worker, ToWorker::PeerJoined(peer, address));
     }
 
     /// Send a ready task to a worker, with where each input lives.
     pub(crate) fn assign(&mut self, id: TaskId, worker: WorkerId, comm: &mut impl Comm) {
         let task = self.task(id);
-        let inputs = task
+        let inputs: Vec<Input> = task
             .deps
             .iter()
             .map(|d| Input {
@@ -125,6 +221,12 @@ impl Core {
                 size: self.task(*d).size,
             })
             .collect();
+        for input in &inputs {
+            for h in &input.holders {
+                self.introduce(worker, *h, comm);
+            }
+        }
+        let task = self.task(id);
         let compute = ComputeTask {
             id,
             kind: task.kind,
@@ -145,45 +247,49 @@ impl Core {
         out
     }
 
-    /// Move queued (not started) tasks from the busiest workers to idle ones.
+    /// Move queued (not started) tasks from the busiest workers to idle ones. Thieves come
+    /// from the index of idle workers, victims from the index of overloaded ones; one call
+    /// examines at most `slice_budget` queued tasks (the rest waits for the next call).
     pub fn balance(&mut self, comm: &mut impl Comm) {
-        let mut idle: Vec<(WorkerId, usize)> = self
-            .workers
-            .values()
-            .filter(|w| w.is_idle() && w.accepts_work())
-            .map(|w| (w.id, w.nthreads() as usize - w.assigned.len()))
-            .collect();
-        if idle.is_empty() {
-            return;
-        }
-        idle.sort_by_key(|(w, _)| *w);
-        for (thief, free) in idle {
-            // The victim with most queued work per thread beyond what it is running.
+        let mut budget = self.config.slice_budget.max(1);
+        let thieves: Vec<WorkerId> = self.index.idle().take(budget).collect();
+        // Victims whose stealable work this call already requested.
+        let mut exhausted: SmallVec<[WorkerId; 8]> = SmallVec::new();
+        for thief in thieves {
+            if budget == 0 {
+                return;
+            }
             let Some(victim) = self
-                .workers
-                .values()
-                .filter(|w| w.id != thief && w.surplus() > 0)
-                .max_by(|a, b| a.load().total_cmp(&b.load()).then(b.id.cmp(&a.id)))
-                .map(|w| w.id)
+                .index
+                .victims_by_load()
+                .find(|v| *v != thief && !exhausted.contains(v))
             else {
                 return;
             };
+            let thief_state = &self.workers[&thief];
+            let free = thief_state.nthreads() as usize - thief_state.assigned.len();
             let victim_state = &self.workers[&victim];
             let surplus = victim_state.surplus();
             let want = free.max(surplus / 2).min(MAX_STEAL_PER_WORKER).min(surplus);
-            let thief_state = &self.workers[&thief];
-            let picked: Vec<TaskId> = victim_state
-                .assigned
-                .iter()
-                .copied()
-                .filter(|t| {
-                    let task = self.task(*t);
-                    task.state == TaskState::Queued(victim)
-                        && !self.steals.contains_key(t)
-                        && thief_state.can_run(task.kind, task.resources(), task.allowed_workers())
-                })
-                .take(want)
-                .collect();
+            let mut picked: SmallVec<[TaskId; 16]> = SmallVec::new();
+            let mut scanned = 0;
+            for t in victim_state.assigned.iter().copied() {
+                if picked.len() >= want || scanned >= budget {
+                    break;
+                }
+                scanned += 1;
+                let task = self.task(t);
+                if task.state == TaskState::Queued(victim)
+                    && !self.steals.contains_key(&t)
+                    && thief_state.can_run(task.kind, task.resources(), task.allowed_workers())
+                {
+                    picked.push(t);
+                }
+            }
+            budget -= scanned;
+            if picked.is_empty() {
+                exhausted.push(victim);
+            }
             for t in picked {
                 self.steals.insert(t, thief);
                 comm.steal(victim, t);

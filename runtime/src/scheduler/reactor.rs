@@ -2,6 +2,7 @@
 
 use super::comm::Comm;
 use super::core::{ClientState, Core};
+use super::jobs::Job;
 use super::task::TaskState;
 use super::worker::WorkerState;
 use rustc_hash::FxHashMap;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Core {
-    /// A worker registered. Returns its id; it is told its peers, and they are told of it.
+    /// A worker registered. Returns its id. O(log W): it learns a peer's address when it
+    /// is first sent a task with an input there (see [`Core::introduce`]), so nobody is
+    /// told of everybody.
     pub fn on_worker_added(
         &mut self,
         registration: Registration,
@@ -24,24 +27,16 @@ impl Core {
         comm: &mut impl Comm,
     ) -> WorkerId {
         let id = self.new_worker_id();
-        let address = registration.data_address.clone();
-        let peers = self
-            .workers
-            .values()
-            .map(|w| (w.id, w.registration.data_address.clone()))
-            .collect();
-        for &other in self.workers.keys() {
-            comm.send_worker(other, ToWorker::PeerJoined(id, address.clone()));
-        }
-        tracing::info!(worker = %id, name = %registration.name, address = %address, nthreads = registration.nthreads, "worker joined");
-        self.workers
-            .insert(id, WorkerState::new(id, registration, now));
+        tracing::info!(worker = %id, name = %registration.name, address = %registration.data_address, nthreads = registration.nthreads, "worker joined");
+        let worker = WorkerState::new(id, registration, now);
+        self.index.insert(&worker);
+        self.workers.insert(id, worker);
         comm.send_worker(
             id,
             ToWorker::Registered {
                 id,
                 heartbeat_ms,
-                peers,
+                peers: Vec::new(),
             },
         );
         self.requeue_unplaced();
@@ -54,10 +49,21 @@ impl Core {
             return;
         };
         tracing::warn!(worker = %id, name = %worker.registration.name, %reason, "worker lost");
-        for &other in self.workers.keys() {
-            comm.send_worker(other, ToWorker::PeerLeft(id));
+        self.index.remove(&worker);
+        for other in &worker.known_by {
+            if let Some(w) = self.workers.get_mut(other) {
+                w.knows.remove(&id);
+                comm.send_worker(*other, ToWorker::PeerLeft(id));
+            }
         }
-        self.steals.retain(|_, thief| *thief != id);
+        for peer in &worker.knows {
+            if let Some(p) = self.workers.get_mut(peer) {
+                p.known_by.remove(&id);
+            }
+        }
+        if !self.steals.is_empty() {
+            self.steals.retain(|_, thief| *thief != id);
+        }
         for task_id in worker.assigned {
             let Some(task) = self.tasks.get_mut(&task_id) else {
                 continue;
@@ -85,14 +91,10 @@ impl Core {
             self.set_state(task_id, TaskState::Ready, comm);
         }
         // Results only this worker held are lost.
-        let held: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| matches!(&t.state, TaskState::Memory(h) if h.contains(&id)))
-            .map(|(id, _)| id)
-            .collect();
-        for task_id in held {
-            self.drop_holder(task_id, id, comm);
+        for task_id in worker.holds {
+            if self.tasks.contains_key(&task_id) {
+                self.drop_holder(task_id, id, comm);
+            }
         }
         self.settle(comm);
     }
@@ -103,7 +105,12 @@ impl Core {
             return;
         };
         holders.retain(|w| *w != worker);
-        if !holders.is_empty() {
+        let lost = holders.is_empty();
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.holds.remove(&task_id);
+            w.spilled.remove(&task_id);
+        }
+        if !lost {
             return;
         }
         // Lost: dependents not yet sent to a worker wait for it again; queued ones report
@@ -151,6 +158,9 @@ impl Core {
                     // A stolen or re-run task finished twice: keep the extra copy.
                     if !holders.contains(&worker) {
                         holders.push(worker);
+                        if let Some(w) = self.workers.get_mut(&worker) {
+                            w.holds.insert(f.id);
+                        }
                     }
                     continue;
                 }
@@ -267,6 +277,7 @@ impl Core {
             return;
         };
         w.retiring = true;
+        self.index.update(w);
         tracing::info!(worker = %worker, name = %w.registration.name, "worker retiring");
         let assigned: Vec<TaskId> = w.assigned.iter().copied().collect();
         for id in assigned {
@@ -284,6 +295,7 @@ impl Core {
             return;
         };
         w.metrics.memory.paused = paused;
+        self.index.update(w);
         tracing::info!(worker = %worker, name = %w.registration.name, paused, "worker memory pause state");
         if paused {
             self.balance(comm);
@@ -312,6 +324,7 @@ impl Core {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.metrics = metrics;
             w.last_seen = now;
+            self.index.update(w);
         }
     }
 
@@ -362,19 +375,45 @@ impl Core {
         self.settle(comm);
     }
 
-    /// The client drops its futures on these keys.
+    /// The client drops its futures on these keys. Many keys, or jobs before them, make
+    /// it a job done in slices.
     pub fn on_release(&mut self, client: ClientId, keys: &[String], comm: &mut impl Comm) {
+        if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
+            self.on_release_keys(client, keys.to_vec(), comm);
+            return;
+        }
         for key in keys {
-            let Some(id) = self.find_key(key) else {
-                continue;
-            };
-            let task = self.task_mut(id);
-            if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
-                task.wanted_by.swap_remove(pos);
-                self.mark_dirty([id]);
-            }
+            self.release_key(client, key);
         }
         self.settle(comm);
+    }
+
+    /// [`Core::on_release`] taking the keys (no copy of a long list).
+    pub fn on_release_keys(&mut self, client: ClientId, keys: Vec<String>, comm: &mut impl Comm) {
+        if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
+            self.jobs.push_back(Job::Release {
+                client,
+                keys,
+                pos: 0,
+            });
+            return;
+        }
+        for key in &keys {
+            self.release_key(client, key);
+        }
+        self.settle(comm);
+    }
+
+    /// `client` no longer wants `key`.
+    pub(crate) fn release_key(&mut self, client: ClientId, key: &str) {
+        let Some(id) = self.find_key(key) else {
+            return;
+        };
+        let task = self.task_mut(id);
+        if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
+            task.wanted_by.swap_remove(pos);
+            self.mark_dirty([id]);
+        }
     }
 
     /// Copy results in memory to every worker that lacks them and accepts work.
@@ -399,6 +438,11 @@ impl Core {
             }
         }
         for (worker, inputs) in by_worker {
+            for input in &inputs {
+                for h in &input.holders {
+                    self.introduce(worker, *h, comm);
+                }
+            }
             comm.send_worker(worker, ToWorker::Replicate(inputs));
         }
     }
@@ -411,6 +455,9 @@ impl Core {
                 Some(TaskState::Memory(holders)) => {
                     if !holders.contains(&worker) {
                         holders.push(worker);
+                        if let Some(w) = self.workers.get_mut(&worker) {
+                            w.holds.insert(id);
+                        }
                     }
                 }
                 _ => comm.release(worker, id),
@@ -418,24 +465,37 @@ impl Core {
         }
     }
 
-    /// Cancel keys for every client that wants them; work only they needed stops.
+    /// Cancel keys for every client that wants them; work only they needed stops. Many
+    /// keys, or jobs before them, make it a job done in slices.
     pub fn on_cancel(&mut self, keys: &[String], comm: &mut impl Comm) {
+        if !self.jobs.is_empty() || keys.len() > self.config.slice_budget {
+            self.jobs.push_back(Job::Cancel {
+                keys: keys.to_vec(),
+                pos: 0,
+            });
+            return;
+        }
         for key in keys {
-            let Some(id) = self.find_key(key) else {
-                continue;
-            };
-            let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
-            for client in wanters {
-                comm.key_update(
-                    client,
-                    KeyUpdate {
-                        key: key.clone(),
-                        state: KeyState::Cancelled,
-                    },
-                );
-            }
-            self.mark_dirty([id]);
+            self.cancel_key(key, comm);
         }
         self.settle(comm);
+    }
+
+    /// Nobody wants `key` any more; its wanters hear it was cancelled.
+    pub(crate) fn cancel_key(&mut self, key: &str, comm: &mut impl Comm) {
+        let Some(id) = self.find_key(key) else {
+            return;
+        };
+        let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
+        for client in wanters {
+            comm.key_update(
+                client,
+                KeyUpdate {
+                    key: key.to_string(),
+                    state: KeyState::Cancelled,
+                },
+            );
+        }
+        self.mark_dirty([id]);
     }
 }

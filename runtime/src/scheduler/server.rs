@@ -367,6 +367,9 @@ impl ServerState {
         tokio::pin!(shutdown);
         let mut balance = tokio::time::interval(Duration::from_millis(100));
         let mut heartbeat = tokio::time::interval(self.heartbeat);
+        // The core has more slices of work (a large submission being accepted, many ready
+        // tasks): run one per turn of the loop, so events are answered in between.
+        let mut backlog = false;
         while !self.stop {
             tokio::select! {
                 event = events.recv() => {
@@ -378,7 +381,10 @@ impl ServerState {
                         self.handle(event);
                         handled += 1;
                     }
-                    self.core.schedule(&mut self.comm);
+                    backlog = self.core.schedule(&mut self.comm);
+                }
+                () = tokio::task::yield_now(), if backlog => {
+                    backlog = self.core.schedule(&mut self.comm);
                 }
                 _ = balance.tick() => {
                     self.core.balance(&mut self.comm);
@@ -386,7 +392,7 @@ impl ServerState {
                 _ = heartbeat.tick() => {
                     let now = Instant::now();
                     self.core.on_tick(now, &mut self.comm);
-                    self.core.schedule(&mut self.comm);
+                    backlog = self.core.schedule(&mut self.comm);
                     for &w in self.core.workers.keys() {
                         self.comm.send_worker(w, ToWorker::Heartbeat);
                     }
@@ -563,22 +569,11 @@ impl ServerState {
                 tasks,
                 wants,
             } => {
-                let n = tasks.len();
-                let error = self
-                    .core
-                    .on_submit(id, tasks, wants, &frames, &mut self.comm)
-                    .err()
-                    .map(|e| {
-                        tracing::warn!(client = %id, error = %e, "refused a graph");
-                        e.to_string()
-                    });
-                if error.is_none() {
-                    tracing::debug!(client = %id, tasks = n, "graph accepted");
-                }
-                self.comm
-                    .send_client(id, ToClient::SubmitReply { request, error });
+                // Accepted slice by slice; the core sends the reply when it is in.
+                self.core
+                    .on_submit_request(id, request, tasks, wants, frames);
             }
-            FromClient::Release { keys } => self.core.on_release(id, &keys, &mut self.comm),
+            FromClient::Release { keys } => self.core.on_release_keys(id, keys, &mut self.comm),
             FromClient::Replicate { keys } => self.core.on_replicate(&keys, &mut self.comm),
             FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
             FromClient::WhoHas { request, keys } => {

@@ -81,6 +81,15 @@ impl TaskMap {
         Some(task)
     }
 
+    /// Room for `additional` more tasks without growing (one allocation instead of a
+    /// doubling, each copying every task, in the middle of a large submission).
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional);
+        let slots = &self.slots;
+        self.by_key
+            .reserve(additional, |id| hash(&slots[slot(*id)].key));
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

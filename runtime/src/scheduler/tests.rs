@@ -16,6 +16,8 @@ struct Recorder {
     releases: Vec<(WorkerId, TaskId)>,
     steals: Vec<(WorkerId, TaskId)>,
     updates: Vec<(ClientId, KeyUpdate)>,
+    to_workers: Vec<(WorkerId, ToWorker)>,
+    to_clients: Vec<(ClientId, ToClient)>,
 }
 
 impl Comm for Recorder {
@@ -28,11 +30,15 @@ impl Comm for Recorder {
     fn steal(&mut self, worker: WorkerId, task: TaskId) {
         self.steals.push((worker, task));
     }
-    fn send_worker(&mut self, _: WorkerId, _: ToWorker) {}
+    fn send_worker(&mut self, worker: WorkerId, msg: ToWorker) {
+        self.to_workers.push((worker, msg));
+    }
     fn key_update(&mut self, client: ClientId, update: KeyUpdate) {
         self.updates.push((client, update));
     }
-    fn send_client(&mut self, _: ClientId, _: ToClient) {}
+    fn send_client(&mut self, client: ClientId, msg: ToClient) {
+        self.to_clients.push((client, msg));
+    }
 }
 
 struct Env {
@@ -64,8 +70,19 @@ fn t(key: &str, deps: &[&str]) -> TaskSpec {
 }
 
 impl Env {
+    /// A core whose slices are tiny, so every test also runs its scheduling in many
+    /// slices with the invariants checked in between.
+    ///
+    /// Queueing of root tasks by threads only (no minimum queue), so small tests see it.
     fn new() -> Self {
-        let mut core = Core::new(CoreConfig::default());
+        Env::with_config(CoreConfig {
+            slice_budget: 3,
+            min_worker_queue: 0,
+            ..CoreConfig::default()
+        })
+    }
+    fn with_config(config: CoreConfig) -> Self {
+        let mut core = Core::new(config);
         let client = core.on_client_added();
         Env {
             core,
@@ -81,8 +98,12 @@ impl Env {
         self.step();
         w
     }
+    /// Run the core's pending work slice by slice, checking every invariant in between.
     fn step(&mut self) {
-        self.core.schedule(&mut self.comm);
+        self.core.sanity_check();
+        while self.core.schedule(&mut self.comm) {
+            self.core.sanity_check();
+        }
         self.core.sanity_check();
     }
     fn submit(&mut self, tasks: Vec<TaskSpec>, wants: &[&str]) -> Result<(), GraphError> {
@@ -490,19 +511,373 @@ fn task_no_worker_can_ever_run_fails_with_advice() {
 
 #[test]
 fn merge_graph_of_ten_thousand() {
-    let mut env = Env::new();
+    // A limit of 1,000 tasks per worker keeps the steps (each checked in full) few.
+    let mut env = Env::with_config(CoreConfig {
+        worker_saturation: 500.0,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
     let w = env.worker("a", 2);
     let mut specs: Vec<TaskSpec> = (0..10_000).map(|i| t(&format!("l{i}"), &[])).collect();
     let keys: Vec<String> = specs.iter().map(|s| s.key.clone()).collect();
     specs.push(TaskSpec::new("merge", ExecutorKind::Sum, keys.clone()));
     env.submit(specs, &["merge"]).unwrap();
-    let computes = std::mem::take(&mut env.comm.computes);
-    assert_eq!(computes.len(), 10_000);
-    let finished: Vec<TaskFinished> = computes
+    // The leaves reach the worker a saturation limit at a time, each batch as the last
+    // one finishes; then the merge goes to the one worker holding its inputs.
+    let limit = env.core.saturation_limit(2) as usize;
+    let mut leaves = 0;
+    loop {
+        let computes = std::mem::take(&mut env.comm.computes);
+        assert!(!computes.is_empty(), "work continues");
+        assert!(computes.len() <= limit, "{} > {limit}", computes.len());
+        if env.core.task(computes[0].1.id).key.as_ref() == "merge" {
+            assert_eq!(computes.len(), 1);
+            assert_eq!(computes[0].0, w);
+            break;
+        }
+        leaves += computes.len();
+        let finished: Vec<TaskFinished> = computes
+            .iter()
+            .map(|(_, c, _)| TaskFinished { id: c.id, size: 8 })
+            .collect();
+        env.core.on_tasks_finished(w, &finished, &mut env.comm);
+        env.step();
+    }
+    assert_eq!(leaves, 10_000);
+}
+
+/// Tasks queued or running on `w`.
+fn held(env: &Env, w: WorkerId) -> usize {
+    env.core.workers[&w].assigned.len()
+}
+
+fn finish_all(env: &mut Env, computes: &[(WorkerId, String)]) {
+    for (w, k) in computes {
+        env.finish(*w, k, 8);
+    }
+}
+
+#[test]
+fn workers_never_hold_more_root_tasks_than_their_saturation_limit() {
+    let mut env = Env::new();
+    let a = env.worker("a", 2);
+    let b = env.worker("b", 1);
+    let keys: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    let specs = keys.iter().map(|k| t(k, &[])).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let (la, lb) = (
+        env.core.saturation_limit(2) as usize,
+        env.core.saturation_limit(1) as usize,
+    );
+    assert!(la < 50 && lb < 50, "the test needs queueing: {la} {lb}");
+    let mut done = 0;
+    loop {
+        assert!(held(&env, a) <= la && held(&env, b) <= lb);
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        // Both full (or nothing left to queue): the rest waits in the scheduler.
+        let queued = env.core.root_queue.len();
+        assert!(queued == 0 || (held(&env, a) == la && held(&env, b) == lb));
+        done += computes.len();
+        finish_all(&mut env, &computes);
+    }
+    assert_eq!(done, 100);
+    assert_eq!(env.updates().len(), 100, "every root finished");
+}
+
+#[test]
+fn saturation_limit_scales_with_threads_above_a_minimum_queue() {
+    let core = Core::new(CoreConfig {
+        worker_saturation: 2.0,
+        min_worker_queue: 10,
+        ..CoreConfig::default()
+    });
+    assert_eq!(core.saturation_limit(1), 10);
+    assert_eq!(core.saturation_limit(8), 16);
+    assert_eq!(
+        core.saturation_limit(0),
+        10,
+        "a worker counts at least one thread"
+    );
+    let unlimited = Core::new(CoreConfig {
+        worker_saturation: f64::INFINITY,
+        ..CoreConfig::default()
+    });
+    assert_eq!(unlimited.saturation_limit(4), u32::MAX);
+    let tiny = Core::new(CoreConfig {
+        worker_saturation: 0.0,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    assert_eq!(tiny.saturation_limit(4), 1, "never zero: work must flow");
+}
+
+#[test]
+fn queued_root_tasks_are_released_highest_priority_first() {
+    let mut env = Env::with_config(CoreConfig {
+        worker_saturation: 1.0,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    let w = env.worker("a", 1);
+    let priorities = [0, 5, 1, 5, -2, 1];
+    let specs: Vec<TaskSpec> = priorities
         .iter()
-        .map(|(_, c, _)| TaskFinished { id: c.id, size: 8 })
+        .enumerate()
+        .map(|(i, p)| {
+            let mut s = t(&format!("p{i}"), &[]);
+            s.priority = *p;
+            s
+        })
         .collect();
-    env.core.on_tasks_finished(w, &finished, &mut env.comm);
+    let keys: Vec<String> = specs.iter().map(|s| s.key.clone()).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let mut order = Vec::new();
+    loop {
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        assert_eq!(computes.len(), 1, "one slot, one task at a time");
+        order.push(computes[0].1.clone());
+        env.finish(w, &computes[0].1, 8);
+    }
+    // Higher priority first; submission order among equals.
+    assert_eq!(order, ["p1", "p3", "p2", "p5", "p0", "p4"]);
+}
+
+#[test]
+fn dependents_go_to_their_inputs_even_when_roots_are_queued() {
+    let mut env = Env::new();
+    let w1 = env.worker("a", 1);
+    let w2 = env.worker("b", 1);
+    env.submit(vec![t("x", &[])], &["x"]).unwrap();
+    let (wx, _) = env.take_computes()[0].clone();
+    env.finish(wx, "x", 1000);
+    // Saturate both workers with roots, then submit a dependent of x.
+    let keys: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
+    let specs = keys.iter().map(|k| t(k, &[])).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    assert!(!env.core.root_queue.is_empty(), "roots are queued");
+    let full = held(&env, wx);
+    env.take_computes();
+    env.submit(vec![t("z", &["x"])], &["z"]).unwrap();
+    assert_eq!(env.take_computes(), vec![(wx, "z".to_string())]);
+    assert_eq!(held(&env, wx), full + 1, "placed at once, beyond the limit");
+    let other = if wx == w1 { w2 } else { w1 };
+    assert!(held(&env, other) <= env.core.saturation_limit(1) as usize);
+}
+
+#[test]
+fn workers_learn_a_peer_address_once_and_only_when_they_need_it() {
+    let mut env = Env::new();
+    let w1 = env.worker("a", 1);
+    let w2 = env.worker("b", 1);
+    let peers = |env: &Env| {
+        env.comm
+            .to_workers
+            .iter()
+            .filter(|(_, m)| matches!(m, ToWorker::PeerJoined(..)))
+            .count()
+    };
+    assert_eq!(peers(&env), 0, "joining tells nobody of anybody");
+    env.submit(vec![t("x", &[]), t("y", &[])], &["x", "y"])
+        .unwrap();
+    let placed = env.take_computes();
+    let wx = placed.iter().find(|(_, k)| k == "x").unwrap().0;
+    let wy = if wx == w1 { w2 } else { w1 };
+    env.finish(wx, "x", 1);
+    env.finish(wy, "y", 1000);
+    env.submit(vec![t("z", &["x", "y"])], &["z"]).unwrap();
+    // z goes to y's holder, which must learn where x is, before the compute.
+    assert_eq!(env.take_computes(), vec![(wy, "z".to_string())]);
+    let joined: Vec<_> = env
+        .comm
+        .to_workers
+        .iter()
+        .filter_map(|(to, m)| match m {
+            ToWorker::PeerJoined(p, addr) => Some((*to, *p, addr.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        joined,
+        vec![(
+            wy,
+            wx,
+            env.core.workers[&wx].registration.data_address.clone()
+        )]
+    );
+    env.submit(vec![t("z2", &["x", "y"])], &["z2"]).unwrap();
+    assert_eq!(peers(&env), 1, "told once");
+    // When wx leaves, the worker that knows it hears of it.
+    env.comm.to_workers.clear();
+    env.core.on_worker_lost(wx, "gone", &mut env.comm);
     env.step();
-    assert_eq!(env.take_computes(), vec![(w, "merge".to_string())]);
+    let left: Vec<_> = env
+        .comm
+        .to_workers
+        .iter()
+        .filter(|(_, m)| matches!(m, ToWorker::PeerLeft(_)))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(left, vec![wy]);
+}
+
+#[test]
+fn index_stays_right_through_joins_losses_pause_retirement_and_steals() {
+    let mut env = Env::new();
+    let a = env.worker("a", 2);
+    let b = env.worker("b", 1);
+    // Pause b: roots go to a only.
+    env.core.on_worker_paused(b, true, &mut env.comm);
+    env.step();
+    let keys: Vec<String> = (0..60).map(|i| format!("r{i}")).collect();
+    let specs = keys.iter().map(|k| t(k, &[])).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let first = env.take_computes();
+    assert!(!first.is_empty() && first.iter().all(|(w, _)| *w == a));
+    // A heartbeat saying b is no longer paused lets it take work.
+    let mut metrics = WorkerMetrics::default();
+    metrics.memory.paused = false;
+    env.core.on_worker_heartbeat(b, metrics, env.now);
+    env.step();
+    assert!(env.take_computes().iter().any(|(w, _)| *w == b));
+    // A newcomer is useful at once; a lost worker's tasks go elsewhere.
+    finish_all(&mut env, &first);
+    let c = env.worker("c", 4);
+    assert!(held(&env, c) > 0, "queued roots went to the newcomer");
+    env.core.on_worker_lost(a, "killed", &mut env.comm);
+    env.step();
+    env.core.on_worker_retiring(b, &mut env.comm);
+    env.step();
+    assert_eq!(held(&env, b), 0, "retiring b handed its queued work back");
+    // Stealing: locality piles dependents on one worker, an idle one takes some.
+    let d = env.worker("d", 1);
+    loop {
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        finish_all(&mut env, &computes);
+    }
+    env.submit(vec![t("big", &[])], &["big"]).unwrap();
+    let (wbig, _) = env.take_computes()[0].clone();
+    env.finish(wbig, "big", 1 << 20);
+    let deps: Vec<TaskSpec> = (0..12).map(|i| t(&format!("d{i}"), &["big"])).collect();
+    let dkeys: Vec<String> = deps.iter().map(|s| s.key.clone()).collect();
+    let drefs: Vec<&str> = dkeys.iter().map(String::as_str).collect();
+    env.submit(deps, &drefs).unwrap();
+    assert!(env.take_computes().iter().all(|(w, _)| *w == wbig));
+    env.core.balance(&mut env.comm);
+    let steals: Vec<(TaskId, bool)> = env.comm.steals.drain(..).map(|(_, t)| (t, true)).collect();
+    assert!(!steals.is_empty(), "an idle worker steals");
+    env.core.on_steal_reply(wbig, &steals, &mut env.comm);
+    env.step();
+    let moved = env.take_computes();
+    assert_eq!(moved.len(), steals.len());
+    assert!(moved.iter().all(|(w, _)| *w != wbig && *w != b));
+    let _ = d;
+}
+
+/// The reply to a queued submission, if it came.
+fn submit_reply(env: &Env, request: u64) -> Option<Option<String>> {
+    env.comm.to_clients.iter().find_map(|(_, m)| match m {
+        ToClient::SubmitReply { request: r, error } if *r == request => Some(error.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_huge_submission_is_accepted_in_slices_between_other_events() {
+    let mut env = Env::with_config(CoreConfig {
+        slice_budget: 32,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    let w = env.worker("a", 2);
+    let other = env.core.on_client_added();
+    // x is in memory, wanted only by another client.
+    env.core
+        .on_submit(
+            other,
+            vec![t("x", &[])],
+            vec!["x".into()],
+            &[],
+            &mut env.comm,
+        )
+        .unwrap();
+    env.step();
+    env.take_computes();
+    env.finish(w, "x", 8);
+    env.updates();
+    // A chain of 300 tasks on top of x, and 1,000 independent ones.
+    let mut specs: Vec<TaskSpec> = (0..300)
+        .map(|i| {
+            let dep = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("c{}", i - 1)
+            };
+            t(&format!("c{i}"), &[&dep])
+        })
+        .collect();
+    specs.extend((0..1000).map(|i| t(&format!("i{i}"), &[])));
+    let mut wants: Vec<String> = (0..1000).map(|i| format!("i{i}")).collect();
+    wants.push("c299".into());
+    env.core
+        .on_submit_request(env.client, 7, specs, wants, Vec::new());
+    let mut slices = 0;
+    let mut released_x = false;
+    while env.core.schedule(&mut env.comm) {
+        slices += 1;
+        env.core.sanity_check();
+        if slices == 5 {
+            // Between slices: a heartbeat, and the other client drops x.
+            env.core
+                .on_worker_heartbeat(w, WorkerMetrics::default(), env.now);
+            env.core.on_release(other, &["x".into()], &mut env.comm);
+            env.core.sanity_check();
+            released_x = true;
+            assert_eq!(submit_reply(&env, 7), None, "not yet accepted");
+        }
+    }
+    assert!(released_x && slices > 20, "{slices} slices");
+    assert_eq!(submit_reply(&env, 7), Some(None), "accepted");
+    assert!(
+        matches!(env.state("x"), TaskState::Memory(_)),
+        "x stayed: the submission needs it"
+    );
+    // Everything computes to the end.
+    loop {
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        finish_all(&mut env, &computes);
+    }
+    let updates = env.updates();
+    assert_eq!(updates.len(), 1001);
+    assert!(updates
+        .iter()
+        .all(|(_, s)| matches!(s, KeyState::Memory { size: 8 })));
+    // A refused one in slices adds nothing and says why.
+    let before = env.core.tasks.len();
+    env.core.on_submit_request(
+        env.client,
+        8,
+        vec![t("p", &["q"]), t("q", &["p"]), t("ok", &[])],
+        vec!["ok".into()],
+        Vec::new(),
+    );
+    env.step();
+    let error = submit_reply(&env, 8).expect("a reply").expect("an error");
+    assert!(error.contains("cycle"), "{error}");
+    assert_eq!(env.core.tasks.len(), before);
 }

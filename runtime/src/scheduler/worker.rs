@@ -21,6 +21,13 @@ pub struct WorkerState {
     pub retiring: bool,
     /// Results this worker holds on disk rather than in memory.
     pub spilled: FxHashSet<TaskId>,
+    /// Results this worker holds (in memory or spilled): what is lost if it dies.
+    pub holds: FxHashSet<TaskId>,
+    /// Peers whose address this worker was told (it learns one when it first needs to
+    /// fetch from it, so registering costs O(1) instead of a broadcast to the cluster).
+    pub knows: FxHashSet<WorkerId>,
+    /// Workers told this worker's address (they hear when it leaves).
+    pub known_by: FxHashSet<WorkerId>,
 }
 
 impl WorkerState {
@@ -34,6 +41,9 @@ impl WorkerState {
             finished: 0,
             retiring: false,
             spilled: FxHashSet::default(),
+            holds: FxHashSet::default(),
+            knows: FxHashSet::default(),
+            known_by: FxHashSet::default(),
         }
     }
 

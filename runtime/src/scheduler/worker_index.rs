@@ -1,0 +1,343 @@
+//! Indexes over the workers, kept up to date on every change of a worker's load or
+//! state, so placement and stealing never scan the cluster.
+//!
+//! - Workers that accept work, ordered by load (assigned tasks per thread), grouped by
+//!   signature (executor kinds and resources): the least loaded worker able to run a task
+//!   is the first of each group that can run it, O(groups · log W).
+//! - Idle workers (fewer tasks than threads, accepting work), ordered by id: the thieves.
+//! - Workers with queued work beyond what they run now, by load: the victims.
+//! - Workers by name, host and address alternative: candidates for `workers=` restrictions.
+//!
+//! [`WorkerIndex::update`] recomputes one worker's entries from its state; `Core`
+//! calls it wherever a worker's assigned set, pause or retirement changes.
+
+use super::worker::WorkerState;
+use rustc_hash::FxHashMap;
+use shoal_comm::ids::WorkerId;
+use shoal_comm::message::{ExecutorKind, Resource};
+use smallvec::SmallVec;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+/// A worker's load, ordered exactly as assigned tasks per thread (cross-multiplied, so no
+/// rounding), ties broken by id.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadKey {
+    pub assigned: u32,
+    pub nthreads: u32,
+    pub id: WorkerId,
+}
+
+impl LoadKey {
+    /// The key of a worker's current state.
+    pub fn of(w: &WorkerState) -> Self {
+        LoadKey {
+            assigned: w.assigned.len() as u32,
+            nthreads: w.nthreads(),
+            id: w.id,
+        }
+    }
+
+    fn cmp_load(&self, other: &Self) -> Ordering {
+        (u64::from(self.assigned) * u64::from(other.nthreads))
+            .cmp(&(u64::from(other.assigned) * u64::from(self.nthreads)))
+    }
+}
+
+impl Ord for LoadKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.cmp_load(other).then(self.id.cmp(&other.id))
+    }
+}
+impl PartialOrd for LoadKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for LoadKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for LoadKey {}
+
+/// A victim's key: the last is the most loaded, ties to the lowest id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VictimKey(LoadKey);
+
+impl Ord for VictimKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.cmp_load(&other.0).then(other.0.id.cmp(&self.0.id))
+    }
+}
+impl PartialOrd for VictimKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Workers of one signature that accept work, by load.
+#[derive(Debug)]
+struct Group {
+    executors: Vec<ExecutorKind>,
+    resources: Vec<Resource>,
+    accepting: BTreeSet<LoadKey>,
+}
+
+impl Group {
+    fn can_run(&self, kind: ExecutorKind, resources: &[Resource]) -> bool {
+        self.executors.contains(&kind)
+            && resources.iter().all(|need| {
+                self.resources
+                    .iter()
+                    .any(|have| have.name == need.name && have.amount >= need.amount)
+            })
+    }
+}
+
+/// Where a worker is in the index (what to remove before re-inserting it).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    group: usize,
+    key: LoadKey,
+    accepting: bool,
+    idle: bool,
+    victim: bool,
+}
+
+/// The indexes; see the module documentation.
+#[derive(Debug, Default)]
+pub struct WorkerIndex {
+    groups: Vec<Group>,
+    entries: FxHashMap<WorkerId, Entry>,
+    idle: BTreeSet<WorkerId>,
+    victims: BTreeSet<VictimKey>,
+    by_name: FxHashMap<Box<str>, SmallVec<[WorkerId; 1]>>,
+    /// How many workers (accepting work or not) have each executor kind.
+    kinds: FxHashMap<ExecutorKind, u32>,
+}
+
+/// The names a `workers=` restriction may use for a worker: its name, its host and each
+/// alternative of its data address.
+fn names(w: &WorkerState) -> impl Iterator<Item = &str> {
+    let reg = &w.registration;
+    [reg.name.as_str(), reg.host.as_str()]
+        .into_iter()
+        .chain(reg.data_address.split_whitespace())
+}
+
+impl WorkerIndex {
+    /// Index a new worker: O(log W) plus its names.
+    pub fn insert(&mut self, w: &WorkerState) {
+        let reg = &w.registration;
+        let mut executors = reg.executors.clone();
+        executors.sort_by_key(|k| *k as u32);
+        executors.dedup();
+        let mut resources = reg.resources.clone();
+        resources.sort_by(|a, b| a.name.cmp(&b.name).then(a.amount.total_cmp(&b.amount)));
+        let group = match self
+            .groups
+            .iter()
+            .position(|g| g.executors == executors && g.resources == resources)
+        {
+            Some(g) => g,
+            None => {
+                self.groups.push(Group {
+                    executors: executors.clone(),
+                    resources,
+                    accepting: BTreeSet::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        for kind in executors {
+            *self.kinds.entry(kind).or_default() += 1;
+        }
+        for name in names(w) {
+            let ids = self.by_name.entry(name.into()).or_default();
+            if !ids.contains(&w.id) {
+                ids.push(w.id);
+            }
+        }
+        self.entries.insert(
+            w.id,
+            Entry {
+                group,
+                key: LoadKey::of(w),
+                accepting: false,
+                idle: false,
+                victim: false,
+            },
+        );
+        self.update(w);
+    }
+
+    /// Forget a worker: O(log W) plus its names.
+    pub fn remove(&mut self, w: &WorkerState) {
+        let Some(entry) = self.entries.remove(&w.id) else {
+            return;
+        };
+        self.unlink(&entry);
+        for kind in &self.groups[entry.group].executors {
+            if let Some(n) = self.kinds.get_mut(kind) {
+                *n -= 1;
+            }
+        }
+        for name in names(w) {
+            if let Some(ids) = self.by_name.get_mut(name) {
+                ids.retain(|id| *id != w.id);
+                if ids.is_empty() {
+                    self.by_name.remove(name);
+                }
+            }
+        }
+    }
+
+    fn unlink(&mut self, entry: &Entry) {
+        if entry.accepting {
+            self.groups[entry.group].accepting.remove(&entry.key);
+        }
+        if entry.idle {
+            self.idle.remove(&entry.key.id);
+        }
+        if entry.victim {
+            self.victims.remove(&VictimKey(entry.key));
+        }
+    }
+
+    /// Re-index a worker after its load, pause or retirement changed: O(log W).
+    pub fn update(&mut self, w: &WorkerState) {
+        let Some(old) = self.entries.get(&w.id).copied() else {
+            return;
+        };
+        let accepting = w.accepts_work();
+        let new = Entry {
+            group: old.group,
+            key: LoadKey::of(w),
+            accepting,
+            idle: accepting && w.is_idle(),
+            victim: w.surplus() > 0,
+        };
+        // Touch only the sets whose membership or key changed.
+        let moved = old.key.assigned != new.key.assigned;
+        if old.accepting && (moved || !new.accepting) {
+            self.groups[old.group].accepting.remove(&old.key);
+        }
+        if new.accepting && (moved || !old.accepting) {
+            self.groups[new.group].accepting.insert(new.key);
+        }
+        if old.idle != new.idle {
+            if new.idle {
+                self.idle.insert(w.id);
+            } else {
+                self.idle.remove(&w.id);
+            }
+        }
+        if old.victim && (moved || !new.victim) {
+            self.victims.remove(&VictimKey(old.key));
+        }
+        if new.victim && (moved || !old.victim) {
+            self.victims.insert(VictimKey(new.key));
+        }
+        if let Some(e) = self.entries.get_mut(&w.id) {
+            *e = new;
+        }
+    }
+
+    /// The least loaded worker accepting work that has the executor kind and resources.
+    pub fn least_loaded(&self, kind: ExecutorKind, resources: &[Resource]) -> Option<LoadKey> {
+        self.groups
+            .iter()
+            .filter(|g| g.can_run(kind, resources))
+            .filter_map(|g| g.accepting.first())
+            .min()
+            .copied()
+    }
+
+    /// Some worker (accepting work or not) has this executor kind.
+    pub fn kind_known(&self, kind: ExecutorKind) -> bool {
+        self.kinds.get(&kind).is_some_and(|n| *n > 0)
+    }
+
+    /// Workers whose name, host or an address alternative is `name`.
+    pub fn named(&self, name: &str) -> &[WorkerId] {
+        self.by_name.get(name).map_or(&[], |ids| ids.as_slice())
+    }
+
+    /// Idle workers accepting work, by id.
+    pub fn idle(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.idle.iter().copied()
+    }
+
+    /// Workers with queued work beyond what they run, most loaded first (ties: lowest
+    /// id first).
+    pub fn victims_by_load(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.victims.iter().rev().map(|v| v.0.id)
+    }
+
+    /// Check every entry against a recomputation from the workers (tests).
+    pub fn check(&self, workers: &FxHashMap<WorkerId, WorkerState>) {
+        assert_eq!(self.entries.len(), workers.len(), "indexed workers");
+        for (id, w) in workers {
+            let e = self.entries[id];
+            assert_eq!(e.key, LoadKey::of(w), "load key of {id}");
+            assert_eq!(e.key.assigned, w.assigned.len() as u32, "load of {id}");
+            let accepting = w.accepts_work();
+            assert_eq!(
+                self.groups[e.group].accepting.contains(&e.key),
+                accepting,
+                "{id} accepting"
+            );
+            assert_eq!(
+                self.idle.contains(id),
+                accepting && w.is_idle(),
+                "{id} idle"
+            );
+            assert_eq!(
+                self.victims.contains(&VictimKey(e.key)),
+                w.surplus() > 0,
+                "{id} victim"
+            );
+            let g = &self.groups[e.group];
+            for kind in &w.registration.executors {
+                assert!(g.executors.contains(kind), "{id} group kinds");
+            }
+            for name in names(w) {
+                assert!(self.named(name).contains(id), "{id} named {name}");
+            }
+        }
+        let accepting: usize = self.groups.iter().map(|g| g.accepting.len()).sum();
+        let expected = workers.values().filter(|w| w.accepts_work()).count();
+        assert_eq!(accepting, expected, "accepting workers");
+        assert_eq!(
+            self.idle.len(),
+            workers
+                .values()
+                .filter(|w| w.accepts_work() && w.is_idle())
+                .count(),
+            "idle workers"
+        );
+        assert_eq!(
+            self.victims.len(),
+            workers.values().filter(|w| w.surplus() > 0).count(),
+            "victims"
+        );
+        for kind in self.kinds.keys() {
+            let n = workers
+                .values()
+                .filter(|w| w.registration.executors.contains(kind))
+                .count() as u32;
+            assert_eq!(self.kinds[kind], n, "workers of kind {kind:?}");
+        }
+        for (name, ids) in &self.by_name {
+            for id in ids {
+                assert!(
+                    workers
+                        .get(id)
+                        .is_some_and(|w| names(w).any(|n| n == &**name)),
+                    "{id} wrongly named {name}"
+                );
+            }
+        }
+    }
+}
