@@ -3,6 +3,7 @@
 use rustc_hash::FxHashSet;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{ExecutorKind, Registration, Resource, WorkerInfo, WorkerMetrics};
+use smallvec::SmallVec;
 use std::time::Instant;
 
 /// The scheduler's view of one worker.
@@ -91,14 +92,33 @@ impl WorkerState {
                     .iter()
                     .any(|have| have.name == need.name && have.amount >= need.amount)
             })
-            && (allowed.is_empty()
-                || allowed.iter().any(|w| {
-                    *w == reg.name
-                        || *w == reg.host
-                        || *w == reg.data_address
-                        || address_host(&reg.data_address) == Some(w.as_str())
-                        || crate::net::address::is_alternative(&reg.data_address, w)
-                }))
+            && (allowed.is_empty() || {
+                let names = self.restriction_names();
+                allowed.iter().any(|w| names.contains(&w.as_str()))
+            })
+    }
+
+    /// Every name a `workers=` restriction may use for this worker, once each: its name,
+    /// its host, its whole data address, each alternative in it (`tcp://...`,
+    /// `mpi://...`) and the IP of the first. The one rule for placement checks and the
+    /// worker index.
+    pub fn restriction_names(&self) -> SmallVec<[&str; 6]> {
+        let reg = &self.registration;
+        let mut names: SmallVec<[&str; 6]> = SmallVec::new();
+        let candidates = [
+            reg.name.as_str(),
+            reg.host.as_str(),
+            reg.data_address.as_str(),
+        ]
+        .into_iter()
+        .chain(reg.data_address.split_whitespace())
+        .chain(address_host(&reg.data_address));
+        for name in candidates {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 
     pub fn info(&self) -> WorkerInfo {

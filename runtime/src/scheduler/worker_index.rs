@@ -117,13 +117,10 @@ pub struct WorkerIndex {
     kinds: FxHashMap<ExecutorKind, u32>,
 }
 
-/// The names a `workers=` restriction may use for a worker: its name, its host and each
-/// alternative of its data address.
+/// The names a `workers=` restriction may use for a worker (see
+/// [`WorkerState::restriction_names`]).
 fn names(w: &WorkerState) -> impl Iterator<Item = &str> {
-    let reg = &w.registration;
-    [reg.name.as_str(), reg.host.as_str()]
-        .into_iter()
-        .chain(reg.data_address.split_whitespace())
+    w.restriction_names().into_iter()
 }
 
 impl WorkerIndex {
