@@ -438,13 +438,19 @@ impl Core {
             }
         }
         for (worker, inputs) in by_worker {
-            for input in &inputs {
-                for h in &input.holders {
-                    self.introduce(worker, *h, comm);
-                }
-            }
-            comm.send_worker(worker, ToWorker::Replicate(inputs));
+            self.ask_to_copy(worker, inputs, comm);
         }
+    }
+
+    /// Ask `worker` to fetch copies of these results from their holders (introduced to it
+    /// first) and keep them as held; it answers `Replicated`.
+    pub fn ask_to_copy(&mut self, worker: WorkerId, inputs: Vec<Input>, comm: &mut impl Comm) {
+        for input in &inputs {
+            for h in &input.holders {
+                self.introduce(worker, *h, comm);
+            }
+        }
+        comm.send_worker(worker, ToWorker::Replicate(inputs));
     }
 
     /// A worker holds copies it was asked to make: it is a holder now, or it drops those

@@ -68,12 +68,18 @@ impl Retirements {
             .filter(|w| !self.retiring.contains(&w.id) && w.accepts_work())
             .map(|w| w.id)
             .collect();
-        // Results whose every holder is retiring, by the first of those holders.
+        // Results whose every holder is retiring, by the first of those holders (from the
+        // retiring workers' own lists of held results: no scan of every task).
         let mut unique: FxHashMap<WorkerId, Vec<TaskId>> = FxHashMap::default();
-        for (id, task) in core.tasks.iter() {
-            if let TaskState::Memory(holders) = &task.state {
-                if holders.iter().all(|h| self.retiring.contains(h)) {
-                    unique.entry(holders[0]).or_default().push(id);
+        for w in &self.retiring {
+            let Some(state) = core.workers.get(w) else {
+                continue;
+            };
+            for &id in &state.holds {
+                if let Some(TaskState::Memory(holders)) = core.tasks.get(&id).map(|t| &t.state) {
+                    if holders[0] == *w && holders.iter().all(|h| self.retiring.contains(h)) {
+                        unique.entry(*w).or_default().push(id);
+                    }
                 }
             }
         }
@@ -99,7 +105,7 @@ impl Retirements {
             }
         }
         for (target, inputs) in asks {
-            comm.send_worker(target, ToWorker::Replicate(inputs));
+            core.ask_to_copy(target, inputs, comm);
         }
         let mut done = Vec::new();
         for &w in &self.retiring {
