@@ -113,6 +113,14 @@ pub struct SchedulerTuning {
     /// A task running on this many workers that died fails with KilledWorker.
     #[arg(long, default_value_t = 3, value_parser = crate::parse::count)]
     pub allowed_failures: u32,
+    /// Root tasks (no inputs) a worker is given ahead: threads x this factor (inf: all at
+    /// once); the rest wait in the scheduler by priority.
+    #[arg(long, default_value = "2", value_parser = crate::parse::factor)]
+    pub worker_saturation: f64,
+    /// ...but never fewer than this many per worker (keeps short tasks flowing across the
+    /// network round trip; 0 when root tasks are long or make large results).
+    #[arg(long, default_value_t = 256, value_parser = crate::parse::whole)]
+    pub min_worker_queue: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -25,6 +25,27 @@ pub fn count(text: &str) -> Result<u32, String> {
     }
 }
 
+/// A factor above 0 (`2`, `1.1`), or `inf` for none (`--worker-saturation`).
+pub fn factor(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("inf") {
+        return Ok(f64::INFINITY);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{text:?} is not a factor above 0 (e.g. 2 or 1.1), nor inf (no limit)"
+        )),
+    }
+}
+
+/// A whole number of 0 or more (`--min-worker-queue`).
+pub fn whole(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{text:?} is not a whole number of 0 or more (e.g. 256)"))
+}
+
 /// A TCP port, `0` for any free one.
 pub fn port(text: &str) -> Result<u16, String> {
     text.trim().parse::<u16>().map_err(|_| {

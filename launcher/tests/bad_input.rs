@@ -239,6 +239,8 @@ rows! {
     scheduler_idle_timeout_negative: "scheduler --scheduler-file {d}/s.json --idle-timeout -1" => ["-1", "non-negative"],
     scheduler_heartbeat_words: "scheduler --scheduler-file {d}/s.json --heartbeat often" => ["often", "e.g. 30"],
     scheduler_allowed_failures_words: "scheduler --scheduler-file {d}/s.json --allowed-failures many" => ["many", "1 or more"],
+    scheduler_worker_saturation_zero: "scheduler --scheduler-file {d}/s.json --worker-saturation 0" => ["\"0\"", "above 0", "inf"],
+    scheduler_min_worker_queue_negative: "scheduler --scheduler-file {d}/s.json --min-worker-queue -1" => ["-1", "0 or more"],
     scheduler_interface_and_host: "scheduler --scheduler-file {d}/s.json --interface lo --host 127.0.0.1" => ["--interface", "--host"],
     scheduler_secret_not_hex: "scheduler --scheduler-file {d}/s.json" env [("SHOAL_SECRET", "not-hex")] => ["SHOAL_SECRET", "openssl rand -hex 32"],
 

@@ -74,6 +74,8 @@ pub fn options_with_secret(
         core: CoreConfig {
             allowed_failures: tuning.allowed_failures,
             worker_timeout: tuning.worker_timeout,
+            worker_saturation: tuning.worker_saturation,
+            min_worker_queue: tuning.min_worker_queue,
             ..CoreConfig::default()
         },
     })
