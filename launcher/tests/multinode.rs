@@ -25,6 +25,39 @@ fn cross_node_graph(wa: &str, wb: &str, wc: &str) -> (Value, u64) {
     (graph, pattern_sum(MIB, 1) + pattern_sum(MIB, 2))
 }
 
+/// Data made on the first two workers named, combined on the third: the checksum is exact
+/// (`logs` says what the cluster printed when it is not).
+fn check_cross_node(
+    bed: &TestBed,
+    file: &str,
+    (a, b, c): (&str, &str, &str),
+    logs: impl FnOnce() -> String,
+) {
+    let (graph, expected) = cross_node_graph(a, b, c);
+    let (ok, out) = bed.run_graph(1, file, &graph, Duration::from_secs(60));
+    assert!(ok, "{out}\n{}", logs());
+    assert_eq!(out["results"]["c"], json!(expected), "{out}");
+}
+
+/// The scheduler file names node 1's address and every worker (on nodes 2..) its own host
+/// and its node's address, on `ib0` when `ib`, else on `eth0`.
+fn assert_advertised(bed: &TestBed, file: &str, status: &Value, ib: bool) {
+    let contact: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let address = contact["address"].as_str().unwrap();
+    assert!(
+        address.starts_with(&format!("tcp://{}:", bed.addr(1, ib))),
+        "the scheduler file has {address}, not node 1's address (ib0: {ib})"
+    );
+    for (n, (name, host, addr, _, _)) in workers(status).iter().enumerate() {
+        let i = n as u32 + 2;
+        assert_eq!(host, &bed.host(i), "{status}");
+        assert!(
+            addr.starts_with(&format!("tcp://{}:", bed.addr(i, ib))),
+            "worker {name} advertises {addr}, not node {i}'s address (ib0: {ib}): {status}"
+        );
+    }
+}
+
 /// Workers of a status, by name: (host, address, nthreads, pid).
 fn workers(status: &Value) -> Vec<(String, String, String, u64, i32)> {
     let mut v: Vec<_> = status["workers"]
@@ -120,10 +153,7 @@ fn scheduler_file_cluster_on_four_hosts_moves_data_between_them() {
         );
     }
     // Data made on nodes 2 and 3, combined on node 4, checked to the byte.
-    let (graph, expected) = cross_node_graph("w2", "w3", "w4");
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}\n{}", bed.logs());
-    assert_eq!(out["results"]["c"], json!(expected), "{out}");
+    check_cross_node(&bed, &file, ("w2", "w3", "w4"), || bed.logs());
     // A tree whose leaves spread over all three hosts.
     let (ok, out) = bed.run(
         1,
@@ -171,30 +201,11 @@ fn interface_ib0_carries_the_cluster_when_eth0_is_cut() {
     let ib = ["--interface", "ib0"];
     let (file, _scheduler, _workers) = start_cluster(&bed, &ib, &ib);
     let status = bed.wait_for_workers(1, &file, 3, Duration::from_secs(30));
-    let contact: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let address = contact["address"].as_str().unwrap();
-    assert!(
-        address.starts_with(&format!("tcp://{}:", bed.addr(1, true))),
-        "the scheduler file has {address}, not node 1's ib0 address"
-    );
-    for (n, (name, host, addr, _, _)) in workers(&status).iter().enumerate() {
-        let i = n as u32 + 2;
-        assert_eq!(host, &bed.host(i), "{status}");
-        assert!(
-            addr.starts_with(&format!("tcp://{}:", bed.addr(i, true))),
-            "worker {name} advertises {addr}, not its ib0 address: {status}"
-        );
-    }
-    let (graph, expected) = cross_node_graph("w2", "w3", "w4");
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}");
-    assert_eq!(out["results"]["c"], json!(expected));
+    assert_advertised(&bed, &file, &status, true);
+    check_cross_node(&bed, &file, ("w2", "w3", "w4"), || bed.logs());
     // The first network goes away: everything keeps working on ib0.
     bed.testbed(&["cut-net", "eth0"]);
-    let (graph, expected) = cross_node_graph("w4", "w2", "w3");
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}\n{}", bed.logs());
-    assert_eq!(out["results"]["c"], json!(expected));
+    check_cross_node(&bed, &file, ("w4", "w2", "w3"), || bed.logs());
     let status = bed.status(1, &file);
     assert_eq!(workers(&status).len(), 3, "{status}");
     let (ok, out) = bed.run(
@@ -298,24 +309,8 @@ fn host_names_that_do_not_resolve_still_give_addresses_other_hosts_reach() {
     };
     let (file, _scheduler, _workers) = start_cluster(&bed, &[], &[]);
     let status = bed.wait_for_workers(1, &file, 3, Duration::from_secs(30));
-    let contact: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let address = contact["address"].as_str().unwrap();
-    assert!(
-        address.starts_with(&format!("tcp://{}:", bed.addr(1, false))),
-        "the scheduler file has {address}, not node 1's address"
-    );
-    for (n, (name, host, addr, _, _)) in workers(&status).iter().enumerate() {
-        let i = n as u32 + 2;
-        assert_eq!(host, &bed.host(i), "{status}");
-        assert!(
-            addr.starts_with(&format!("tcp://{}:", bed.addr(i, false))),
-            "worker {name} advertises {addr}: {status}"
-        );
-    }
-    let (graph, expected) = cross_node_graph("w2", "w3", "w4");
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}\n{}", bed.logs());
-    assert_eq!(out["results"]["c"], json!(expected));
+    assert_advertised(&bed, &file, &status, false);
+    check_cross_node(&bed, &file, ("w2", "w3", "w4"), || bed.logs());
     let (ok, out) = bed.run(
         1,
         &["shutdown", "--scheduler-file", &file],
@@ -444,10 +439,9 @@ fn mpirun_spans_four_hosts_with_per_node_shares_binding_and_data_over_mpi() {
     }
     // Data made on nodes 2 and 3, combined on node 4 (named by its full address), over MPI.
     let target = ws.iter().find(|w| w.0 == "shoal-mpi-6").unwrap().2.clone();
-    let (graph, expected) = cross_node_graph("shoal-mpi-2", "shoal-mpi-4", &target);
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}\n{}", bed.logs());
-    assert_eq!(out["results"]["c"], json!(expected));
+    check_cross_node(&bed, &file, ("shoal-mpi-2", "shoal-mpi-4", &target), || {
+        bed.logs()
+    });
     let (ok, out) = bed.run(
         1,
         &["shutdown", "--scheduler-file", &file],
@@ -525,10 +519,7 @@ fn slurm_on_four_hosts_spreads_a_job_array_and_runs_srun_mpi_across_them() {
             "{name} {addr}"
         );
     }
-    let (graph, expected) = cross_node_graph(&ws[0].0, &ws[1].0, &ws[2].0);
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}\n{}", slurm.logs());
-    assert_eq!(out["results"]["c"], json!(expected));
+    check_cross_node(&bed, &file, (&ws[0].0, &ws[1].0, &ws[2].0), || slurm.logs());
     let (ok, out) = bed.run(
         1,
         &["shutdown", "--scheduler-file", &file],
@@ -584,10 +575,12 @@ fn slurm_on_four_hosts_spreads_a_job_array_and_runs_srun_mpi_across_them() {
         assert!(addr.contains(" mpi://"), "{name}: {addr}");
         assert_eq!(*nthreads, (cores / 2).max(1), "{name}: {status}");
     }
-    let (graph, expected) = cross_node_graph("shoal-mpi-1", "shoal-mpi-3", "shoal-mpi-5");
-    let (ok, out) = bed.run_graph(1, &file, &graph, Duration::from_secs(60));
-    assert!(ok, "{out}\n{}", slurm.logs());
-    assert_eq!(out["results"]["c"], json!(expected));
+    check_cross_node(
+        &bed,
+        &file,
+        ("shoal-mpi-1", "shoal-mpi-3", "shoal-mpi-5"),
+        || slurm.logs(),
+    );
     let (ok, out) = bed.run(
         1,
         &["shutdown", "--scheduler-file", &file],
