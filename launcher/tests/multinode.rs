@@ -519,7 +519,7 @@ fn slurm_on_four_hosts_spreads_a_job_array_and_runs_srun_mpi_across_them() {
             "{name} {addr}"
         );
     }
-    check_cross_node(&bed, &file, (&ws[0].0, &ws[1].0, &ws[2].0), || slurm.logs());
+    check_cross_node(bed, &file, (&ws[0].0, &ws[1].0, &ws[2].0), || slurm.logs());
     let (ok, out) = bed.run(
         1,
         &["shutdown", "--scheduler-file", &file],
@@ -576,7 +576,7 @@ fn slurm_on_four_hosts_spreads_a_job_array_and_runs_srun_mpi_across_them() {
         assert_eq!(*nthreads, (cores / 2).max(1), "{name}: {status}");
     }
     check_cross_node(
-        &bed,
+        bed,
         &file,
         ("shoal-mpi-1", "shoal-mpi-3", "shoal-mpi-5"),
         || slurm.logs(),
