@@ -46,6 +46,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,6 +149,9 @@ class _Backend:
             os.killpg(proc.pid, signal.SIGKILL)
         if self.log is not None:
             self.log.close()
+        # Nothing left behind in the temporary directory (a start failure already raised
+        # with the log's text).
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class _Shoal(_Backend):
