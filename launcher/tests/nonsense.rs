@@ -301,8 +301,16 @@ fn a_worker_sending_nonsense_is_dropped_or_ignored_and_others_are_served() {
             FromWorker::Paused(true),
             FromWorker::Paused(false),
         ];
+        // The scheduler may drop this worker at any of them ("dropped or ignored"): stop
+        // sending once the connection is gone.
         for m in &messages {
-            send(&mut w, m, vec![]).await;
+            let sent = async {
+                w.send(&RawMessage::encode(m, vec![]).unwrap()).await?;
+                w.flush().await
+            };
+            if sent.await.is_err() {
+                break;
+            }
         }
         w.send(&RawMessage {
             control: Bytes::from_static(b"\xc1"),
