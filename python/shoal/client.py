@@ -224,6 +224,9 @@ class Client:
         self._fn_cache: dict[int, tuple[Any, bytes]] = {}
         self._heads: dict[bytes, tuple[bytes, bytes]] = {}
         self._releases: list[str] = []
+        # Held while releases are taken and sent, so a flush is never overtaken by a later
+        # message that relies on it (a coordination request that hands keys back).
+        self._release_lock = threading.Lock()
         self._dask_settings = None
         self._thread = threading.Thread(target=self._update_loop, name="shoal-client-updates", daemon=True)
         self._thread.start()
@@ -308,10 +311,11 @@ class Client:
 
     def _flush_releases(self) -> None:
         """Send the keys dropped since the last flush, in one message."""
-        with self._cond:
-            keys, self._releases = self._releases, []
-        if keys and not self._closed:
-            self._native.release(keys)
+        with self._release_lock:
+            with self._cond:
+                keys, self._releases = self._releases, []
+            if keys and not self._closed:
+                self._native.release(keys)
 
     def _add_callback(self, future: Future, fn) -> None:
         with self._cond:

@@ -97,7 +97,10 @@ def load_value(client, data: bytes, keys: list[str]):
 
 
 def _call(client, op: str, timeout=None, **kwargs):
-    """One request; ``(tag, payload)`` of the reply. Errors the scheduler names raise."""
+    """One request; ``(tag, payload)`` of the reply. Errors the scheduler names raise.
+    Releases of dropped futures go first: a value handed back may refer to one of their
+    keys, and the scheduler must see the release before it gives the key back."""
+    client._flush_releases()
     tag, payload = client._native.coord(op, timeout=timeout, **kwargs)
     if tag == "error":
         raise RuntimeError(payload)
