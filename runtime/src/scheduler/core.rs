@@ -231,23 +231,10 @@ impl Core {
         let mut stack = std::mem::take(&mut self.revive_stack);
         stack.push(id);
         while let Some(id) = stack.pop() {
-            let task = self.task(id);
-            if task.state != TaskState::Released {
+            if self.task(id).state != TaskState::Released {
                 continue;
             }
-            let mut missing = 0;
-            let mut erred = None;
-            for d in task.deps.iter() {
-                match &self.task(*d).state {
-                    TaskState::Memory(_) => {}
-                    TaskState::Erred(e) => erred = Some(e.clone()),
-                    TaskState::Released => {
-                        missing += 1;
-                        stack.push(*d);
-                    }
-                    _ => missing += 1,
-                }
-            }
+            let (missing, erred) = self.tally_inputs(id, |d| stack.push(d));
             if let Some(err) = erred {
                 self.set_state(id, TaskState::Erred(err), comm);
                 self.notify_wanters(id, comm);
@@ -256,6 +243,30 @@ impl Core {
             self.await_inputs(id, missing, comm);
         }
         self.revive_stack = stack;
+    }
+
+    /// Inputs of `id` that are not in memory (with multiplicity) and the error of a failed
+    /// one, if any; `released` is called with each input that is released (not on its way
+    /// to memory). What activating or reviving a task decides from.
+    pub(crate) fn tally_inputs(
+        &self,
+        id: TaskId,
+        mut released: impl FnMut(TaskId),
+    ) -> (u32, Option<Arc<TaskError>>) {
+        let mut missing = 0;
+        let mut erred = None;
+        for d in self.task(id).deps.iter() {
+            match &self.task(*d).state {
+                TaskState::Memory(_) => {}
+                TaskState::Erred(e) => erred = Some(e.clone()),
+                TaskState::Released => {
+                    missing += 1;
+                    released(*d);
+                }
+                _ => missing += 1,
+            }
+        }
+        (missing, erred)
     }
 
     /// Inputs of `id` not in memory (with multiplicity).

@@ -579,15 +579,7 @@ impl Core {
         if task.state != TaskState::Released || !task.is_needed() {
             return;
         }
-        let mut missing = 0;
-        let mut erred = None;
-        for d in task.deps.iter() {
-            match &self.task(*d).state {
-                TaskState::Memory(_) => {}
-                TaskState::Erred(e) => erred = Some(e.clone()),
-                _ => missing += 1,
-            }
-        }
+        let (missing, erred) = self.tally_inputs(id, |_| {});
         if let Some(err) = erred {
             self.fail_with_dependents(id, err, comm);
             return;
