@@ -70,13 +70,7 @@ impl MpiJob {
             &["status", "--json", "--scheduler-file", self.f()],
             Duration::from_secs(20),
         );
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let json: String = text
-            .lines()
-            .skip_while(|l| !l.starts_with('{'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        serde_json::from_str(&json).unwrap_or(Value::Null)
+        common::json_after_log(&String::from_utf8_lossy(&out.stdout)).unwrap_or(Value::Null)
     }
 
     /// One string field of every worker in `shoal status --json`.

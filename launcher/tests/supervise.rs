@@ -89,8 +89,7 @@ fn registered_pids(file: &Path, n: usize) -> Vec<i32> {
             Duration::from_secs(10),
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        let json: String = text.lines().skip_while(|l| !l.starts_with('{')).collect();
-        if let Ok(status) = serde_json::from_str::<serde_json::Value>(&json) {
+        if let Ok(status) = common::json_after_log(&text) {
             let pids: Vec<i32> = status["workers"]
                 .as_array()
                 .into_iter()

@@ -176,12 +176,7 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout)
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        let json = text
-            .lines()
-            .skip_while(|l| !l.starts_with('{'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
+        json_after_log(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
     pub fn wait_for_workers(&self, n: usize) {
@@ -265,4 +260,14 @@ pub fn rand_suffix() -> u64 {
 /// A `sum` task.
 pub fn sum(key: &str, deps: &[&str], add: u64, sleep_ms: u64) -> Value {
     serde_json::json!({"key": key, "kind": "sum", "deps": deps, "args": {"add": add, "sleep_ms": sleep_ms}})
+}
+
+/// The JSON object a command printed after any log lines (`shoal status --json`).
+pub fn json_after_log(text: &str) -> Result<Value, serde_json::Error> {
+    let json = text
+        .lines()
+        .skip_while(|l| !l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&json)
 }

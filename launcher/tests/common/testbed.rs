@@ -154,12 +154,7 @@ impl TestBed {
             Duration::from_secs(20),
         );
         assert!(ok, "status failed: {text}");
-        let json = text
-            .lines()
-            .skip_while(|l| !l.starts_with('{'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
+        super::json_after_log(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
     /// Wait (at most `timeout`) until the cluster of `file` has `n` workers; its status.
