@@ -597,6 +597,20 @@ impl Client {
         }
     }
 
+    /// The link that opens the scheduler's dashboard (with its token), if it runs one.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn dashboard_link(&self) -> Result<Option<String>, ClientError> {
+        let status = self.status().await?;
+        Ok(self.dashboard_link_of(&status))
+    }
+
+    /// The dashboard link of a status this client fetched.
+    pub fn dashboard_link_of(&self, status: &ClusterStatus) -> Option<String> {
+        crate::dashboard_link::dashboard_link(&status.address, &status.services, &self.secret)
+    }
+
     /// Wait until at least `n` workers are connected.
     ///
     /// # Errors

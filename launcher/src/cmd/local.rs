@@ -8,7 +8,6 @@ use super::ready::ReadyPipe;
 use crate::cli::LocalArgs;
 use crate::settings::ValidWorker;
 use anyhow::Context;
-use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::scheduler_file;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -46,7 +45,9 @@ pub async fn run(
         args.idle_timeout,
         &args.tuning,
     )?;
-    let scheduler = Scheduler::bind(options).await?;
+    let (mut scheduler, _dashboard) =
+        super::scheduler::bind_with_dashboard(options, &args.tuning, "shoal local").await?;
+    crate::progress::watch_start_up(&mut scheduler, u64::from(args.workers), "(shoal local)");
     eprintln!(
         "shoal local: scheduler at {}, scheduler file {}",
         scheduler.address(),

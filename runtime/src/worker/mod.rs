@@ -9,6 +9,7 @@
 
 pub mod data_server;
 pub mod fetch;
+pub mod fetched;
 pub mod identity;
 pub mod local;
 pub mod memory;

@@ -3,6 +3,7 @@
 
 use super::data_server;
 use super::fetch::{FetchDone, PeerFetcher};
+use super::fetched::{threshold_fractions, Fetched};
 use super::local::{Actions, Local};
 use super::memory::{assess, ManagedStore};
 use super::options::{SchedulerSource, WorkerOptions};
@@ -238,6 +239,8 @@ struct Session<'a> {
     over_target: bool,
     /// Inputs to fetch, bounded in bytes in flight, held back while paused.
     transfers: Transfers,
+    /// Results fetched from peers, by transport.
+    fetched: Fetched,
     /// When memory was last sampled (also sampled between timer ticks as results arrive).
     last_sample: Instant,
 }
@@ -273,6 +276,7 @@ impl<'a> Session<'a> {
             paused: false,
             over_target: false,
             transfers: Transfers::new(Transfers::budget_for(options.memory_limit)),
+            fetched: Fetched::default(),
             last_sample: Instant::now(),
         }
     }
@@ -540,6 +544,7 @@ impl<'a> Session<'a> {
     ) {
         let mut actions = Actions::default();
         let mut kept = Vec::new();
+        self.fetched.add(done.transport, &done.found);
         for (id, value) in done.found {
             self.transfers.done(id);
             if local.fetched(id, value.into(), self.store.as_ref()) {
@@ -725,8 +730,10 @@ impl<'a> Session<'a> {
             queued: local.map_or(0, |l| l.queued() as u32),
             memory: shoal_comm::message::MemoryMetrics {
                 paused: self.paused,
+                thresholds: threshold_fractions(&self.options.memory.thresholds),
                 ..self.store.metrics()
             },
+            transfers: self.fetched.metrics(),
         }
     }
 
