@@ -8,7 +8,7 @@ const STREAM_WINDOW = 30; // seconds of task stream shown
 const HISTORY_SHOWN = 600; // points in the charts (5 minutes)
 
 const $ = (id) => document.getElementById(id);
-const fmtInt = (n) => Number(n).toLocaleString("en-US");
+const fmtInt = (n) => Math.round(Number(n)).toLocaleString("en-US");
 function fmtBytes(b) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;

@@ -74,11 +74,7 @@ pub fn registry(s: &Snapshot) -> Registry {
         "Task runs that ended with a result in memory, by task prefix",
         finished,
     );
-    r.register(
-        "tasks_failed",
-        "Tasks that failed, by task prefix",
-        failed,
-    );
+    r.register("tasks_failed", "Tasks that failed, by task prefix", failed);
 
     let sched = &s.scheduler;
     let lag = FloatGauge::default();
@@ -176,7 +172,12 @@ fn register_workers(r: &mut Registry, s: &Snapshot) {
         }
         for (direction, count, bytes, seconds) in [
             ("spill", m.spill_count, m.spill_bytes, m.spill_seconds),
-            ("unspill", m.unspill_count, m.unspill_bytes, m.unspill_seconds),
+            (
+                "unspill",
+                m.unspill_count,
+                m.unspill_bytes,
+                m.unspill_seconds,
+            ),
         ] {
             let l = labels(&[worker[0], ("direction", direction)]);
             spill_count.get_or_create(&l).inc_by(count);
@@ -310,7 +311,10 @@ mod tests {
             "# TYPE shoal_tasks_finished counter",
             "# EOF",
         ] {
-            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in\n{text}"
+            );
         }
         assert!(!text.contains("prefix=\"gone\""), "{text}");
     }

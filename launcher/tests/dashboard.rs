@@ -28,7 +28,9 @@ fn link(cluster: &Cluster) -> (String, String) {
         .as_str()
         .unwrap_or_else(|| panic!("no dashboard link in {status}"))
         .to_string();
-    let (base, token) = link.split_once("/status?token=").expect("a link with a token");
+    let (base, token) = link
+        .split_once("/status?token=")
+        .expect("a link with a token");
     (base.to_string(), token.to_string())
 }
 
@@ -50,7 +52,8 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut samples = BTreeMap::new();
     let name_ok = |n: &str| {
         !n.is_empty()
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
             && !n.starts_with(|c: char| c.is_ascii_digit())
     };
     for line in &lines[..lines.len() - 1] {
@@ -113,17 +116,40 @@ fn pages_need_the_token_which_sets_an_http_only_cookie() {
     let cluster = Cluster::start(2, 1, &[], &[]);
     let (base, token) = link(&cluster);
     let file: Value = serde_json::from_slice(&std::fs::read(&cluster.file).unwrap()).unwrap();
-    let port = file["services"]["dashboard"].as_u64().expect("services.dashboard");
+    let port = file["services"]["dashboard"]
+        .as_u64()
+        .expect("services.dashboard");
     assert!(base.ends_with(&format!(":{port}")), "{base} vs port {port}");
-    assert!(base.starts_with("http://127.0.0.1:"), "bound to the scheduler's host: {base}");
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "bound to the scheduler's host: {base}"
+    );
     let client = http();
 
-    for path in ["/status", "/workers", "/metrics", "/api/snapshot", "/events", "/static/app.js"] {
+    for path in [
+        "/status",
+        "/workers",
+        "/metrics",
+        "/api/snapshot",
+        "/events",
+        "/static/app.js",
+    ] {
         let r = get(&client, &format!("{base}{path}"), None);
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} without a token");
-        assert!(r.text().unwrap().contains("token"), "the 401 says what is missing");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} without a token"
+        );
+        assert!(
+            r.text().unwrap().contains("token"),
+            "the 401 says what is missing"
+        );
     }
-    let wrong = get(&client, &format!("{base}/status?token=0{}", &token[1..]), None);
+    let wrong = get(
+        &client,
+        &format!("{base}/status?token=0{}", &token[1..]),
+        None,
+    );
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get(header::SET_COOKIE).is_none());
     assert_eq!(
@@ -135,7 +161,10 @@ fn pages_need_the_token_which_sets_an_http_only_cookie() {
     let r = get(&client, &format!("{base}/workers?token={token}"), None);
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[header::LOCATION], "/workers");
-    let set_cookie = r.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+    let set_cookie = r.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
@@ -156,9 +185,15 @@ fn pages_need_the_token_which_sets_an_http_only_cookie() {
     ] {
         let r = with_cookie(path);
         assert_eq!(r.status(), StatusCode::OK, "{path} with the cookie");
-        assert!(r.text().unwrap().contains(needle), "{path} holds {needle:?}");
+        assert!(
+            r.text().unwrap().contains(needle),
+            "{path} holds {needle:?}"
+        );
     }
-    assert_eq!(with_cookie("/static/nothing.js").status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        with_cookie("/static/nothing.js").status(),
+        StatusCode::NOT_FOUND
+    );
     let root = with_cookie("/");
     assert!(root.status().is_redirection());
     assert_eq!(root.headers()[header::LOCATION], "/status");
@@ -176,10 +211,16 @@ fn pages_need_the_token_which_sets_an_http_only_cookie() {
             .filter_map(|w| w["name"].as_str())
             .collect();
         if names == BTreeSet::from(["w0", "w1"]) {
-            assert_eq!(snapshot["scheduler"]["address"], cluster.status()["address"]);
+            assert_eq!(
+                snapshot["scheduler"]["address"],
+                cluster.status()["address"]
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "workers never in the snapshot: {snapshot}");
+        assert!(
+            Instant::now() < deadline,
+            "workers never in the snapshot: {snapshot}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -230,12 +271,22 @@ fn metrics_count_a_graph_exactly_and_take_a_metrics_token() {
         if sum_of(&samples, "shoal_tasks_finished_total") >= 300.0 {
             break samples;
         }
-        assert!(Instant::now() < deadline, "the graph's tasks never all counted: {samples:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the graph's tasks never all counted: {samples:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     // `merge:300` is 300 leaves and the task merging them; each ran exactly once.
-    assert_eq!(sum_of(&samples, "shoal_tasks_finished_total"), 301.0, "{samples:?}");
-    assert_eq!(samples["shoal_tasks_finished_total{prefix=\"leaf\"}"], 300.0);
+    assert_eq!(
+        sum_of(&samples, "shoal_tasks_finished_total"),
+        301.0,
+        "{samples:?}"
+    );
+    assert_eq!(
+        samples["shoal_tasks_finished_total{prefix=\"leaf\"}"],
+        300.0
+    );
     assert_eq!(samples["shoal_tasks_finished_total{prefix=\"merge\"}"], 1.0);
     assert_eq!(sum_of(&samples, "shoal_tasks_failed_total"), 0.0);
     assert_eq!(samples["shoal_workers"], 2.0);
@@ -244,7 +295,10 @@ fn metrics_count_a_graph_exactly_and_take_a_metrics_token() {
     assert!(samples["shoal_scheduler_cpu_seconds_total"] > 0.0);
     assert!(samples["shoal_scheduler_memory_rss_bytes"] > 1e6);
     for worker in ["w0", "w1"] {
-        assert_eq!(samples[&format!("shoal_worker_threads{{worker=\"{worker}\"}}")], 2.0);
+        assert_eq!(
+            samples[&format!("shoal_worker_threads{{worker=\"{worker}\"}}")],
+            2.0
+        );
         let rss = format!("shoal_worker_memory_bytes{{worker=\"{worker}\",type=\"unmanaged\"}}");
         assert!(samples.contains_key(&rss), "{rss}");
     }

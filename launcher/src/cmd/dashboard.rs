@@ -47,7 +47,11 @@ pub async fn bind(
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.next())
-            .with_context(|| format!("cannot resolve the dashboard's host {host:?} (--dashboard-address HOST:PORT)"))
+            .with_context(|| {
+                format!(
+                    "cannot resolve the dashboard's host {host:?} (--dashboard-address HOST:PORT)"
+                )
+            })
     };
     let access = Access {
         token: shoal_comm::auth::dashboard_token(&options.secret),

@@ -140,8 +140,8 @@ async fn start_scheduler(
     )?;
     let dashboard = super::dashboard::bind(&args.tuning.dashboard, &mut options).await?;
     let mut scheduler = Scheduler::bind(options).await?;
-    let serving = dashboard
-        .map(|d| super::dashboard::serve(d, &mut scheduler, &secret, "shoal mpi"));
+    let serving =
+        dashboard.map(|d| super::dashboard::serve(d, &mut scheduler, &secret, "shoal mpi"));
     Ok((scheduler, secret, serving))
 }
 

@@ -110,6 +110,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         args.idle_timeout,
         &args.tuning,
     )?;
-    let (scheduler, _dashboard) = bind_with_dashboard(options, &args.tuning, "shoal scheduler").await?;
+    let (scheduler, _dashboard) =
+        bind_with_dashboard(options, &args.tuning, "shoal scheduler").await?;
     scheduler.run(crate::signals::terminated()).await.map(drop)
 }

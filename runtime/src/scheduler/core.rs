@@ -8,8 +8,8 @@
 use super::comm::Comm;
 use super::jobs::Job;
 use super::root_queue::RootQueue;
-use super::task::{Task, TaskState};
 use super::tally::TaskTally;
+use super::task::{Task, TaskState};
 use super::task_map::TaskMap;
 use super::worker::WorkerState;
 use super::worker_index::WorkerIndex;

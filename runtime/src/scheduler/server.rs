@@ -6,8 +6,8 @@ use super::comm::Comm;
 use super::coordination::{CoordEffects, Coordination};
 use super::core::{Core, CoreConfig};
 use super::retirement::Retirements;
-use super::task::TaskState;
 use super::snapshot::{self, Publisher, Snapshot};
+use super::task::TaskState;
 use super::task_stream::{self, TaskStream};
 use crate::net::{format_address, spawn_writer, Outbox};
 use crate::scheduler_file::{self, SchedulerFile};
@@ -124,7 +124,9 @@ impl Scheduler {
     /// Snapshots of the cluster, published every [`snapshot::INTERVAL`] from now on (the
     /// dashboard's and `/metrics`' source).
     pub fn snapshots(&mut self) -> watch::Receiver<Arc<Snapshot>> {
-        self.publisher.get_or_insert_with(Publisher::new).subscribe()
+        self.publisher
+            .get_or_insert_with(Publisher::new)
+            .subscribe()
     }
 
     /// The address clients and workers connect to.

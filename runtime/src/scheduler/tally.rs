@@ -152,9 +152,10 @@ impl TaskTally {
 /// A key's prefix: the words of its name up to the first that is a number or a hash.
 pub fn key_prefix(key: &str) -> &str {
     // Tuple keys as their string form: ('name-token', 0, 1).
-    let name = key.strip_prefix("('").or_else(|| key.strip_prefix("(\"")).map_or(key, |rest| {
-        rest.split(['\'', '"']).next().unwrap_or(rest)
-    });
+    let name = key
+        .strip_prefix("('")
+        .or_else(|| key.strip_prefix("(\""))
+        .map_or(key, |rest| rest.split(['\'', '"']).next().unwrap_or(rest));
     let mut end = 0;
     for word in name.split('-') {
         if word.is_empty() || is_identifier_part(word) {
@@ -164,7 +165,11 @@ pub fn key_prefix(key: &str) -> &str {
     }
     if end == 0 {
         // Nothing but numbers and hashes (or an empty key): the whole first word.
-        return name.split('-').next().filter(|w| !w.is_empty()).unwrap_or("unnamed");
+        return name
+            .split('-')
+            .next()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("unnamed");
     }
     &name[..end]
 }

@@ -51,7 +51,10 @@ mod tests {
             ],
         );
         let m = f.metrics();
-        assert_eq!((m.tcp_count, m.tcp_bytes, m.mpi_count, m.mpi_bytes), (1, 3, 2, 3));
+        assert_eq!(
+            (m.tcp_count, m.tcp_bytes, m.mpi_count, m.mpi_bytes),
+            (1, 3, 2, 3)
+        );
         let fr = threshold_fractions(&Thresholds {
             target: Some(0.6),
             spill: None,
