@@ -14,13 +14,17 @@
 //! - [`task_stream`]: which worker ran which task, when.
 //! - [`coordination`]: named variables, queues, events, locks and datasets.
 //! - [`comm`]: the effects trait.
+//! - `coord_bridge`: the coordination state's effects on the core and clients.
 //! - `batching`: the server's side of it: effects queued per peer, runs sent as one message.
+//! - `dispatch`: which core function each worker and client message calls.
 //! - [`server`]: accepting, authenticating, decoding and dispatching; timers; the scheduler file.
 
 mod batching;
 pub mod comm;
+mod coord_bridge;
 pub mod coordination;
 pub mod core;
+mod dispatch;
 pub mod graph;
 pub mod jobs;
 pub mod placement;

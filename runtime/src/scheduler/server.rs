@@ -4,7 +4,8 @@
 
 use super::batching::{PeerQueue, ServerComm};
 use super::comm::Comm;
-use super::coordination::{CoordEffects, Coordination};
+use super::coord_bridge::CoordBridge;
+use super::coordination::Coordination;
 use super::core::{Core, CoreConfig};
 use super::retirement::Retirements;
 use super::task_stream::{self, TaskStream};
@@ -13,9 +14,9 @@ use crate::scheduler_file::{self, SchedulerFile};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::{self, Role};
-use shoal_comm::coordination::{CoordReply, PLUGIN_DATASET_PREFIX};
-use shoal_comm::ids::{ClientId, TaskId, WorkerId};
-use shoal_comm::message::{ClusterStatus, FromClient, FromWorker, ToClient, ToWorker};
+use shoal_comm::coordination::PLUGIN_DATASET_PREFIX;
+use shoal_comm::ids::{ClientId, WorkerId};
+use shoal_comm::message::{FromClient, FromWorker, ToClient, ToWorker};
 use shoal_comm::transport::{tcp_split, MessageRead, TcpReader};
 use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
@@ -32,22 +33,6 @@ const MAX_BATCH: usize = 4096;
 
 /// Tasks added or finished between heartbeats above which freed memory is handed back.
 const RELEASE_MEMORY_CHURN: u64 = 10_000;
-
-static MEMORY_RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Install the function that returns freed heap memory to the system (the binary knows
-/// its allocator). The scheduler calls it on a heartbeat after large graphs were added or
-/// freed, so a million-task submission does not stay resident after it is gone.
-pub fn set_memory_release_hook(hook: fn()) {
-    let _ = MEMORY_RELEASE_HOOK.set(hook);
-}
-
-/// Hand freed heap memory back to the system, if the binary installed a way to.
-pub fn release_freed_memory() {
-    if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
-        hook();
-    }
-}
 
 /// What a scheduler's run saw of its workers.
 #[derive(Debug, Clone, Default)]
@@ -325,30 +310,30 @@ async fn client_connection(
     let _ = events.send(Event::ClientClosed(id));
 }
 
-struct ServerState {
-    core: Core,
-    comm: ServerComm,
+pub(super) struct ServerState {
+    pub(super) core: Core,
+    pub(super) comm: ServerComm,
     /// Named variables, queues, events, locks and datasets.
-    coordination: Coordination,
+    pub(super) coordination: Coordination,
     /// The core's client on whose behalf the coordination state keeps keys alive.
-    coord_holder: ClientId,
+    pub(super) coord_holder: ClientId,
     /// How many coordination values refer to each key (held once in the core).
-    coord_holds: FxHashMap<String, u32>,
+    pub(super) coord_holds: FxHashMap<String, u32>,
     /// Workers being retired on a client's request.
-    retirements: Retirements,
+    pub(super) retirements: Retirements,
     /// Recent task runs.
-    task_stream: TaskStream,
-    id: String,
-    address: String,
-    heartbeat: Duration,
-    last_activity: Instant,
-    stop: bool,
+    pub(super) task_stream: TaskStream,
+    pub(super) id: String,
+    pub(super) address: String,
+    pub(super) heartbeat: Duration,
+    pub(super) last_activity: Instant,
+    pub(super) stop: bool,
     /// (task count, finished count) at the last memory release check.
-    churn_mark: (u64, u64),
+    pub(super) churn_mark: (u64, u64),
     /// Names of every worker that registered.
-    summary: RunSummary,
+    pub(super) summary: RunSummary,
     /// Workers that failed to start, the latest first.
-    failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
+    pub(super) failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
 }
 
 /// Start failures kept for `shoal status`.
@@ -420,12 +405,12 @@ impl ServerState {
         let churn = mark.0.abs_diff(self.churn_mark.0) + mark.1.abs_diff(self.churn_mark.1);
         if churn >= RELEASE_MEMORY_CHURN {
             self.churn_mark = mark;
-            release_freed_memory();
+            crate::sys::release_freed_memory();
         }
     }
 
     /// The coordination state with the effects it may have on the core and clients.
-    fn coordination(&mut self) -> (&mut Coordination, CoordBridge<'_>) {
+    pub(super) fn coordination(&mut self) -> (&mut Coordination, CoordBridge<'_, ServerComm>) {
         (
             &mut self.coordination,
             CoordBridge {
@@ -499,135 +484,6 @@ impl ServerState {
         }
     }
 
-    fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
-        self.record_task_stream(id, &msg, now);
-        let (core, comm) = (&mut self.core, &mut self.comm);
-        core.touch_worker(id, now);
-        match msg {
-            FromWorker::Register(_) | FromWorker::StartFailed(_) => {
-                tracing::warn!(worker = %id, "a registered worker registered again or said it failed to start; ignored")
-            }
-            FromWorker::Started(ids) => core.on_tasks_started(id, &ids, comm),
-            FromWorker::Finished(done) => core.on_tasks_finished(id, &done, comm),
-            FromWorker::Failed(failed) => core.on_tasks_failed(id, failed, comm),
-            FromWorker::StealReply(replies) => core.on_steal_reply(id, &replies, comm),
-            FromWorker::MissingData {
-                task,
-                missing,
-                holders,
-            } => core.on_missing_data(id, task, missing, &holders, comm),
-            FromWorker::Heartbeat(metrics) => core.on_worker_heartbeat(id, metrics, now),
-            FromWorker::Retiring => core.on_worker_retiring(id, comm),
-            FromWorker::Paused(paused) => core.on_worker_paused(id, paused, comm),
-            FromWorker::Spilled { ids, on_disk } => core.on_worker_spilled(id, &ids, on_disk),
-            FromWorker::Replicated(ids) => {
-                core.on_worker_replicated(id, &ids, comm);
-                if !self.retirements.is_empty() {
-                    self.retirements.on_replicated(&ids);
-                    self.retirements.progress(core, comm);
-                }
-            }
-        }
-    }
-
-    /// Starts and ends of tasks, for the task stream (before the core forgets them).
-    fn record_task_stream(&mut self, worker: WorkerId, msg: &FromWorker, now: Instant) {
-        let ended = |id: TaskId| self.core.task_key(id).map(Box::<str>::from);
-        match msg {
-            FromWorker::Started(ids) => self.task_stream.on_started(worker, ids, now),
-            FromWorker::Finished(done) => {
-                for f in done {
-                    if let Some(key) = ended(f.id) {
-                        self.task_stream.on_ended(worker, f.id, &key, true, now);
-                    }
-                }
-            }
-            FromWorker::Failed(failed) => {
-                for f in failed {
-                    if let Some(key) = ended(f.id) {
-                        self.task_stream.on_ended(worker, f.id, &key, false, now);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_client_message(&mut self, id: ClientId, msg: FromClient, frames: Vec<Bytes>) {
-        self.last_activity = Instant::now();
-        match msg {
-            FromClient::Submit {
-                request,
-                tasks,
-                wants,
-            } => {
-                // Accepted slice by slice; the core sends the reply when it is in.
-                self.core
-                    .on_submit_request(id, request, tasks, wants, frames);
-            }
-            FromClient::Release { keys } => self.core.on_release_keys(id, keys, &mut self.comm),
-            FromClient::Replicate { keys } => self.core.on_replicate(&keys, &mut self.comm),
-            FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
-            FromClient::WhoHas { request, keys } => {
-                let locations = keys.into_iter().map(|key| self.core.locate(key)).collect();
-                self.comm
-                    .send_client(id, ToClient::WhoHasReply { request, locations });
-            }
-            FromClient::Status { request } => {
-                let status = Box::new(self.status());
-                self.comm
-                    .send_client(id, ToClient::StatusReply { request, status });
-            }
-            FromClient::Shutdown => {
-                tracing::info!(client = %id, "shutdown requested by a client");
-                self.stop = true;
-            }
-            FromClient::Heartbeat => {}
-            FromClient::Retry { keys } => self.core.on_retry(&keys, &mut self.comm),
-            FromClient::Coord { request, op } => {
-                let (coordination, mut fx) = self.coordination();
-                coordination.on_request(id, request, op, &mut fx);
-            }
-            FromClient::CoordCancel { request } => {
-                let (coordination, mut fx) = self.coordination();
-                coordination.on_cancel(id, request, &mut fx);
-            }
-            FromClient::Restart {
-                workers,
-                cancel_all,
-            } => {
-                let targets = self.core.on_restart(&workers, cancel_all, &mut self.comm);
-                tracing::info!(client = %id, workers = ?targets, cancel_all, "restarting workers on request");
-            }
-            FromClient::RetireWorkers { workers } => {
-                let ids = self
-                    .retirements
-                    .on_retire(&mut self.core, &workers, &mut self.comm);
-                tracing::info!(client = %id, workers = ?ids, "retiring workers on request");
-            }
-            FromClient::TaskStream {
-                request,
-                since,
-                limit,
-            } => {
-                let records = self.task_stream.since(since, limit as usize);
-                self.comm
-                    .send_client(id, ToClient::TaskStreamReply { request, records });
-            }
-        }
-    }
-
-    /// The core's status with the server's own figures.
-    fn status(&self) -> ClusterStatus {
-        ClusterStatus {
-            scheduler_id: self.id.clone(),
-            address: self.address.clone(),
-            clients: self.comm.clients.len() as u32,
-            failed_starts: self.failed_starts.iter().cloned().collect(),
-            ..self.core.status()
-        }
-    }
-
     /// Tell every worker to exit and give the writers a moment to deliver it.
     async fn stop_workers(&mut self) {
         let workers: Vec<WorkerId> = self.core.worker_ids().collect();
@@ -648,69 +504,6 @@ impl ServerState {
         for writer in writers {
             let _ = tokio::time::timeout_at(deadline, writer).await;
         }
-    }
-}
-
-/// The coordination state's effects: replies to clients, and keys kept alive through the
-/// core (once per key, however many values refer to it).
-struct CoordBridge<'a> {
-    core: &'a mut Core,
-    comm: &'a mut ServerComm,
-    holder: ClientId,
-    holds: &'a mut FxHashMap<String, u32>,
-}
-
-impl CoordBridge<'_> {
-    fn want(&mut self, client: ClientId, keys: Vec<String>) {
-        if keys.is_empty() {
-            return;
-        }
-        if let Err(e) = self
-            .core
-            .on_submit(client, Vec::new(), keys, &[], self.comm)
-        {
-            // The value refers to a result that is gone already (its futures were released).
-            tracing::warn!(client = %client, error = %e, "a coordination value refers to a result no longer in the cluster");
-        }
-    }
-}
-
-impl CoordEffects for CoordBridge<'_> {
-    fn reply(&mut self, client: ClientId, request: u64, reply: CoordReply) {
-        self.comm
-            .send_client(client, ToClient::CoordReply { request, reply });
-    }
-
-    fn hold(&mut self, keys: &[String]) {
-        let mut new = Vec::new();
-        for key in keys {
-            let n = self.holds.entry(key.clone()).or_default();
-            *n += 1;
-            if *n == 1 {
-                new.push(key.clone());
-            }
-        }
-        self.want(self.holder, new);
-    }
-
-    fn unhold(&mut self, keys: &[String]) {
-        let mut gone = Vec::new();
-        for key in keys {
-            if let Some(n) = self.holds.get_mut(key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.holds.remove(key);
-                    gone.push(key.clone());
-                }
-            }
-        }
-        if !gone.is_empty() {
-            self.core.on_release(self.holder, &gone, self.comm);
-        }
-    }
-
-    fn give(&mut self, client: ClientId, keys: &[String]) {
-        self.want(client, keys.to_vec());
     }
 }
 

@@ -147,7 +147,7 @@ pub async fn run_worker(
                     );
                 }
                 // A fresh start in this process: memory handed back.
-                crate::scheduler::server::release_freed_memory();
+                crate::sys::release_freed_memory();
                 reconnect.contact(Instant::now());
             }
         }
