@@ -106,9 +106,16 @@ def _flat_call(task: tuple, graph: dict):
 
 
 def submit_graph(client, dsk, keys: list):
-    """Submit a dask graph in one message; returns futures for the flat list ``keys``.
+    """Submit a dask graph in one message; returns futures for the flat list ``keys``
+    (see :func:`_submit_graph`)."""
+    from .client import gc_paused
 
-    Legacy tuple tasks with plain arguments become calls (as ``client.submit`` makes);
+    with gc_paused():
+        return _submit_graph(client, dsk, keys)
+
+
+def _submit_graph(client, dsk, keys: list):
+    """Legacy tuple tasks with plain arguments become calls (as ``client.submit`` makes);
     every other node travels as a dask task node. Priorities come from the depth-first
     order of the graph from ``keys``, computed in Rust (``dask.order`` costs 25-40 µs per
     task in Python)."""
