@@ -87,7 +87,8 @@ pub fn serve(
     who: &str,
 ) -> Serving {
     let services = [(SERVICE.to_string(), dashboard.port())];
-    let link = dashboard_link(scheduler.address(), &services, secret).unwrap_or_default();
+    let token = shoal_comm::auth::dashboard_token(secret);
+    let link = dashboard_link(scheduler.address(), &services, &token).unwrap_or_default();
     let snapshots = scheduler.snapshots();
     let task = tokio::spawn(async move {
         if let Err(e) = dashboard.serve(snapshots).await {
