@@ -297,7 +297,8 @@ mod tests {
         let mut publisher = Publisher::new();
         let receiver = publisher.subscribe();
         let client = core.on_client_added();
-        let w = core.on_worker_added(registration("w0"), t0, 1000, &mut comm);
+        let w = core.new_worker_id();
+        core.on_worker_added(w, registration("w0"), t0, 1000, &mut comm);
         stream.on_worker_joined(w, "tcp://w0:1 mpi://job/3");
         let specs = vec![
             TaskSpec::new("load-1", ExecutorKind::Sum, vec![]),
