@@ -14,8 +14,13 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+/// `-q` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 fn shown() -> bool {
-    !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal()
+    !quiet() && std::io::stderr().is_terminal()
 }
 
 /// A bar to `total` with `template` (indicatif's template language), or a hidden one.

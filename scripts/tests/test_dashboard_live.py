@@ -290,3 +290,36 @@ scrape_configs:
     finally:
         stop(prom, grace=10)
         log.close()
+
+
+def test_performance_report_sections_from_real_snapshots(cluster, tmp_path):
+    """python/shoal/diagnostics.py's dashboard sections from the snapshots of a real
+    scheduler (the module loads without the native extension)."""
+    import importlib.util
+
+    shoal, sched_file, link = cluster
+    spec = importlib.util.spec_from_file_location("diagnostics", ROOT / "python" / "shoal" / "diagnostics.py")
+    diagnostics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnostics)
+
+    class LinkOnly:
+        dashboard_link = link
+
+    # Snapshots are up to half a second old: wait for one with the workers.
+    begin = wait_until("a snapshot with the 3 workers", lambda: (lambda s: s if s and len(s["workers"]) == 3 else None)(
+        diagnostics.dashboard_snapshot(LinkOnly())), timeout=10)
+    finish_run(start_run(shoal, sched_file, tmp_path, n_tasks=40, sleep_ms=0))
+    time.sleep(diagnostics.SNAPSHOT_INTERVAL + 0.2)
+    end = diagnostics.dashboard_snapshot(LinkOnly())
+    assert end["sequence"] > begin["sequence"]
+    sections = diagnostics.render_dashboard_sections(begin, end)
+    assert "<td>slow</td><td>40</td><td>0</td><td>0</td>" in sections, sections
+    assert sections.count("<tr><td>local-") == 3, sections
+    # --memory-limit 0: the thresholds apply to nothing.
+    assert sections.count("<td>no limit</td>") == 3, sections
+    assert "CPU " in sections and "event-loop lag" in sections
+
+    class NoDashboard:
+        dashboard_link = None
+
+    assert diagnostics.dashboard_snapshot(NoDashboard()) is None

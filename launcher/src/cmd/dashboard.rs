@@ -95,7 +95,9 @@ pub fn serve(
             tracing::error!(error = %format!("{e:#}"), "the dashboard stopped");
         }
     });
-    if std::io::stderr().is_terminal() {
+    if crate::progress::quiet() {
+        tracing::debug!("dashboard on port {}", services[0].1);
+    } else if std::io::stderr().is_terminal() {
         eprintln!("{who}: dashboard at {link}");
     } else {
         let bare = link.split('?').next().unwrap_or(&link);
