@@ -77,21 +77,23 @@ pub fn registry(s: &Snapshot) -> Registry {
     r.register("tasks_failed", "Tasks that failed, by task prefix", failed);
 
     let sched = &s.scheduler;
-    let lag = FloatGauge::default();
-    lag.set(sched.loop_lag_seconds);
-    r.register_with_unit(
+    let seconds = Some(Unit::Seconds);
+    let bytes = Some(Unit::Bytes);
+    let lag_help = "How late the scheduler's loop came to its last timer tick";
+    let lag_max_help = "The largest event-loop lag since the scheduler started";
+    float_gauge(
+        &mut r,
         "scheduler_event_loop_lag",
-        "How late the scheduler's loop came to its last timer tick",
-        Unit::Seconds,
-        lag,
+        lag_help,
+        seconds.clone(),
+        sched.loop_lag_seconds,
     );
-    let lag_max = FloatGauge::default();
-    lag_max.set(sched.loop_lag_max_seconds);
-    r.register_with_unit(
+    float_gauge(
+        &mut r,
         "scheduler_event_loop_lag_max",
-        "The largest event-loop lag since the scheduler started",
-        Unit::Seconds,
-        lag_max,
+        lag_max_help,
+        seconds.clone(),
+        sched.loop_lag_max_seconds,
     );
     let cpu = Counter::<f64, AtomicU64>::default();
     cpu.inc_by(sched.cpu_seconds);
@@ -101,37 +103,64 @@ pub fn registry(s: &Snapshot) -> Registry {
         Unit::Seconds,
         cpu,
     );
-    let rss = Gauge::<i64>::default();
-    rss.set(int(sched.rss_bytes));
-    r.register_with_unit(
+    let rss_help = "Resident memory of the scheduler's process";
+    int_gauge(
+        &mut r,
         "scheduler_memory_rss",
-        "Resident memory of the scheduler's process",
-        Unit::Bytes,
-        rss,
+        rss_help,
+        bytes,
+        sched.rss_bytes,
     );
-    let clients = Gauge::<i64>::default();
-    clients.set(i64::from(s.clients));
-    r.register("clients", "Connected clients", clients);
-    let workers = Gauge::<i64>::default();
-    workers.set(s.workers.len() as i64);
-    r.register("workers", "Connected workers", workers);
-    let joined = Counter::<u64>::default();
-    joined.inc_by(s.workers_joined_total);
-    r.register(
+    int_gauge(
+        &mut r,
+        "clients",
+        "Connected clients",
+        None,
+        u64::from(s.clients),
+    );
+    int_gauge(
+        &mut r,
+        "workers",
+        "Connected workers",
+        None,
+        s.workers.len() as u64,
+    );
+    let joined_help = "Workers that registered since the scheduler started";
+    let lost_help = "Workers whose connection closed since the scheduler started";
+    int_counter(
+        &mut r,
         "workers_joined",
-        "Workers that registered since the scheduler started",
-        joined,
+        joined_help,
+        s.workers_joined_total,
     );
-    let lost = Counter::<u64>::default();
-    lost.inc_by(s.workers_lost_total);
-    r.register(
-        "workers_lost",
-        "Workers whose connection closed since the scheduler started",
-        lost,
-    );
+    int_counter(&mut r, "workers_lost", lost_help, s.workers_lost_total);
 
     register_workers(&mut r, s);
     r
+}
+
+fn float_gauge(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>, value: f64) {
+    let g = FloatGauge::default();
+    g.set(value);
+    match unit {
+        Some(unit) => r.register_with_unit(name, help, unit, g),
+        None => r.register(name, help, g),
+    }
+}
+
+fn int_gauge(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>, value: u64) {
+    let g = Gauge::<i64>::default();
+    g.set(int(value));
+    match unit {
+        Some(unit) => r.register_with_unit(name, help, unit, g),
+        None => r.register(name, help, g),
+    }
+}
+
+fn int_counter(r: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    r.register(name, help, c);
 }
 
 fn register_workers(r: &mut Registry, s: &Snapshot) {

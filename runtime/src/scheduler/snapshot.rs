@@ -171,18 +171,6 @@ impl Publisher {
         lag: Duration,
         now: Instant,
     ) {
-        let snapshot = self.build(core, stream, facts, lag, now);
-        self.sender.send_replace(Arc::new(snapshot));
-    }
-
-    fn build(
-        &mut self,
-        core: &Core,
-        stream: &TaskStream,
-        facts: &ServerFacts<'_>,
-        lag: Duration,
-        now: Instant,
-    ) -> Snapshot {
         self.sequence += 1;
         let lag = lag.as_secs_f64();
         self.lag_max = self.lag_max.max(lag);
@@ -221,7 +209,7 @@ impl Publisher {
             .collect();
         workers.sort_by_key(|w| w.id);
         let (cpu_seconds, rss_bytes) = (crate::sys::cpu_seconds(), crate::sys::rss_bytes());
-        Snapshot {
+        let snapshot = Snapshot {
             at,
             sequence: self.sequence,
             scheduler: SchedulerView {
@@ -243,7 +231,8 @@ impl Publisher {
             clients: facts.clients,
             workers_joined_total: facts.workers_joined,
             workers_lost_total: facts.workers_lost,
-        }
+        };
+        self.sender.send_replace(Arc::new(snapshot));
     }
 }
 
