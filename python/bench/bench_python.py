@@ -2,17 +2,19 @@
 in-process `scheduler="sync"`, in one run, with every target checked.
 
     python python/bench/bench_python.py [--runtimes shoal,frisky,dask] [--sections map,fanin,workloads]
-        [--workloads NAME,...] [--map-n 100000] [--dask-map-n 10000] [--fanin-n 100000]
-        [--fanin-baseline-n 20000] [--dask-fanin-n 10000] [--repeat 3] [--workers 2] [--threads 1]
+        [--workloads NAME,...] [--map-n 100000] [--dask-map-n 5000] [--fanin-n 100000]
+        [--fanin-baseline-n 20000] [--dask-fanin-n 5000] [--repeat 3] [--workers 2] [--threads 1]
         [--startup-shoal S] [--startup-dask-mpi S] [--startup-file S] [--json FILE]
     python python/bench/bench_python.py profile WORKLOAD... [--repeat 10] [--rate 250]
 
 Every runtime gets `--workers` worker processes of `--threads` threads on this machine
 (`clusters.py`); BLAS and OpenMP are held to one thread in every process (sync included),
-so that "1 thread" means one core. Each runtime runs in a child process of its own (a
-crash or hang costs only the item it happened in: after `--item-timeout` s without
-progress the child's process group is killed, the item reported, the rest rerun on a
-fresh cluster).
+so that "1 thread" means one core. Each runtime runs in a child process of its own, whose
+cluster stays up for the whole run; the items are interleaved (the first item on every
+runtime, then the second, ...) so that the shared machine's changing load falls on all
+runtimes alike. A crash or hang costs only the item it happened in: after `--item-timeout`
+s without progress the child's process group is killed, the item reported as CRASH, and
+the next item starts a fresh cluster.
 
 Sections:
 - `map`: `client.map(inc, range(N))` + `gather`, best of `--repeat` (dask.distributed with
@@ -28,8 +30,8 @@ The start-up row (mpirun -np 4 to a Python client's first result, shoal vs dask-
 measured by `scripts/bench` (`scripts/bench.d/mpi_first_result.py`) and passed in with
 `--startup-*`; without them the row says "not measured".
 
-`profile` runs the named workloads on shoal under `py-spy record` (client process only,
-`--repeat` timed runs after a warm-up) and prints the ten hottest frames of the client by
+`profile` runs the named workloads on shoal under `py-spy record` (attached to the client
+process once its cluster is up; a warm-up and `--repeat` timed runs) and prints the ten hottest frames of the client by
 own time and by total time (`profile_top.py`). py-spy is a benchmark-only tool: it is
 installed into .venv by `scripts/bench` when profiling is asked for, never a dependency.
 """
@@ -37,6 +39,7 @@ installed into .venv by `scripts/bench` when profiling is asked for, never a dep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -63,9 +66,8 @@ def _emit(**event) -> None:
     print(MARK + json.dumps(event), flush=True)
 
 
-def _child(runtime: str, items: list, data_dir: str, ref_dir: str, repeat: int, workers: int, threads: int) -> None:
-    import contextlib
-
+def _child(runtime: str, items, data_dir: str, ref_dir: str, repeat: int, workers: int, threads: int) -> None:
+    """Run `items` (an iterable of [kind, arg]) on one runtime's cluster, started once."""
     import clusters
 
     if runtime == "sync":
@@ -167,65 +169,112 @@ def _child_env() -> dict:
     return env
 
 
-def _run_runtime(runtime: str, items: list, args, data_dir: str, ref_dir: str, log_dir: str) -> dict:
-    """Results of every item of one runtime, keyed by json.dumps(item)."""
-    results: dict = {}
-    todo = list(items)
-    attempt = 0
-    while todo:
-        attempt += 1
-        log_path = os.path.join(log_dir, f"{runtime}-{attempt}.log")
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", runtime, "--items", json.dumps(todo),
-               "--data", data_dir, "--ref", ref_dir, "--repeat", str(args.repeat),
-               "--workers", str(args.workers), "--threads", str(args.threads)]
-        _log(f"{NAMES[runtime]}: {', '.join(_label(i) for i in todo)}")
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=_child_env(), text=True,
-                                    start_new_session=True)
-        current, why = None, None
-        buf = ""
-        deadline = time.monotonic() + args.item_timeout
+class Runner:
+    """One runtime's child process, kept across items: `run(item)` sends the item on the
+    child's stdin and returns its result event. A child that crashes or makes no progress
+    for `timeout` s is killed (process group) and the item reported as a crash; the next
+    item starts a fresh child. A child that dies before its cluster is up makes every
+    item of that runtime an error ("not installed" when an import failed)."""
+
+    def __init__(self, runtime: str, args, data_dir: str, ref_dir: str, log_dir: str):
+        self.runtime, self.args = runtime, args
+        self.data_dir, self.ref_dir, self.log_dir = data_dir, ref_dir, log_dir
+        self.proc: subprocess.Popen | None = None
+        self.dead: dict | None = None  # set when the runtime cannot start at all
+        self.attempt = 0
+        self.buf = ""
+
+    def run(self, item: list) -> dict:
+        if self.dead:
+            return dict(self.dead, item=item)
+        if self.proc is None and not self._start():
+            return dict(self.dead, item=item)
+        self.proc.stdin.write(json.dumps(item) + "\n")
+        self.proc.stdin.flush()
+        ev, why = self._wait(lambda e: e["event"] in ("done", "error") and e["item"] == item)
+        if ev is not None:
+            return ev
+        tail = self._stop()
+        _log(f"{NAMES[self.runtime]} {_label(item)}: {why}; log tail:\n{tail}")
+        return {"event": "error", "item": item, "error": f"{why}: {_reason(tail)}", "crash": True}
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self._stop()
+
+    def _start(self) -> bool:
+        self.attempt += 1
+        self.log_path = os.path.join(self.log_dir, f"{self.runtime}-{self.attempt}.log")
+        a = self.args
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", self.runtime, "--data", self.data_dir,
+               "--ref", self.ref_dir, "--repeat", str(a.repeat), "--workers", str(a.workers),
+               "--threads", str(a.threads)]
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         env=_child_env(), text=True, start_new_session=True)
+        self.buf = ""
+        ev, why = self._wait(lambda e: e["event"] == "ready")
+        if ev is not None:
+            _log(f"{NAMES[self.runtime]}: cluster up in {ev['seconds']:.1f} s")
+            return True
+        tail = self._stop()
+        absent = "ModuleNotFoundError" in tail or "ImportError" in tail
+        note = "not installed" if absent else f"did not start ({why})"
+        _log(f"{NAMES[self.runtime]}: {note}; log tail:\n{tail}")
+        self.dead = {"event": "error", "error": f"{note}: {_reason(tail)}", "absent": absent}
+        return False
+
+    def _wait(self, wanted) -> tuple[dict | None, str]:
+        """The first event `wanted` accepts, or None and why there was none."""
+        timeout = self.args.item_timeout
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
         while True:
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                why = f"no progress in {args.item_timeout:.0f} s (killed)"
-                break
-            chunk = os.read(proc.stdout.fileno(), 65536).decode(errors="replace")
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split("\n")
-            for line in lines:
+            *lines, self.buf = self.buf.split("\n")
+            for i, line in enumerate(lines):
                 if not line.startswith(MARK):
                     continue
                 ev = json.loads(line[len(MARK):])
-                deadline = time.monotonic() + args.item_timeout
-                if ev["event"] == "start":
-                    current = ev["item"]
-                elif ev["event"] in ("done", "error"):
-                    results[json.dumps(ev["item"])] = ev
-                    todo.remove(ev["item"])
-                    current = None
-                    if ev["event"] == "error":
-                        _log(f"{NAMES[runtime]} {_label(ev['item'])}: {ev['error']}")
-        _kill(proc)
-        rc = proc.returncode
-        if not todo:
-            break
-        tail = _tail(log_path)
-        if current is None and not results and rc:
-            # The cluster did not start (or the runtime is not installed): nothing can run.
-            note = "not installed" if "ModuleNotFoundError" in tail or "ImportError" in tail else "did not start"
-            for item in todo:
-                results[json.dumps(item)] = {"event": "error", "item": item, "error": f"{note}: {tail[-300:]}",
-                                             "absent": note == "not installed"}
-            break
-        failed = current if current is not None else todo[0]
-        reason = why or f"child exited with status {rc}"
-        _log(f"{NAMES[runtime]} {_label(failed)}: {reason}; log tail:\n{tail}")
-        results[json.dumps(failed)] = {"event": "error", "item": failed, "error": f"{reason}: {tail[-300:]}",
-                                       "crash": True}
-        todo.remove(failed)
+                deadline = time.monotonic() + timeout
+                if wanted(ev):
+                    self.buf = "\n".join(lines[i + 1:] + [self.buf])
+                    return ev, ""
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None, f"no progress in {timeout:.0f} s (killed)"
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk:
+                return None, f"child exited with status {self.proc.wait(timeout=30)}"
+            self.buf += chunk
+
+    def _stop(self) -> str:
+        _kill(self.proc)
+        self.proc = None
+        return _tail(self.log_path)
+
+
+def run_all(runtimes: list[str], items: list, args, data_dir: str, ref_dir: str, log_dir: str) -> dict:
+    """Every item on every runtime that takes it, interleaved: item 1 on each runtime, then
+    item 2, ..., so that the machine's load changes hit all runtimes alike. The clusters stay
+    up (idle) between their turns. Returns {runtime: {json.dumps(item): result event}}."""
+    runners = {r: Runner(r, args, data_dir, ref_dir, log_dir) for r in runtimes}
+    results: dict = {r: {} for r in runtimes}
+    try:
+        for item_of in items:
+            for r in runtimes:
+                item = item_of(r)
+                if item is None:
+                    continue
+                ev = runners[r].run(item)
+                results[r][json.dumps(item)] = ev
+                if ev["event"] == "done":
+                    _log(f"{NAMES[r]} {_label(item)}: best {min(ev['times']):.3f} s")
+                else:
+                    _log(f"{NAMES[r]} {_label(item)}: {ev['error'][:300]}")
+    finally:
+        for runner in runners.values():
+            runner.close()
     return results
 
 
@@ -239,7 +288,10 @@ def _kill(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
-    proc.stdout.close()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None and not pipe.closed:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _tail(path: str, lines: int = 15) -> str:
@@ -248,6 +300,15 @@ def _tail(path: str, lines: int = 15) -> str:
             return "".join(f.readlines()[-lines:]).rstrip()
     except OSError:
         return ""
+
+
+def _reason(tail: str) -> str:
+    """The line of a child's log tail that says what went wrong (its last exception line)."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or "panicked" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
 
 
 def _label(item: list) -> str:
@@ -291,6 +352,11 @@ def _short_error(ev: dict) -> str:
     if ev.get("wrong"):
         return "WRONG"
     return "CRASH" if ev.get("crash") else "error"
+
+
+def _failed(ev: dict | None) -> bool:
+    """shoal ran the item and did not produce a checked result (an error, WRONG or CRASH)."""
+    return ev is not None and ev.get("event") != "done"
 
 
 def _verdict(ok: bool | None) -> str:
@@ -360,6 +426,8 @@ def report(res: dict, args, wl_names: list[str]) -> dict:
         def sum_cell(r):
             if r not in args.runtimes_all:
                 return "-"
+            if len(missing[r]) == len(wl_names):
+                return "none finished"
             return f"{sums[r]:.3f}" + (f" ({len(missing[r])} missing)" if missing[r] else "")
 
         sum_ratio = (sums["shoal"] / sums["sync"] if sums["sync"] and not missing["shoal"]
@@ -381,9 +449,10 @@ def report(res: dict, args, wl_names: list[str]) -> dict:
         ev = {r: get(r, ["map", args.dask_map_n if r == "dask" else args.map_n]) for r in NAMES}
         rate = {r: (ev[r]["n"] / min(ev[r]["times"]) if _best(ev[r]) else None) for r in NAMES}
         x = rate["shoal"] / rate["frisky"] if rate["shoal"] and rate["frisky"] else None
+        ok = False if _failed(ev["shoal"]) else (None if x is None else x >= 10)
         print(f"| client.map(inc, range({args.map_n:,})) + gather, best of {args.repeat} | {_cell_rate(ev['shoal'])} "
               f"| {_cell_rate(ev['frisky'])} | {_cell_rate(ev['dask'])} | - | >= 10x frisky "
-              f"| {'-' if x is None else f'{x:.1f}x frisky'} | {_verdict(None if x is None else x >= 10)} |")
+              f"| {'-' if x is None else f'{x:.1f}x frisky'} | {_verdict(ok)} |")
         summary["map"] = rate
     if "fanin" in args.sections:
         ev = {r: get(r, ["fanin", _fanin_n(args, r)]) for r in NAMES}
@@ -392,16 +461,18 @@ def report(res: dict, args, wl_names: list[str]) -> dict:
         print(f"| {args.fanin_n:,}-input fan-in through client.get (module-level functions) | {_cell_rate(ev['shoal'])} "
               f"| {_cell_rate(ev['frisky'])} | {_cell_rate(ev['dask'])} | {_cell_rate(ev['sync'])} "
               f"| >= 100,000 tasks/s | {'-' if s is None else f'{s:,.0f} tasks/s'} "
-              f"| {_verdict(None if s is None else s >= 100_000)} |")
+              f"| {_verdict(False if _failed(ev['shoal']) else (None if s is None else s >= 100_000))} |")
         summary["fanin"] = rate
     if wl_names:
         complete = not missing["shoal"] and "shoal" in args.runtimes_all
         r = sums["shoal"] / sums["sync"] if sums["sync"] and complete else None
+        ok = False if missing["shoal"] else (None if r is None else r <= 1.3)
+        figure = "shoal incomplete" if missing["shoal"] else ("-" if r is None else f"{r:.2f}x sync")
         print(f"| {len(wl_names)} Dask-collection workloads, sum of compute seconds | {sum_cell('shoal')} "
               f"| {sum_cell('frisky')} | {sum_cell('dask')} | {sum_cell('sync')} | <= 1.3x sync "
-              f"| {'-' if r is None else f'{r:.2f}x sync'} | {_verdict(None if r is None else r <= 1.3)} |")
+              f"| {figure} | {_verdict(ok)} |")
         worst = sorted(ratios, key=ratios.get, reverse=True)[:2]
-        both = "shoal" in args.runtimes_all and "frisky" in args.runtimes_all
+        both = "shoal" in args.runtimes_all and "frisky" in args.runtimes_all and len(missing["frisky"]) < len(wl_names)
         print(f"| of those, workloads where shoal is slower than frisky | {len(slower)} of {len(wl_names)}"
               f"{' (' + ', '.join(slower) + ')' if slower else ''} | | | | none | {len(slower)} "
               f"| {_verdict(not slower if both else None)} |")
@@ -453,10 +524,28 @@ def profile(names: list[str], repeat: int, rate: int, args) -> None:
                            stdout=subprocess.DEVNULL)
             out = os.path.join(tmp, f"{name}.txt")
             _log(f"profile: py-spy record on the shoal client, {name}, warm-up + {repeat} runs")
-            subprocess.run([py_spy, "record", "--format", "raw", "--rate", str(rate), "--nonblocking", "-o", out,
-                            "--"] + base + ["--child", "shoal", "--repeat", str(repeat)], env=_child_env(),
-                           check=True, stdout=subprocess.DEVNULL)
-            print(f"\n== py-spy: shoal client on {name} (warm-up + {repeat} runs, {rate} samples/s)")
+            # py-spy attaches once the cluster is up, so imports and start-up are not sampled.
+            child = subprocess.Popen(base + ["--child", "shoal", "--repeat", str(repeat)], env=_child_env(),
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+            events, spy = [], None
+            for line in child.stdout:
+                if not line.startswith(MARK):
+                    continue
+                events.append(json.loads(line[len(MARK):]))
+                if events[-1]["event"] == "ready":
+                    spy = subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", str(rate),
+                                            "--nonblocking", "--pid", str(child.pid), "-o", out],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _kill(child)
+            if spy is not None:
+                spy.wait(timeout=60)
+            done = [e for e in events if e["event"] in ("done", "error")]
+            if not done or done[0]["event"] != "done" or spy is None:
+                print(f"\n== py-spy: shoal on {name} failed: {done[0].get('error') if done else 'no result'}")
+                continue
+            times = done[0]["times"]
+            print(f"\n== py-spy: shoal client on {name}: warm-up + {repeat} runs of {min(times):.3f}-"
+                  f"{max(times):.3f} s ({sum(times):.2f} s timed), {rate} samples/s of the client's busy threads")
             profile_top.print_top(out, 10)
 
 
@@ -487,10 +576,10 @@ def main() -> None:
     p.add_argument("--sections", default="map,fanin,workloads")
     p.add_argument("--workloads", default="", help="comma-separated names (default: all)")
     p.add_argument("--map-n", type=int, default=100_000)
-    p.add_argument("--dask-map-n", type=int, default=10_000)
+    p.add_argument("--dask-map-n", type=int, default=5_000)
     p.add_argument("--fanin-n", type=int, default=100_000)
     p.add_argument("--fanin-baseline-n", type=int, default=20_000, help="fan-in leaves for frisky")
-    p.add_argument("--dask-fanin-n", type=int, default=10_000, help="fan-in leaves for dask.distributed")
+    p.add_argument("--dask-fanin-n", type=int, default=5_000, help="fan-in leaves for dask.distributed")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
@@ -507,7 +596,8 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         sys.path.insert(0, HERE)
-        _child(args.child, json.loads(args.items), args.data, args.ref, args.repeat, args.workers, args.threads)
+        items = json.loads(args.items) if args.items else (json.loads(line) for line in iter(sys.stdin.readline, ""))
+        _child(args.child, items, args.data, args.ref, args.repeat, args.workers, args.threads)
         return
 
     sys.path.insert(0, HERE)
@@ -526,21 +616,18 @@ def main() -> None:
     if "workloads" not in args.sections:
         wl_names = []
 
-    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
         data, ref = os.path.join(tmp, "data"), os.path.join(tmp, "ref")
         os.makedirs(data)
         os.makedirs(ref)
         workloads.prepare(data)
-        for runtime in args.runtimes_all:
-            items = []
-            if "map" in args.sections and runtime != "sync":
-                items.append(["map", args.dask_map_n if runtime == "dask" else args.map_n])
-            if "fanin" in args.sections:
-                items.append(["fanin", _fanin_n(args, runtime)])
-            items += [["workload", w] for w in wl_names]
-            if items:
-                results[runtime] = _run_runtime(runtime, items, args, data, ref, tmp)
+        items = []
+        if "map" in args.sections:
+            items.append(lambda r: None if r == "sync" else ["map", args.dask_map_n if r == "dask" else args.map_n])
+        if "fanin" in args.sections:
+            items.append(lambda r: ["fanin", _fanin_n(args, r)])
+        items += [lambda r, w=w: ["workload", w] for w in wl_names]
+        results = run_all(args.runtimes_all, items, args, data, ref, tmp)
         summary = report(results, args, wl_names)
     if args.json:
         with open(args.json, "w") as f:
