@@ -30,9 +30,10 @@ The start-up row (mpirun -np 4 to a Python client's first result, shoal vs dask-
 measured by `scripts/bench` (`scripts/bench.d/mpi_first_result.py`) and passed in with
 `--startup-*`; without them the row says "not measured".
 
-`profile` runs the named workloads on shoal under `py-spy record` (attached to the client
-process once its cluster is up; a warm-up and `--repeat` timed runs) and prints the ten hottest frames of the client by
-own time and by total time (`profile_top.py`). py-spy is a benchmark-only tool: it is
+`profile` runs the named workloads on shoal under `py-spy record --subprocesses` (attached
+to the client process after the warm-up run, for the `--repeat` timed runs; the workers and
+the `shoal local` process are its descendants) and prints the ten hottest functions of the
+client, the workers and the scheduler process by own and by total time (`profile_top.py`). py-spy is a benchmark-only tool: it is
 installed into .venv by `scripts/bench` when profiling is asked for, never a dependency.
 """
 
@@ -146,7 +147,7 @@ def _run_workload(runtime: str, client, name: str, data_dir: str, ref_dir: str, 
             workloads.assert_same(expected, values, f"run {run}")
         if run:
             times.append(elapsed)
-        _emit(event="progress", item=["workload", name])
+        _emit(event="warm" if run == 0 else "progress", item=["workload", name])
     out["times"] = times
     return out
 
@@ -524,17 +525,20 @@ def profile(names: list[str], repeat: int, rate: int, args) -> None:
                            stdout=subprocess.DEVNULL)
             out = os.path.join(tmp, f"{name}.txt")
             _log(f"profile: py-spy record on the shoal client, {name}, warm-up + {repeat} runs")
-            # py-spy attaches once the cluster is up, so imports and start-up are not sampled.
-            child = subprocess.Popen(base + ["--child", "shoal", "--repeat", str(repeat)], env=_child_env(),
-                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+            # py-spy attaches after the warm-up run: imports and start-up are not sampled.
+            with open(os.path.join(tmp, f"{name}.log"), "w") as log:
+                child = subprocess.Popen(base + ["--child", "shoal", "--repeat", str(repeat)], env=_child_env(),
+                                         stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
             events, spy = [], None
             for line in child.stdout:
                 if not line.startswith(MARK):
                     continue
                 events.append(json.loads(line[len(MARK):]))
-                if events[-1]["event"] == "ready":
+                if events[-1]["event"] in ("done", "error") and spy is not None:
+                    spy.send_signal(signal.SIGINT)  # stop sampling before the cluster shuts down
+                if events[-1]["event"] == "warm":
                     spy = subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", str(rate),
-                                            "--nonblocking", "--pid", str(child.pid), "-o", out],
+                                            "--nonblocking", "--subprocesses", "--pid", str(child.pid), "-o", out],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _kill(child)
             if spy is not None:
@@ -544,9 +548,9 @@ def profile(names: list[str], repeat: int, rate: int, args) -> None:
                 print(f"\n== py-spy: shoal on {name} failed: {done[0].get('error') if done else 'no result'}")
                 continue
             times = done[0]["times"]
-            print(f"\n== py-spy: shoal client on {name}: warm-up + {repeat} runs of {min(times):.3f}-"
-                  f"{max(times):.3f} s ({sum(times):.2f} s timed), {rate} samples/s of the client's busy threads")
-            profile_top.print_top(out, 10)
+            print(f"\n== py-spy: shoal on {name}: {repeat} runs of {min(times):.3f}-{max(times):.3f} s "
+                  f"({sum(times):.2f} s) after a warm-up, {rate} samples/s of busy threads")
+            profile_top.print_top(out, 10, rate, sum(times))
 
 
 def _prepare(data_dir: str) -> None:

@@ -2,19 +2,26 @@
 
     python python/bench/profile_top.py PROFILE.txt [N]
 
-The raw format is one collapsed stack a line, `outer (file:line);...;inner (file:line) COUNT`.
-Frames are merged per function (file and function name, line numbers dropped); prints the
-top N by own samples (the innermost frame) and by total samples (anywhere on the stack,
-counted once per stack), each with its share of all samples.
+The raw format is one collapsed stack a line, `outer (file:line);...;inner (file:line) COUNT`
+(with `--subprocesses`, the outermost frames are `process PID:"command line"`, from the
+profiled process down to the sampled one). Frames are
+merged per function (file and function name, line numbers dropped); prints, per role (the
+bench client, shoal's workers, the `shoal local` process holding the scheduler), the top N
+by own samples (the innermost frame) and by total samples (anywhere on the stack, counted
+once per stack; the bench driver's own frames left out), each with its share of the role's
+samples, and how busy the role was when the sampling rate and the sampled seconds are given.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 
+# The bench's own driver frames enclose every sample: left out of the inclusive ranking.
+HARNESS = ("(bench_python.py)", "(bench_map.py)")
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+_PROCESS = re.compile(r'^process (?P<pid>\d+):"(?P<cmd>.*)"$')
 
 
 def _function(frame: str) -> str:
@@ -26,37 +33,65 @@ def _function(frame: str) -> str:
     return f"{m.group('fn')} ({short})"
 
 
-def read(path: str) -> tuple[Counter, Counter, int]:
-    own: Counter = Counter()
-    total: Counter = Counter()
-    samples = 0
+def _role(cmd: str) -> str:
+    if "--child" in cmd:
+        return "client"
+    if "shoal" in cmd and " worker" in cmd:
+        return "workers"
+    if "shoal" in cmd and " local" in cmd:
+        return "shoal local (scheduler)"
+    return cmd[:60]
+
+
+def read(path: str) -> dict[str, tuple[Counter, Counter, int, set]]:
+    """{role: (own samples, total samples, all samples, pids)}; a profile without process
+    frames is all "client"."""
+    roles: dict = defaultdict(lambda: (Counter(), Counter(), [0], set()))
     with open(path) as f:
         for line in f:
             stack, _, count = line.rstrip("\n").rpartition(" ")
             if not stack or not count.isdigit():
                 continue
             n = int(count)
-            frames = [_function(fr) for fr in stack.split(";") if fr]
+            raw = [fr for fr in stack.split(";") if fr]
+            role, pid = "client", None
+            # With --subprocesses a stack starts with the chain of processes down to its own.
+            while raw and (m := _PROCESS.match(raw[0])):
+                role, pid = _role(m.group("cmd")), m.group("pid")
+                raw = raw[1:]
+            frames = [_function(fr) for fr in raw]
             if not frames:
                 continue
-            samples += n
+            own, total, samples, pids = roles[role]
+            samples[0] += n
+            if pid:
+                pids.add(pid)
             own[frames[-1]] += n
             for fn in set(frames):
-                total[fn] += n
-    return own, total, samples
+                if not fn.endswith(HARNESS):
+                    total[fn] += n
+    return {role: (own, total, samples[0], pids) for role, (own, total, samples, pids) in roles.items()}
 
 
-def print_top(path: str, n: int = 10) -> None:
-    own, total, samples = read(path)
-    if not samples:
+def print_top(path: str, n: int = 10, rate: float | None = None, seconds: float | None = None) -> None:
+    roles = read(path)
+    if not roles:
         print(f"no samples in {path}")
         return
-    for title, counter in (("own time", own), ("total time (inclusive)", total)):
-        print(f"\ntop {n} by {title}, {samples:,} samples")
-        print("| # | samples | share | function (file) |")
-        print("|---:|---:|---:|---|")
-        for i, (fn, c) in enumerate(counter.most_common(n), 1):
-            print(f"| {i} | {c:,} | {c / samples:.1%} | `{fn}` |")
+    order = sorted(roles, key=lambda r: (r != "client", r))
+    for role in order:
+        own, total, samples, pids = roles[role]
+        busy = ""
+        if rate and seconds:
+            per = max(1, len(pids))
+            busy = f", busy {samples / rate / seconds / per:.0%} of the sampled time (per process)"
+        procs = f" ({len(pids)} processes)" if len(pids) > 1 else ""
+        for title, counter in (("own time", own), ("total time (inclusive)", total)):
+            print(f"\n{role}{procs}: top {n} by {title}, {samples:,} samples{busy}")
+            print("| # | samples | share | function (file) |")
+            print("|---:|---:|---:|---|")
+            for i, (fn, c) in enumerate(counter.most_common(n), 1):
+                print(f"| {i} | {c:,} | {c / samples:.1%} | `{fn}` |")
 
 
 if __name__ == "__main__":

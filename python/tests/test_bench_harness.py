@@ -59,8 +59,13 @@ def test_profile_summary_merges_lines_of_one_function(tmp_path):
     raw.write_text(
         "<module> (bench.py:10);run (/x/site-packages/shoal/client.py:5);pickle (/x/site-packages/shoal/_s.py:7) 6\n"
         "<module> (bench.py:10);run (/x/site-packages/shoal/client.py:9) 4\n"
+        'process 1:"python bench_python.py --child shoal";process 7:"python -m shoal worker --scheduler-file f";'
+        "execute (/x/site-packages/shoal/_worker.py:3) 5\n"
     )
-    own, total, samples = profile_top.read(str(raw))
+    roles = profile_top.read(str(raw))
+    own, total, samples, _ = roles["client"]
     assert samples == 10
     assert own["pickle (shoal/_s.py)"] == 6 and own["run (shoal/client.py)"] == 4
     assert total["run (shoal/client.py)"] == 10 and total["<module> (bench.py)"] == 10
+    own, _, samples, pids = roles["workers"]
+    assert samples == 5 and pids == {"7"} and own["execute (shoal/_worker.py)"] == 5
