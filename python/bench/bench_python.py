@@ -549,7 +549,8 @@ def profile(names: list[str], repeat: int, rate: int, args) -> None:
                 continue
             times = done[0]["times"]
             print(f"\n== py-spy: shoal on {name}: {repeat} runs of {min(times):.3f}-{max(times):.3f} s "
-                  f"({sum(times):.2f} s) after a warm-up, {rate} samples/s of busy threads")
+                  f"({sum(times):.2f} s) after a warm-up, {rate} samples/s of busy threads; the untimed "
+                  f"collection building between runs is sampled too")
             profile_top.print_top(out, 10, rate, sum(times))
 
 

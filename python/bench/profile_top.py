@@ -9,7 +9,8 @@ merged per function (file and function name, line numbers dropped); prints, per 
 bench client, shoal's workers, the `shoal local` process holding the scheduler), the top N
 by own samples (the innermost frame) and by total samples (anywhere on the stack, counted
 once per stack; the bench driver's own frames left out), each with its share of the role's
-samples, and how busy the role was when the sampling rate and the sampled seconds are given.
+samples, and its average number of busy threads when the sampling rate and the sampled
+seconds are given.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def print_top(path: str, n: int = 10, rate: float | None = None, seconds: float 
         busy = ""
         if rate and seconds:
             per = max(1, len(pids))
-            busy = f", busy {samples / rate / seconds / per:.0%} of the sampled time (per process)"
+            busy = f", {samples / rate / seconds / per:.2f} busy threads on average per process"
         procs = f" ({len(pids)} processes)" if len(pids) > 1 else ""
         for title, counter in (("own time", own), ("total time (inclusive)", total)):
             print(f"\n{role}{procs}: top {n} by {title}, {samples:,} samples{busy}")
