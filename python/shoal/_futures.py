@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from typing import NamedTuple
 
+from ._native import KeyState
+
 __all__ = ["Future", "as_completed", "wait", "fire_and_forget", "futures_of", "KilledWorker", "CancelledError", "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
 
 PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "cancelled", "lost"
@@ -20,23 +22,6 @@ def _in_event_loop() -> bool:
         return True
     except RuntimeError:
         return False
-
-
-class KeyState:
-    """What the client knows about one key (shared by every Future of the key)."""
-
-    __slots__ = ("status", "size", "error", "callbacks", "refs")
-
-    def __init__(self):
-        self.status = PENDING
-        self.size = 0
-        self.error = None
-        self.callbacks = []
-        self.refs = 0
-
-    @property
-    def done(self) -> bool:
-        return self.status != PENDING
 
 
 class CancelledError(Exception):
@@ -133,7 +118,7 @@ class Future:
         """Drop this future's hold on the data now (also happens when it is collected)."""
         self.client._drop(self.key)
         self._state = KeyState()
-        self._state.status = CANCELLED
+        self._state.set(CANCELLED)
 
     def add_done_callback(self, fn) -> None:
         """Call ``fn(future)`` once the key is done (at once if it already is); callbacks
