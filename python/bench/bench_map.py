@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 from tasks import inc, total
+from workloads import Mismatch
 
 
 def map_gather(client, n: int) -> float:
@@ -25,7 +26,7 @@ def map_gather(client, n: int) -> float:
     results = client.gather(futures)
     elapsed = time.perf_counter() - start
     if results != list(range(1, n + 1)):
-        raise AssertionError(f"map(inc, range({n})) gathered wrong values (first {results[:3]})")
+        raise Mismatch(f"map(inc, range({n})) gathered wrong values (first {results[:3]})")
     del futures, results
     return elapsed
 
@@ -44,7 +45,7 @@ def fan_in(client, n: int) -> float:
     elapsed = time.perf_counter() - start
     want = n * (n + 1) // 2
     if result != want:
-        raise AssertionError(f"fan-in of {n} leaves: {result!r}, expected {want}")
+        raise Mismatch(f"fan-in of {n} leaves: {result!r}, expected {want}")
     return elapsed
 
 
@@ -57,5 +58,5 @@ def fan_in_sync(n: int) -> float:
     result = get_sync(graph, "total")
     elapsed = time.perf_counter() - start
     if result != n * (n + 1) // 2:
-        raise AssertionError(f"sync fan-in of {n} leaves: {result!r}")
+        raise Mismatch(f"sync fan-in of {n} leaves: {result!r}")
     return elapsed
