@@ -550,7 +550,7 @@ def profile(names: list[str], repeat: int, rate: int, args) -> None:
             times = done[0]["times"]
             print(f"\n== py-spy: shoal on {name}: {repeat} runs of {min(times):.3f}-{max(times):.3f} s "
                   f"({sum(times):.2f} s) after a warm-up, {rate} samples/s of busy threads; the untimed "
-                  f"collection building between runs is sampled too")
+                  f"work between runs (building collections, checking values) left out")
             profile_top.print_top(out, 10, rate, sum(times))
 
 

@@ -4,13 +4,14 @@
 
 The raw format is one collapsed stack a line, `outer (file:line);...;inner (file:line) COUNT`
 (with `--subprocesses`, the outermost frames are `process PID:"command line"`, from the
-profiled process down to the sampled one). Frames are
-merged per function (file and function name, line numbers dropped); prints, per role (the
-bench client, shoal's workers, the `shoal local` process holding the scheduler), the top N
-by own samples (the innermost frame) and by total samples (anywhere on the stack, counted
-once per stack; the bench driver's own frames left out), each with its share of the role's
-samples, and its average number of busy threads when the sampling rate and the sampled
-seconds are given.
+profiled process down to the sampled one). Frames are merged per function (file and
+function name, line numbers dropped); samples of the untimed work between runs (under a
+frame of workloads.py: building collections, checking values) are dropped. Prints, per role
+(the bench client, shoal's workers, the `shoal local` process holding the scheduler), the
+top N by own samples (the innermost frame) and by total samples (anywhere on the stack,
+counted once per stack; the bench driver's own frames left out), each with its share of
+the role's samples, and its average number of busy threads when the sampling rate and the
+sampled seconds are given.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import Counter, defaultdict
 
 # The bench's own driver frames enclose every sample: left out of the inclusive ranking.
 HARNESS = ("(bench_python.py)", "(bench_map.py)")
+# Untimed work between runs (building the collections, checking the values).
+UNTIMED = "(workloads.py)"
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 _PROCESS = re.compile(r'^process (?P<pid>\d+):"(?P<cmd>.*)"$')
 
@@ -61,7 +64,7 @@ def read(path: str) -> dict[str, tuple[Counter, Counter, int, set]]:
                 role, pid = _role(m.group("cmd")), m.group("pid")
                 raw = raw[1:]
             frames = [_function(fr) for fr in raw]
-            if not frames:
+            if not frames or any(fn.endswith(UNTIMED) for fn in frames):
                 continue
             own, total, samples, pids = roles[role]
             samples[0] += n
