@@ -50,7 +50,13 @@ pub type RunOut = (String, String, f64, f64, bool);
 pub type ErrorOut = (String, String, String, Option<String>, Vec<u8>);
 
 fn error_out(e: TaskError) -> ErrorOut {
-    (e.key, e.kind, e.message, e.traceback, e.exception)
+    (
+        e.key,
+        e.kind.name().to_string(),
+        e.message,
+        e.traceback,
+        e.exception,
+    )
 }
 
 /// A connected client and its stream of key updates.

@@ -6,5 +6,5 @@ pub mod connection;
 
 pub use address::{format_address, mpi_alternative, parse_address};
 pub use connection::{
-    connect, connect_peer, same_job, spawn_writer, Outbox, PeerReader, PeerWriter,
+    connect, connect_peer, same_job, spawn_writer, ConnectError, Outbox, PeerReader, PeerWriter,
 };

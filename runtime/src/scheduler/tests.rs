@@ -190,7 +190,7 @@ impl Env {
         let id = self.id(key);
         let error = TaskError {
             key: String::new(),
-            kind: "TaskFailed".into(),
+            kind: TaskErrorKind::TaskFailed,
             message: msg.into(),
             traceback: None,
             exception: vec![],
@@ -420,7 +420,7 @@ fn task_that_kills_workers_fails_after_allowed_failures() {
     let (_, KeyState::Erred(e)) = &updates[0] else {
         panic!("{updates:?}")
     };
-    assert_eq!(e.kind, "KilledWorker");
+    assert_eq!(e.kind, TaskErrorKind::KilledWorker);
     assert!(e.message.contains("3 workers that died"), "{}", e.message);
 }
 
@@ -548,7 +548,7 @@ fn task_no_worker_can_ever_run_fails_with_advice() {
     let (_, KeyState::Erred(e)) = &updates[0] else {
         panic!("{updates:?}")
     };
-    assert_eq!(e.kind, "Unsupported");
+    assert_eq!(e.kind, TaskErrorKind::Unsupported);
     assert_eq!(e.key, "py");
     assert!(
         e.message.contains("python -m shoal worker"),

@@ -366,7 +366,7 @@ fn a_result_larger_than_the_limit_goes_to_disk_or_fails() {
     env.job_done(1, Duration::from_secs(1), 2000);
     assert!(env.comm.finished.is_empty());
     assert_eq!(env.comm.failed.len(), 1);
-    assert_eq!(env.comm.failed[0].error.kind, "MemoryError");
+    assert_eq!(env.comm.failed[0].error.kind, TaskErrorKind::MemoryError);
     assert!(!env.store.contains(TaskId(1)), "not kept");
 }
 
