@@ -9,6 +9,7 @@ use super::state::{
     load_state, lock_state, now, remove_state, save_state, scripts_dir, state_path, JobRecord,
     Recipe, State,
 };
+use crate::worker_process::WorkerCommand;
 use anyhow::{bail, Context};
 use clap::Parser;
 use shoal_jobqueue::shell::quote;
@@ -106,19 +107,9 @@ fn execute(command: JobqueueCommand, hooks: &crate::Hooks, out: &mut Output) -> 
 
 /// The command jobs start shoal with: the host's worker command or this executable.
 fn shoal_command(hooks: &crate::Hooks) -> anyhow::Result<String> {
-    let words: Vec<String> = match hooks.worker_command.as_deref() {
-        Some(cmd) if !cmd.is_empty() => cmd
-            .iter()
-            .map(|w| w.to_string_lossy().into_owned())
-            .collect(),
-        _ => vec![std::env::current_exe()
-            .context("cannot find the shoal executable")?
-            .display()
-            .to_string()],
-    };
-    Ok(words
-        .iter()
-        .map(|w| quote(w).into_owned())
+    Ok(WorkerCommand::resolve(hooks)?
+        .words()
+        .map(|w| quote(&w.to_string_lossy()).into_owned())
         .collect::<Vec<_>>()
         .join(" "))
 }
