@@ -7,6 +7,7 @@
 //! - `cmd/`: one module per subcommand.
 //! - [`Hooks`]: what a host process (the Python package) plugs in.
 
+mod advice;
 mod cli;
 mod cmd;
 mod graph;
@@ -18,6 +19,8 @@ mod settings;
 mod signals;
 mod topology;
 mod worker_process;
+
+pub use advice::task_error_message;
 
 use cli::Command;
 use settings::Checked;

@@ -47,10 +47,11 @@ pub type RunOut = (String, String, f64, f64, bool);
 pub type ErrorOut = (String, String, String, Option<String>, Vec<u8>);
 
 pub fn error_out(e: TaskError) -> ErrorOut {
+    let message = shoal_launcher::task_error_message(&e);
     (
         e.key,
         e.kind.name().to_string(),
-        e.message,
+        message,
         e.traceback,
         e.exception,
     )

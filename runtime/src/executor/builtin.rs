@@ -129,8 +129,12 @@ pub fn run(
         }
         ExecutorKind::Bytes => {
             let a: BytesArgs = args(kind, payload)?;
-            let size = usize::try_from(a.size)
-                .map_err(|_| error(TaskErrorKind::BadPayload, format!("cannot produce {} bytes on this machine", a.size)))?;
+            let size = usize::try_from(a.size).map_err(|_| {
+                error(
+                    TaskErrorKind::BadPayload,
+                    format!("cannot produce {} bytes on this machine", a.size),
+                )
+            })?;
             // A size from the graph: memory that cannot be had fails the task instead of
             // aborting the worker.
             let mut out = Vec::new();
@@ -183,7 +187,7 @@ pub fn run(
         }
         ExecutorKind::Python => Err(error(
             TaskErrorKind::Unsupported,
-            "this worker cannot run Python tasks: it is the Rust `shoal` binary. Start workers from the Python package instead (`.venv/bin/shoal worker ...`, `python -m shoal worker ...`)".into(),
+            "this worker cannot run Python tasks: it is the Rust `shoal` binary".into(),
         )),
     }
 }
