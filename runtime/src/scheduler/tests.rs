@@ -1,5 +1,8 @@
 //! Scenario tests of the scheduling core: events in, recorded effects out, invariants
 //! checked after every step.
+//!
+//! Over 600 lines: one file of scenarios sharing one `Env` and recorder, each test a short
+//! story; split by topic (placement, failures, retirement) when it grows further.
 
 use super::batching::{client_message, worker_message, Queued};
 use super::comm::Comm;
