@@ -242,17 +242,30 @@ def wait(futures, timeout: float | None = None, return_when: str = ALL_COMPLETED
         return DoneAndNotDone(set(), set())
     client = futures[0].client
 
-    def ready():
-        done = [f for f in futures if f.done()]
-        if return_when == FIRST_COMPLETED:
-            return bool(done)
-        if return_when == FIRST_EXCEPTION:
-            return len(done) == len(futures) or any(f._state.status == ERROR for f in done)
-        return len(done) == len(futures)
-
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"wait(return_when={return_when!r}): use ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION")
-    client._wait_until(ready, timeout, f"wait({len(futures)} futures, return_when={return_when})")
+    what = f"wait({len(futures)} futures, return_when={return_when})"
+    if return_when == ALL_COMPLETED:
+        if not client._native.wait_all([f._state for f in futures], timeout):
+            raise TimeoutError(f"{what} not done within {timeout} s")
+    else:
+        pending, errored = futures, False
+
+        def ready():
+            # Checked at every change of any key: only the futures not seen done yet.
+            nonlocal pending, errored
+            still = []
+            for f in pending:
+                if not f.done():
+                    still.append(f)
+                elif f._state.status == ERROR:
+                    errored = True
+            pending = still
+            if not pending:
+                return True
+            return errored if return_when == FIRST_EXCEPTION else len(pending) < len(futures)
+
+        client._wait_until(ready, timeout, what)
     done = {f for f in futures if f.done()}
     return DoneAndNotDone(done, set(futures) - done)
 

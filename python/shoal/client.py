@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import functools
 import contextlib
+import gc
 import contextvars
 import warnings
 import hashlib
@@ -459,6 +460,10 @@ class Client:
 
     def map(self, fn, *iterables, key=None, pure=True, retries=0, resources=None, workers=None, priority=0, **kwargs) -> list[Future]:
         """``fn`` over the zipped iterables, one task per element, all in one message."""
+        with gc_paused():
+            return self._map(fn, iterables, key, pure, retries, resources, workers, priority, kwargs)
+
+    def _map(self, fn, iterables, key, pure, retries, resources, workers, priority, kwargs) -> list[Future]:
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {type(fn).__name__}")
         keys = key if isinstance(key, (list, tuple)) else None
@@ -496,6 +501,10 @@ class Client:
         flat: list[Future] = []
         _collect(futures, flat)
         self._wait_done([f._state for f in flat], timeout, f"{len(flat)} futures")
+        with gc_paused():
+            return self._gathered(futures, flat, errors)
+
+    def _gathered(self, futures, flat, errors):
         ok = []
         for f in flat:
             if f._state.status != FINISHED:
@@ -1010,6 +1019,22 @@ def _resources(resources) -> list:
     if not resources:
         return []
     return [(str(k), float(v)) for k, v in dict(resources).items()]
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector paused for a bulk step (building or unpacking
+    100k futures, tasks or results): such steps allocate so many objects that the
+    collector would run over the whole heap again and again, while none of them form
+    cycles. Nested use is fine; a collector disabled by the user stays so."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _collect(obj, out: list) -> None:
