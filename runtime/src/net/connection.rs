@@ -16,6 +16,38 @@ use tokio::task::JoinHandle;
 /// queue drains.
 pub type Outbox = mpsc::UnboundedSender<RawMessage>;
 
+/// Why [`connect`] failed; the cause is kept as the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address cannot be used (the message says why).
+    #[error("{0}")]
+    Address(String),
+    /// Nothing answered in time.
+    #[error("connecting to {address} timed out after {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    /// The operating system refused or failed the connection.
+    #[error("cannot connect to {address}")]
+    Io {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connected, but the authentication handshake failed.
+    #[error("handshake with {address} failed")]
+    Handshake {
+        address: String,
+        #[source]
+        source: CommError,
+    },
+}
+
+impl ConnectError {
+    /// Nothing listens at the address (the connection was actively refused).
+    pub fn nothing_listens(&self) -> bool {
+        matches!(self, ConnectError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
+}
+
 /// Connect to `address`, authenticate as `role`, and return the framed halves and the
 /// peer's identity.
 ///
@@ -28,16 +60,25 @@ pub async fn connect(
     role: Role,
     name: &str,
     timeout: Duration,
-) -> anyhow::Result<(TcpReader, TcpWriter, String)> {
-    let target = parse_address(address).map_err(anyhow::Error::msg)?;
+) -> Result<(TcpReader, TcpWriter, String), ConnectError> {
+    let target = parse_address(address).map_err(ConnectError::Address)?;
     let stream = tokio::time::timeout(timeout, TcpStream::connect(&target))
         .await
-        .map_err(|_| anyhow::anyhow!("connecting to {address} timed out after {timeout:?}"))?
-        .with_context(|| format!("cannot connect to {address}"))?;
+        .map_err(|_| ConnectError::Timeout {
+            address: address.into(),
+            timeout,
+        })?
+        .map_err(|source| ConnectError::Io {
+            address: address.into(),
+            source,
+        })?;
     let (mut reader, mut writer) = tcp_split(stream);
     let identity = auth::connect(&mut reader, &mut writer, secret, role, name, timeout)
         .await
-        .with_context(|| format!("handshake with {address} failed"))?;
+        .map_err(|source| ConnectError::Handshake {
+            address: address.into(),
+            source,
+        })?;
     Ok((reader, writer, identity))
 }
 
@@ -146,4 +187,26 @@ pub async fn connect_peer(
     }
     let (reader, writer, _) = connect(address, secret, Role::Peer, name, timeout).await?;
     Ok((PeerReader::Tcp(reader), PeerWriter::Tcp(writer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_told_apart_from_other_failures() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = format!("tcp://{}", listener.local_addr().expect("address"));
+        drop(listener);
+        let secret = Secret::random();
+        let timeout = Duration::from_secs(5);
+        let Err(refused) = connect(&address, &secret, Role::Client, "t", timeout).await else {
+            panic!("nothing listens at {address}")
+        };
+        assert!(refused.nothing_listens(), "{refused:?}");
+        let Err(bad) = connect("nonsense", &secret, Role::Client, "t", timeout).await else {
+            panic!("not an address")
+        };
+        assert!(!bad.nothing_listens(), "{bad:?}");
+    }
 }

@@ -7,6 +7,6 @@ pub mod data_pool;
 
 pub use address::{format_address, mpi_alternative, parse_address};
 pub use connection::{
-    connect, connect_peer, same_job, spawn_writer, Outbox, PeerReader, PeerWriter,
+    connect, connect_peer, same_job, spawn_writer, ConnectError, Outbox, PeerReader, PeerWriter,
 };
 pub use data_pool::DataPool;
