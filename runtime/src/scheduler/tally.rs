@@ -233,7 +233,7 @@ mod tests {
         t.moved(b, &TaskState::Memory(smallvec![w]), &TaskState::Released);
         let error = std::sync::Arc::new(shoal_comm::message::TaskError {
             key: "sum-0".into(),
-            kind: "ValueError".into(),
+            kind: shoal_comm::message::TaskErrorKind::TaskFailed,
             message: String::new(),
             traceback: None,
             exception: Vec::new(),
