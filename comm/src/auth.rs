@@ -84,6 +84,27 @@ fn nonce() -> Vec<u8> {
     n
 }
 
+/// The label of the dashboard's access token.
+pub const DASHBOARD_TOKEN_LABEL: &str = "shoal dashboard token v1";
+
+/// A token for a service outside the wire protocol (the dashboard): HMAC-SHA256 of a
+/// fixed label under the cluster secret, as hex. Whoever knows the secret can derive it;
+/// the token does not reveal the secret.
+pub fn derive_token(secret: &Secret, label: &str) -> String {
+    hex::encode(mac(secret, &[label.as_bytes()]).finalize().into_bytes())
+}
+
+/// The dashboard's access token of this cluster.
+pub fn dashboard_token(secret: &Secret) -> String {
+    derive_token(secret, DASHBOARD_TOKEN_LABEL)
+}
+
+/// Compare two tokens in time independent of where they differ.
+pub fn tokens_match(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn mac(secret: &Secret, parts: &[&[u8]]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; this cannot fail.
     let mut m =
@@ -381,5 +402,18 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, CommError::HandshakeTimeout(_)));
+    }
+
+    #[test]
+    fn dashboard_tokens_depend_on_the_secret_and_compare_exactly() {
+        let a = Secret::from_bytes(b"one".to_vec());
+        let b = Secret::from_bytes(b"two".to_vec());
+        let ta = dashboard_token(&a);
+        assert_eq!(ta.len(), 64);
+        assert_eq!(ta, dashboard_token(&a));
+        assert_ne!(ta, dashboard_token(&b));
+        assert!(tokens_match(&ta, &dashboard_token(&a)));
+        assert!(!tokens_match(&ta, &dashboard_token(&b)));
+        assert!(!tokens_match(&ta[..63], &ta));
     }
 }

@@ -223,6 +223,18 @@ pub struct WorkerMetrics {
     pub queued: u32,
     /// Memory figures (managed, spilled, pause state, spill traffic).
     pub memory: MemoryMetrics,
+    /// Results fetched from peers since the worker started, by transport.
+    #[serde(default)]
+    pub transfers: TransferMetrics,
+}
+
+/// Results a worker fetched from its peers since it started, by transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferMetrics {
+    pub tcp_count: u64,
+    pub tcp_bytes: u64,
+    pub mpi_count: u64,
+    pub mpi_bytes: u64,
 }
 
 /// A worker's memory, as its heartbeats carry it.
@@ -244,6 +256,10 @@ pub struct MemoryMetrics {
     pub unspill_count: u64,
     pub unspill_bytes: u64,
     pub unspill_seconds: f64,
+    /// The target, spill, pause and terminate thresholds as fractions of the memory
+    /// limit (0: off).
+    #[serde(default)]
+    pub thresholds: [f64; 4],
 }
 
 /// One worker as `shoal status` shows it.
@@ -280,6 +296,10 @@ pub struct ClusterStatus {
     /// Workers that failed to start and said why (the latest first, a bounded number).
     #[serde(default)]
     pub failed_starts: Vec<StartFailure>,
+    /// The scheduler's other ports by service name (`dashboard`), as the scheduler file
+    /// lists them.
+    #[serde(default)]
+    pub services: Vec<(String, u16)>,
 }
 
 /// A worker that could not start (a bad setting on its node, an unusable directory)

@@ -121,6 +121,24 @@ pub struct SchedulerTuning {
     /// network round trip; 0 when root tasks are long or make large results).
     #[arg(long, default_value_t = 256, value_parser = crate::parse::whole)]
     pub min_worker_queue: u32,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+/// The scheduler's web dashboard and `/metrics`.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Where the dashboard listens: PORT, :PORT or HOST:PORT (HOST: the scheduler's
+    /// host). The default 8787 moves to a free port when taken; an explicit port must be free.
+    #[arg(long, value_parser = parse::dashboard_address)]
+    pub dashboard_address: Option<parse::DashboardAddress>,
+    /// Run no dashboard (and no /metrics).
+    #[arg(long, conflicts_with = "dashboard_address")]
+    pub no_dashboard: bool,
+    /// A further token /metrics accepts as `Authorization: Bearer TOKEN` (for a scraper
+    /// that should not hold the dashboard's token).
+    #[arg(long, env = "SHOAL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

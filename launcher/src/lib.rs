@@ -16,6 +16,7 @@ mod iface;
 mod logging;
 mod memory;
 mod parse;
+mod progress;
 mod settings;
 mod signals;
 mod topology;
@@ -77,6 +78,7 @@ pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, LaunchErr
         });
     };
     logging::init(cli.verbose, cli.quiet);
+    progress::set_quiet(cli.quiet);
     settings::check_mpi(mpi_args).map_err(LaunchError::failed)?;
     let mpi_args = mpi_args.clone();
     cmd::mpi::prefer_fast_start(&mpi_args);
@@ -132,6 +134,7 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
         }
     };
     logging::init(cli.verbose, cli.quiet);
+    progress::set_quiet(cli.quiet);
     // Phase one: every value checked before anything starts, binds or writes.
     // A worker that cannot start tells its scheduler why, if it can reach it.
     let report_to = match &cli.command {

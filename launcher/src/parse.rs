@@ -53,6 +53,29 @@ pub fn port(text: &str) -> Result<u16, String> {
     })
 }
 
+/// `--dashboard-address`: a host (empty: the scheduler's) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardAddress {
+    pub host: Option<String>,
+    pub port: u16,
+}
+
+/// `8787`, `:8787` or `HOST:8787` (`[::1]:8787` for an IPv6 literal).
+pub fn dashboard_address(text: &str) -> Result<DashboardAddress, String> {
+    let text = text.trim();
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+        None => ("", text),
+    };
+    let port = port.parse::<u16>().map_err(|_| {
+        format!("dashboard address {text:?} is not PORT, :PORT or HOST:PORT (e.g. 8787 or node1:8787); the port is 0 to 65535")
+    })?;
+    Ok(DashboardAddress {
+        host: (!host.is_empty()).then(|| host.to_string()),
+        port,
+    })
+}
+
 /// `"GPU=2 MEM=10e9"` or `"GPU=2,MEM=1"`; empty = none.
 pub fn resources(text: &str) -> Result<Resource, String> {
     // clap calls this once per value; a value may hold several space-separated pairs,
@@ -237,5 +260,21 @@ mod tests {
             split_resources(args(&["w", "--resources", ""])),
             args(&["w"])
         );
+    }
+
+    #[test]
+    fn dashboard_addresses() {
+        let a = |host: Option<&str>, port| DashboardAddress {
+            host: host.map(str::to_string),
+            port,
+        };
+        assert_eq!(dashboard_address("8787"), Ok(a(None, 8787)));
+        assert_eq!(dashboard_address(":0"), Ok(a(None, 0)));
+        assert_eq!(dashboard_address("node1:9000"), Ok(a(Some("node1"), 9000)));
+        assert_eq!(dashboard_address("[::1]:9000"), Ok(a(Some("::1"), 9000)));
+        for bad in ["", "node1", "node1:", ":70000", "x:y"] {
+            let e = dashboard_address(bad).unwrap_err();
+            assert!(e.contains("HOST:PORT"), "{bad}: {e}");
+        }
     }
 }

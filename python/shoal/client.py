@@ -854,9 +854,10 @@ class Client:
 
     @property
     def dashboard_link(self):
-        """The dashboard's URL; ``None``: this version of shoal has no web dashboard yet
-        (``shoal status`` and ``client.scheduler_info()`` show the cluster)."""
-        return None
+        """The dashboard's link, carrying the token that opens it (``None`` when the
+        scheduler runs with ``--no-dashboard``)."""
+        self._check_open()
+        return self._native.dashboard_link()
 
     @_async_capable
     def retry(self, futures) -> None:

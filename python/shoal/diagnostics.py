@@ -5,15 +5,20 @@ The scheduler keeps the most recent 100,000 task runs (worker, start, stop), tim
 the scheduler as workers report them (within a few milliseconds of the worker's own
 times). ``performance_report`` writes one self-contained HTML file (no scripts, no
 network: it opens on a compute node) with the task stream, time per task prefix and the
-workers' memory.
+workers' memory, and, from the dashboard's snapshots at the start and the end of the block
+(the data its pages show), progress by task prefix, memory against each worker's limit
+and thresholds, bytes fetched between workers and the scheduler's own CPU and loop lag.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import time
+import urllib.parse
+import urllib.request
 from collections import defaultdict
 
 __all__ = ["get_task_stream", "performance_report", "TaskStream", "task_prefix"]
@@ -43,6 +48,26 @@ def records(client, since: float = 0.0, limit: int = 100_000) -> list[dict]:
             "startstops": ({"action": "compute", "start": start, "stop": stop},),
         })
     return out
+
+
+#: How often the scheduler publishes the dashboard's snapshot, in seconds.
+SNAPSHOT_INTERVAL = 0.5
+
+
+def dashboard_snapshot(client) -> dict | None:
+    """The dashboard's latest snapshot (``/api/snapshot``), or ``None`` when the
+    scheduler runs no dashboard or it cannot be reached."""
+    link = client.dashboard_link
+    if not link:
+        return None
+    base, _, query = link.partition("/status?")
+    token = urllib.parse.parse_qs(query).get("token", [""])[0]
+    request = urllib.request.Request(base + "/api/snapshot", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return json.load(r)
+    except (OSError, ValueError):
+        return None
 
 
 class _Recording:
@@ -95,10 +120,19 @@ class performance_report(_Recording):
         super().__init__(client)
         self.filename = os.fspath(filename)
 
+    def __enter__(self):
+        super().__enter__()
+        self._begin = dashboard_snapshot(self.client)
+        return self
+
     def _finish(self, runs, start, stop):
         info = self.client.scheduler_info()
+        end = None
+        if self._begin is not None:
+            time.sleep(SNAPSHOT_INTERVAL)  # a snapshot taken after the block's last results
+            end = dashboard_snapshot(self.client)
         with open(self.filename, "w", encoding="utf-8") as f:
-            f.write(render_report(runs, info, start, stop))
+            f.write(render_report(runs, info, start, stop, self._begin, end))
 
 
 _COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6",
@@ -113,7 +147,60 @@ def _bytes(n: float) -> str:
     return f"{n} B"
 
 
-def render_report(runs: list[dict], info: dict, start: float, stop: float) -> str:
+def _pct(f: float) -> str:
+    return f"{f * 100:.0f}%" if f else "off"
+
+
+def render_dashboard_sections(begin: dict | None, end: dict | None) -> str:
+    """Progress by prefix, workers' memory and transfers, and the scheduler, from the
+    dashboard's snapshots at the start and the end of the block ("" without them)."""
+    if not begin or not end:
+        return ""
+    e = html.escape
+    before = {p["name"]: p for p in begin.get("prefixes", [])}
+    prefix_rows = []
+    for p in end.get("prefixes", []):
+        b = before.get(p["name"], {"finished": 0, "failed": 0})
+        done, failed = p["finished"] - b["finished"], p["failed"] - b["failed"]
+        unfinished = sum(p["states"][:4])
+        if done or failed or unfinished:
+            total = done + failed + unfinished
+            width = 100 * done / total if total else 0
+            prefix_rows.append(
+                f'<tr><td>{e(p["name"])}</td><td>{done}</td><td>{failed}</td><td>{unfinished}</td>'
+                f'<td><div class="bar"><div style="width:{width:.1f}%"></div></div></td></tr>')
+    old_workers = {w["name"]: w for w in begin.get("workers", [])}
+    worker_rows = []
+    for w in end.get("workers", []):
+        m, t = w["memory"], w["transfers"]
+        b = old_workers.get(w["name"], {"transfers": {"tcp_bytes": 0, "mpi_bytes": 0}})["transfers"]
+        thresholds = (" / ".join(_pct(f) for f in m.get("thresholds", [0, 0, 0, 0]))
+                      if w["memory_limit"] else "no limit")
+        rank = "" if w.get("mpi_rank") is None else w["mpi_rank"]
+        worker_rows.append(
+            f'<tr><td>{e(w["name"])}</td><td>{e(w["host"])}</td><td>{rank}</td><td>{w["nthreads"]}</td>'
+            f'<td>{_bytes(m["managed"])}</td><td>{_bytes(max(w["rss"] - m["managed"], 0))}</td>'
+            f'<td>{_bytes(m["spilled"])}</td><td>{_bytes(w["memory_limit"]) if w["memory_limit"] else "none"}</td>'
+            f'<td>{thresholds}</td><td>{"yes" if w["paused"] else ""}</td>'
+            f'<td>{_bytes(t["tcp_bytes"] - b["tcp_bytes"])}</td><td>{_bytes(t["mpi_bytes"] - b["mpi_bytes"])}</td></tr>')
+    sb, se = begin["scheduler"], end["scheduler"]
+    wall = max(end["at"] - begin["at"], 1e-9)
+    cpu = se["cpu_seconds"] - sb["cpu_seconds"]
+    return f"""<h2>Progress by task prefix (during the block)</h2>
+<table id="progress"><tr><th>prefix</th><th>finished</th><th>failed</th><th>unfinished at the end</th><th></th></tr>
+{"".join(prefix_rows)}</table>
+<h2>Workers: memory and transfers</h2>
+<table id="worker-memory"><tr><th>name</th><th>host</th><th>MPI rank</th><th>threads</th><th>managed</th>
+<th>unmanaged</th><th>spilled</th><th>limit</th><th>target / spill / pause / terminate</th><th>paused</th>
+<th>fetched over TCP</th><th>fetched over MPI</th></tr>{"".join(worker_rows)}</table>
+<h2>Scheduler</h2>
+<p id="scheduler">CPU {cpu:.2f} s over {wall:.2f} s ({100 * cpu / wall:.0f}% of a core), RSS at the end
+{_bytes(se["rss_bytes"])}, event-loop lag at most {se["loop_lag_max_seconds"] * 1e3:.1f} ms since it started.</p>
+"""
+
+
+def render_report(runs: list[dict], info: dict, start: float, stop: float, begin: dict | None = None,
+                  end: dict | None = None) -> str:
     """The report as one HTML document (inline SVG and CSS, nothing fetched)."""
     e = html.escape
     by_prefix: dict = defaultdict(lambda: [0, 0.0, 0])
@@ -162,6 +249,7 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 .sw {{ display: inline-block; width: 10px; height: 10px; margin-right: 6px; }}
+.bar {{ width: 200px; height: 10px; background: #ddd; }} .bar div {{ height: 100%; background: #54a24b; }}
 svg text {{ font-size: 11px; fill: #fff; mix-blend-mode: difference; }}
 </style></head><body>
 <h1>shoal performance report</h1>
@@ -177,5 +265,5 @@ Started {e(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)))}.</p>
 <h2>Workers at the end</h2>
 <table id="workers"><tr><th>name</th><th>address</th><th>threads</th><th>memory limit</th><th>RSS</th>
 <th>managed</th><th>spilled</th></tr>{"".join(worker_rows)}</table>
-</body></html>
+{render_dashboard_sections(begin, end)}</body></html>
 """

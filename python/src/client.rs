@@ -282,6 +282,14 @@ impl NativeClient {
         runtime()?.block_on(self.client.status())
     }
 
+    /// The link that opens the dashboard, with its token; `None` without a dashboard.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn dashboard_link(&self) -> Result<Option<String>, ClientError> {
+        runtime()?.block_on(self.client.dashboard_link())
+    }
+
     /// Wait until `n` workers are connected; returns how many are.
     ///
     /// # Errors

@@ -310,6 +310,11 @@ impl PyClient {
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
     }
 
+    /// The dashboard's link with its token, or None when the scheduler runs none.
+    fn dashboard_link(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| self.0.dashboard_link()).map_err(to_py)
+    }
+
     fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: f64) -> PyResult<usize> {
         py.detach(|| self.0.wait_for_workers(n, seconds(timeout)))
             .map_err(to_py)

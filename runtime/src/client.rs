@@ -78,6 +78,8 @@ pub struct Client {
     reader: tokio::task::JoinHandle<()>,
     /// Data connections to the workers results were fetched from.
     data: DataPool,
+    /// The token of the scheduler's dashboard (derived from the secret).
+    dashboard_token: String,
 }
 
 impl Drop for Client {
@@ -125,6 +127,7 @@ impl Client {
             address: address.into(),
             next_request: AtomicU64::new(1),
             reader,
+            dashboard_token: shoal_comm::auth::dashboard_token(&secret),
             data: DataPool::new(secret),
         })
     }
@@ -605,6 +608,24 @@ impl Client {
             ToClient::StatusReply { status, .. } => Ok(*status),
             other => Err(ClientError::Refused(format!("unexpected reply {other:?}"))),
         }
+    }
+
+    /// The link that opens the scheduler's dashboard (with its token), if it runs one.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn dashboard_link(&self) -> Result<Option<String>, ClientError> {
+        let status = self.status().await?;
+        Ok(self.dashboard_link_of(&status))
+    }
+
+    /// The dashboard link of a status this client fetched.
+    pub fn dashboard_link_of(&self, status: &ClusterStatus) -> Option<String> {
+        crate::dashboard_link::dashboard_link(
+            &status.address,
+            &status.services,
+            &self.dashboard_token,
+        )
     }
 
     /// Wait until at least `n` workers are connected.

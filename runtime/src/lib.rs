@@ -12,6 +12,7 @@
 //! - [`sys`]: process and machine facts.
 
 pub mod client;
+pub mod dashboard_link;
 pub mod executor;
 pub mod net;
 pub mod order;

@@ -7,6 +7,19 @@ pub fn rss_bytes() -> Option<u64> {
     rss_from_statm("/proc/self/statm")
 }
 
+/// CPU time (user + system) this process used since it started.
+pub fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a whole rusage into the buffer it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
 /// Resident set size of process `pid` (a supervised worker), from `/proc/PID/statm`.
 pub fn process_rss(pid: u32) -> Option<u64> {
     rss_from_statm(&format!("/proc/{pid}/statm"))

@@ -218,3 +218,5 @@ probe_programs() {
 
 probe_slurm() { probe_programs slurmctld slurmd sbatch; }
 probe_munge() { probe_programs munged; }
+probe_chromium() { probe_programs chromium chromedriver; }
+probe_prometheus() { probe_programs prometheus promtool; }

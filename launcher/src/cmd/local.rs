@@ -9,7 +9,6 @@ use crate::cli::LocalArgs;
 use crate::settings::ValidWorker;
 use crate::worker_process::{self, WorkerCommand};
 use anyhow::Context;
-use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::scheduler_file;
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -48,7 +47,9 @@ pub async fn run(
         args.idle_timeout,
         &args.tuning,
     )?;
-    let scheduler = Scheduler::bind(options).await?;
+    let (mut scheduler, _dashboard) =
+        super::scheduler::bind_with_dashboard(options, &args.tuning, "shoal local").await?;
+    crate::progress::watch_start_up(&mut scheduler, u64::from(args.workers), "(shoal local)");
     eprintln!(
         "shoal local: scheduler at {}, scheduler file {}",
         scheduler.address(),

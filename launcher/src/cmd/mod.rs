@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod batch_worker;
+pub mod dashboard;
 pub mod info;
 pub mod jobqueue;
 pub mod local;

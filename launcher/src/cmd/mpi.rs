@@ -122,21 +122,27 @@ fn broadcast(world: &SimpleCommunicator, root: i32, payload: Option<Vec<u8>>) ->
 
 /// Bind the scheduler. The secret reaches workers by broadcast; the scheduler file (if
 /// any) is for clients outside the job.
-async fn start_scheduler(args: &MpiArgs) -> anyhow::Result<(Scheduler, Secret)> {
+async fn start_scheduler(
+    args: &MpiArgs,
+) -> anyhow::Result<(Scheduler, Secret, Option<super::dashboard::Serving>)> {
     let listen = crate::cli::ListenArgs {
         host: None,
         interface: args.interface.clone(),
         port: Some(args.scheduler_port.unwrap_or(0)),
     };
     let secret = super::scheduler::secret_from_env()?.unwrap_or_else(Secret::random);
-    let options = super::scheduler::options_with_secret(
+    let mut options = super::scheduler::options_with_secret(
         &listen,
         args.scheduler_file.clone(),
         args.idle_timeout,
         &args.tuning,
         secret.clone(),
     )?;
-    Ok((Scheduler::bind(options).await?, secret))
+    let dashboard = super::dashboard::bind(&args.tuning.dashboard, &mut options).await?;
+    let mut scheduler = Scheduler::bind(options).await?;
+    let serving =
+        dashboard.map(|d| super::dashboard::serve(d, &mut scheduler, &secret, "shoal mpi"));
+    Ok((scheduler, secret, serving))
 }
 
 /// Tag of the message with which the scheduler rank ends the job.
@@ -333,6 +339,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
 
     // The scheduler binds first; everyone learns where it is by broadcast.
     let mut scheduler = None;
+    let mut _dashboard = None;
     let contact = if args.no_scheduler {
         None
     } else {
@@ -340,10 +347,18 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
             let started = start_scheduler(&args).await;
             let contact = started
                 .as_ref()
-                .map(|(s, secret)| (s.address().to_string(), secret.clone()))
+                .map(|(s, secret, _)| (s.address().to_string(), secret.clone()))
                 .map_err(|e| anyhow::anyhow!("{e:#}"));
             let payload = encode_contact(&contact);
-            scheduler = started.ok().map(|(s, _)| s);
+            scheduler = started.ok().map(|(s, _, serving)| {
+                _dashboard = serving;
+                s
+            });
+            if let Some(s) = scheduler.as_mut() {
+                let workers = size - 1 - i32::from(args.client_rank.is_some())
+                    + i32::from(args.inclusive_workers);
+                crate::progress::watch_start_up(s, workers.max(0) as u64, "(shoal mpi)");
+            }
             Some(payload)
         } else {
             None

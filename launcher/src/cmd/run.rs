@@ -21,12 +21,33 @@ pub async fn run(args: RunArgs, graph: Graph) -> anyhow::Result<bool> {
     let client = super::status::connect(&args.connect).await?;
     let n_tasks = graph.tasks.len();
     let outputs = graph.outputs.clone();
+    let bar = crate::progress::tasks(n_tasks as u64);
+    // Tasks the scheduler finished before: the bar counts from there.
+    let finished_before = if bar.is_hidden() {
+        0
+    } else {
+        client.status().await?.tasks_finished
+    };
     let start = Instant::now();
     client
         .submit(graph.tasks, graph.frames, outputs.clone())
         .await?;
     let submitted = start.elapsed();
-    let states = client.wait(&outputs, Some(args.wait)).await?;
+    let wait = client.wait(&outputs, Some(args.wait));
+    tokio::pin!(wait);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let states = loop {
+        tokio::select! {
+            states = &mut wait => break states?,
+            _ = tick.tick(), if !bar.is_hidden() => {
+                if let Ok(status) = client.status().await {
+                    let done = status.tasks_finished.saturating_sub(finished_before);
+                    bar.set_position(done.min(n_tasks as u64));
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
     let elapsed = start.elapsed();
     let mut results = serde_json::Map::new();
     let mut ok = true;

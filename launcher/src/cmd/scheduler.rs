@@ -78,7 +78,25 @@ pub fn options_with_secret(
             min_worker_queue: tuning.min_worker_queue,
             ..CoreConfig::default()
         },
+        services: Vec::new(),
     })
+}
+
+/// Bind the dashboard (unless `--no-dashboard`), then the scheduler, whose file lists the
+/// dashboard's port; the dashboard serves while the returned handle lives.
+///
+/// # Errors
+/// A port is taken, or the scheduler file cannot be written.
+pub async fn bind_with_dashboard(
+    mut options: SchedulerOptions,
+    tuning: &SchedulerTuning,
+    who: &str,
+) -> anyhow::Result<(Scheduler, Option<super::dashboard::Serving>)> {
+    let dashboard = super::dashboard::bind(&tuning.dashboard, &mut options).await?;
+    let secret = options.secret.clone();
+    let mut scheduler = Scheduler::bind(options).await?;
+    let serving = dashboard.map(|d| super::dashboard::serve(d, &mut scheduler, &secret, who));
+    Ok((scheduler, serving))
 }
 
 /// Run a scheduler until shutdown.
@@ -92,6 +110,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         args.idle_timeout,
         &args.tuning,
     )?;
-    let scheduler = Scheduler::bind(options).await?;
+    let (scheduler, _dashboard) =
+        bind_with_dashboard(options, &args.tuning, "shoal scheduler").await?;
     scheduler.run(crate::signals::terminated()).await.map(drop)
 }

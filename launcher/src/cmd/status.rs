@@ -19,10 +19,16 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let client = connect(&args.connect).await?;
     let status = client.status().await?;
+    let link = client.dashboard_link_of(&status);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+        let mut json = status_json(&status);
+        json["dashboard"] = serde_json::json!(link);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", render(&status));
+        if let Some(link) = link {
+            println!("dashboard: {link}");
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 use super::comm::Comm;
 use super::jobs::Job;
 use super::root_queue::RootQueue;
+use super::tally::TaskTally;
 use super::task::{Task, TaskState};
 use super::task_map::TaskMap;
 use super::worker::WorkerState;
@@ -85,6 +86,8 @@ pub struct Core {
     pub(super) steals: FxHashMap<TaskId, WorkerId>,
     /// Tasks that finished since start.
     pub(super) finished_count: u64,
+    /// Task counts by state and prefix (the dashboard's and `/metrics`' source).
+    pub(super) tally: TaskTally,
     next_worker: u32,
     next_client: u32,
     /// Tasks whose need or references changed; examined by `settle`.
@@ -167,10 +170,14 @@ impl Core {
     pub(crate) fn set_state(&mut self, id: TaskId, new: TaskState, comm: &mut impl Comm) {
         let task = self.task_mut(id);
         let old = std::mem::replace(&mut task.state, new);
+        let prefix = task.prefix;
         let was_unfinished = old.is_unfinished();
         let now_unfinished = task.state.is_unfinished();
         let new_worker = task.state.assigned_worker();
         let is_ready = task.state == TaskState::Ready;
+        if let Some(t) = self.tasks.get(&id) {
+            self.tally.moved(prefix, &old, &t.state);
+        }
         if let Some(w) = old.assigned_worker() {
             if Some(w) != new_worker {
                 if let Some(worker) = self.workers.get_mut(&w) {
@@ -385,6 +392,7 @@ impl Core {
         let Some(task) = self.tasks.remove(&id) else {
             return;
         };
+        self.tally.removed(task.prefix, &task.state);
         for dep in task.deps.iter() {
             if let Some(d) = self.tasks.get_mut(dep) {
                 if let Some(pos) = d.dependents.iter().position(|x| *x == id) {
@@ -512,6 +520,8 @@ impl Core {
             }
         }
         self.index.check(&self.workers);
+        self.tally
+            .check(self.tasks.values().map(|t| (t.prefix, &t.state)));
         // Every ready task is on its way to a worker: in the ready list, the root queue
         // or the unplaced list.
         let waiting: FxHashSet<TaskId> = self

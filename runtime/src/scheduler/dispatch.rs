@@ -112,6 +112,7 @@ impl ServerState {
             address: self.address.clone(),
             clients: self.comm.clients.len() as u32,
             failed_starts: self.failed_starts.iter().cloned().collect(),
+            services: self.services.clone(),
             ..self.core.status()
         }
     }

@@ -546,8 +546,10 @@ impl Core {
         });
         let payload = spec.payload.map(|p| job.frames[p as usize].clone());
         spec.deps = Vec::new(); // resolved: freed now rather than all at the end
+        let prefix = self.tally.add(&spec.key);
         let id = self.tasks.insert(Task {
             key: spec.key.as_str().into(),
+            prefix,
             state: TaskState::Released,
             deps,
             dependents: Vec::new(),

@@ -12,6 +12,8 @@
 //! - [`retry`]: computing failed keys again.
 //! - [`retirement`]: retiring workers without losing their results.
 //! - [`task_stream`]: which worker ran which task, when.
+//! - [`tally`]: task counts by state and prefix, kept as tasks move.
+//! - [`snapshot`]: the aggregated view the dashboard publishes a few times a second.
 //! - [`coordination`]: named variables, queues, events, locks and datasets.
 //! - [`comm`]: the effects trait.
 //! - `coord_bridge`: the coordination state's effects on the core and clients.
@@ -34,6 +36,8 @@ pub mod retirement;
 pub mod retry;
 pub mod root_queue;
 pub mod server;
+pub mod snapshot;
+pub mod tally;
 pub mod task;
 pub mod task_map;
 pub mod task_stream;

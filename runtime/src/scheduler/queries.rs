@@ -3,7 +3,6 @@
 
 use super::core::Core;
 use super::task::TaskState;
-use rustc_hash::FxHashMap;
 use shoal_comm::ids::ClientId;
 use shoal_comm::message::{ClusterStatus, KeyLocation, KeyState};
 
@@ -43,13 +42,12 @@ impl Core {
     /// Workers, task counts by state and tasks finished; the server fills in who it is,
     /// its clients and the workers that failed to start.
     pub fn status(&self) -> ClusterStatus {
-        let mut counts: FxHashMap<&'static str, u64> = FxHashMap::default();
-        for task in self.tasks.values() {
-            *counts.entry(task.state.name()).or_default() += 1;
-        }
-        let mut tasks: Vec<(String, u64)> = counts
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+        // From the counts kept as tasks move: O(1), not a walk over every task.
+        let mut tasks: Vec<(String, u64)> = super::tally::STATES
+            .iter()
+            .zip(self.tally.totals())
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, &n)| (k.to_string(), n))
             .collect();
         tasks.sort();
         let mut workers: Vec<_> = self.workers.values().map(|w| w.info()).collect();

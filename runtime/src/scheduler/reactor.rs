@@ -150,7 +150,9 @@ impl Core {
         }
         // Lost: dependents not yet sent to a worker wait for it again; queued ones report
         // missing data themselves.
-        self.task_mut(task_id).state = TaskState::Released;
+        let old = std::mem::replace(&mut self.task_mut(task_id).state, TaskState::Released);
+        let prefix = self.task(task_id).prefix;
+        self.tally.moved(prefix, &old, &TaskState::Released);
         let dependents = self.task(task_id).dependents.clone();
         for d in dependents {
             if matches!(self.task(d).state, TaskState::Waiting | TaskState::Ready) {

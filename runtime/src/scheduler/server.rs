@@ -8,6 +8,7 @@ use super::coord_bridge::CoordBridge;
 use super::coordination::Coordination;
 use super::core::{Core, CoreConfig};
 use super::retirement::Retirements;
+use super::snapshot::{self, Publisher, Snapshot};
 use super::task_stream::{self, TaskStream};
 use crate::net::{format_address, spawn_writer, Outbox};
 use crate::scheduler_file::{self, SchedulerFile};
@@ -22,9 +23,10 @@ use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a peer may take to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +59,9 @@ pub struct SchedulerOptions {
     /// How often the scheduler and workers send heartbeats.
     pub heartbeat: Duration,
     pub core: CoreConfig,
+    /// Other ports of this scheduler by service name (`dashboard`), written into the
+    /// scheduler file's `services` and shown by `shoal status`.
+    pub services: Vec<(String, u16)>,
 }
 
 /// A bound scheduler, ready to run.
@@ -65,6 +70,8 @@ pub struct Scheduler {
     options: SchedulerOptions,
     id: String,
     address: String,
+    /// Publishes snapshots for a dashboard, once one subscribed.
+    publisher: Option<Publisher>,
 }
 
 impl Scheduler {
@@ -80,7 +87,11 @@ impl Scheduler {
         let address = format!("tcp://{}:{port}", options.contact_host);
         let id = format!("Scheduler-{}", hex::encode(rand::random::<[u8; 8]>()));
         if let Some(path) = &options.scheduler_file {
-            scheduler_file::write(path, &SchedulerFile::new(&id, &address, &options.secret))?;
+            let mut file = SchedulerFile::new(&id, &address, &options.secret);
+            for (name, port) in &options.services {
+                file.services.insert(name.clone(), (*port).into());
+            }
+            scheduler_file::write(path, &file)?;
         }
         tracing::info!(%address, %id, "scheduler listening");
         Ok(Scheduler {
@@ -88,7 +99,16 @@ impl Scheduler {
             options,
             id,
             address,
+            publisher: None,
         })
+    }
+
+    /// Snapshots of the cluster, published every [`snapshot::INTERVAL`] from now on (the
+    /// dashboard's and `/metrics`' source).
+    pub fn snapshots(&mut self) -> watch::Receiver<Arc<Snapshot>> {
+        self.publisher
+            .get_or_insert_with(Publisher::new)
+            .subscribe()
     }
 
     /// The address clients and workers connect to.
@@ -131,6 +151,8 @@ impl Scheduler {
             churn_mark: (0, 0),
             summary: RunSummary::default(),
             failed_starts: Default::default(),
+            publisher: self.publisher,
+            services: self.options.services.clone(),
         };
         let result = state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -334,6 +356,10 @@ pub(super) struct ServerState {
     pub(super) summary: RunSummary,
     /// Workers that failed to start, the latest first.
     pub(super) failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
+    /// Publishes snapshots when a dashboard runs.
+    pub(super) publisher: Option<Publisher>,
+    /// Other ports of this scheduler by service name.
+    pub(super) services: Vec<(String, u16)>,
 }
 
 /// Start failures kept for `shoal status`.
@@ -349,6 +375,8 @@ impl ServerState {
         tokio::pin!(shutdown);
         let mut balance = tokio::time::interval(Duration::from_millis(100));
         let mut heartbeat = tokio::time::interval(self.heartbeat);
+        let mut snapshot_tick = tokio::time::interval(snapshot::INTERVAL);
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The core has more slices of work (a large submission being accepted, many ready
         // tasks): run one per turn of the loop, so events are answered in between.
         let mut backlog = false;
@@ -367,6 +395,9 @@ impl ServerState {
                 }
                 () = tokio::task::yield_now(), if backlog => {
                     backlog = self.core.schedule(&mut self.comm);
+                }
+                due = snapshot_tick.tick(), if self.publisher.is_some() => {
+                    self.publish_snapshot(due.into_std());
                 }
                 _ = balance.tick() => {
                     self.core.balance(&mut self.comm);
@@ -398,6 +429,24 @@ impl ServerState {
             self.comm.flush();
         }
         Ok(())
+    }
+
+    /// Publish a snapshot for the dashboard; `due` is when this tick was due, so how
+    /// late it came is the loop's lag.
+    fn publish_snapshot(&mut self, due: Instant) {
+        let Some(publisher) = self.publisher.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let facts = snapshot::ServerFacts {
+            id: &self.id,
+            address: &self.address,
+            clients: self.comm.clients.len() as u32,
+            workers_joined: self.summary.workers_seen.len() as u64,
+            workers_lost: self.summary.workers_lost.len() as u64,
+        };
+        let lag = now.saturating_duration_since(due);
+        publisher.publish(&self.core, &self.task_stream, &facts, lag, now);
     }
 
     fn release_memory_after_churn(&mut self) {

@@ -89,6 +89,8 @@ pub struct Task {
     /// Result size in bytes, once known.
     pub size: u64,
     pub constraints: Option<Box<Constraints>>,
+    /// Its prefix in the core's [`super::tally::TaskTally`].
+    pub prefix: u32,
 }
 
 impl Task {

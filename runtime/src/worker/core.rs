@@ -6,6 +6,7 @@
 
 use super::comm::WorkerComm;
 use super::fetch::FetchDone;
+use super::fetched::{threshold_fractions, Fetched};
 use super::local::{Actions, Local};
 use super::memory::{assess, ManagedStore, MemoryPolicy};
 use super::options::WorkerOptions;
@@ -98,6 +99,8 @@ pub struct WorkerCore {
     over_target: bool,
     /// Inputs to fetch, bounded in bytes in flight, held back while paused.
     transfers: Transfers,
+    /// Results fetched from peers, by transport.
+    fetched: Fetched,
     /// When memory was last sampled (also sampled between timer ticks as results arrive).
     last_sample: Instant,
 }
@@ -117,6 +120,7 @@ impl WorkerCore {
             paused: false,
             over_target: false,
             transfers,
+            fetched: Fetched::default(),
             last_sample: now,
         }
     }
@@ -266,6 +270,7 @@ impl WorkerCore {
         };
         let mut actions = Actions::default();
         let mut kept = Vec::new();
+        self.fetched.add(done.transport, &done.found);
         for (id, value) in done.found {
             self.transfers.done(id);
             if local.fetched(id, value.into(), self.store.as_ref()) {
@@ -563,8 +568,10 @@ impl WorkerCore {
             queued: local.map_or(0, |l| l.queued() as u32),
             memory: MemoryMetrics {
                 paused: self.paused,
+                thresholds: threshold_fractions(&self.settings.memory.thresholds),
                 ..self.store.metrics()
             },
+            transfers: self.fetched.metrics(),
         }
     }
 

@@ -16,6 +16,8 @@ pub struct FetchDone {
     pub found: Vec<(TaskId, Bytes)>,
     /// Ids the peer did not have, or could not deliver because the connection failed.
     pub failed: Vec<TaskId>,
+    /// The transport the results came over (`tcp`, `mpi`), if any came.
+    pub transport: &'static str,
 }
 
 impl FetchDone {
@@ -25,6 +27,7 @@ impl FetchDone {
             peer,
             found: Vec::new(),
             failed: ids,
+            transport: "",
         }
     }
 }
@@ -91,6 +94,7 @@ async fn fetch_loop(
         let Some((reader, writer)) = conn.as_mut() else {
             continue;
         };
+        let transport = reader.transport();
         let outcome = tokio::select! {
             outcome = round_trip(reader, writer, &ids) => outcome,
             _ = &mut cancelled => {
@@ -104,6 +108,7 @@ async fn fetch_loop(
                     peer,
                     found,
                     failed,
+                    transport,
                 });
             }
             Err(e) => {

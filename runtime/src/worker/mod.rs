@@ -15,6 +15,7 @@ pub mod comm;
 pub mod core;
 pub mod data_server;
 pub mod fetch;
+pub mod fetched;
 pub mod identity;
 pub mod local;
 pub mod memory;

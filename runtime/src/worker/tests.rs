@@ -221,6 +221,7 @@ impl Env {
                 .map(|id| (TaskId(*id), Bytes::from_static(b"input")))
                 .collect(),
             failed: ids(failed),
+            transport: "TCP",
         };
         self.core.on_fetch_done(done, &mut self.comm);
         self.step();

@@ -132,6 +132,7 @@ impl ManagedStore {
             unspill_count: t.unspill_count,
             unspill_bytes: t.unspill_bytes,
             unspill_seconds: t.unspill_seconds,
+            thresholds: [0.0; 4],
         }
     }
 
