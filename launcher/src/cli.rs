@@ -292,6 +292,7 @@ pub enum Transport {
 
 impl Transport {
     /// True if workers of the job exchange data over MPI.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub fn data_over_mpi(self) -> bool {
         self != Transport::Tcp
     }

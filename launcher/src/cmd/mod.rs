@@ -4,6 +4,10 @@ pub mod batch_worker;
 pub mod info;
 pub mod jobqueue;
 pub mod local;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+#[cfg(not(feature = "mpi"))]
+#[path = "mpi_unavailable.rs"]
 pub mod mpi;
 pub mod nanny;
 pub mod ready;

@@ -10,7 +10,7 @@ use mpi::point_to_point::Source;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
-use shoal_comm::mpi::MpiFabric;
+use shoal_comm::transport::mpi::MpiFabric;
 use shoal_comm::Secret;
 use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit};
@@ -286,7 +286,7 @@ fn start_fabric(
     // SAFETY: MPI is initialised and finalised only after `MpiFabric::stop` (end of
     // `run_rank`); the duplicate communicator is used by the fabric alone.
     let fabric = unsafe { MpiFabric::start(raw, job) }.context("cannot start --transport mpi")?;
-    shoal_comm::mpi::install(fabric.clone());
+    shoal_comm::transport::mpi::install(fabric.clone());
     Ok(Some(RunningFabric(fabric)))
 }
 

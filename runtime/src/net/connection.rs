@@ -1,12 +1,12 @@
 //! Authenticated connections and the batching writer task.
 
-use super::address::parse_address;
+use super::parse_address;
 use anyhow::Context;
 use shoal_comm::auth::{self, Role};
-use shoal_comm::mpi::{MpiFabric, MpiReader, MpiWriter, Service};
-use shoal_comm::transport::{tcp_split, MessageRead, MessageWrite, TcpReader, TcpWriter};
-use shoal_comm::{CommError, Limits, RawMessage, Secret};
-use std::sync::Arc;
+use shoal_comm::transport::{
+    tcp_split, Connector, MessageWrite, Reader, Service, TcpReader, TcpWriter, Writer,
+};
+use shoal_comm::{RawMessage, Secret};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -63,71 +63,20 @@ pub fn spawn_writer<W: MessageWrite>(mut writer: W, label: String) -> (Outbox, J
     (tx, handle)
 }
 
-/// Receiving half of a connection to a peer's data server: TCP, or MPI inside one job.
-pub enum PeerReader {
-    Tcp(TcpReader),
-    Mpi(MpiReader),
-}
-
-/// Sending half of a connection to a peer's data server.
-pub enum PeerWriter {
-    Tcp(TcpWriter),
-    Mpi(MpiWriter),
-}
-
-impl PeerReader {
-    /// "TCP" or "MPI", for logs.
-    pub fn transport(&self) -> &'static str {
-        match self {
-            PeerReader::Tcp(_) => "TCP",
-            PeerReader::Mpi(_) => "MPI",
-        }
+/// The connector for worker data: TCP, plus the MPI and UCX fabrics this process started.
+pub fn data_connector() -> Connector {
+    #[allow(unused_mut)]
+    let mut connector = Connector::tcp();
+    #[cfg(feature = "mpi")]
+    if let Some(fabric) = shoal_comm::transport::mpi::installed() {
+        connector = connector.with_mpi(fabric.clone());
     }
+    connector
 }
 
-impl MessageRead for PeerReader {
-    async fn recv(&mut self) -> Result<Option<RawMessage>, CommError> {
-        match self {
-            PeerReader::Tcp(r) => r.recv().await,
-            PeerReader::Mpi(r) => r.recv().await,
-        }
-    }
-
-    fn set_limits(&mut self, limits: Limits) {
-        match self {
-            PeerReader::Tcp(r) => r.set_limits(limits),
-            PeerReader::Mpi(r) => r.set_limits(limits),
-        }
-    }
-}
-
-impl MessageWrite for PeerWriter {
-    async fn send(&mut self, msg: &RawMessage) -> Result<(), CommError> {
-        match self {
-            PeerWriter::Tcp(w) => w.send(msg).await,
-            PeerWriter::Mpi(w) => w.send(msg).await,
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), CommError> {
-        match self {
-            PeerWriter::Tcp(w) => w.flush().await,
-            PeerWriter::Mpi(w) => w.flush().await,
-        }
-    }
-}
-
-/// This process's MPI fabric and the rank of `address`, if the address has an
-/// `mpi://JOB/RANK` alternative of this process's MPI job.
-pub fn same_job(address: &str) -> Option<(&'static Arc<MpiFabric>, i32)> {
-    let fabric = shoal_comm::mpi::installed()?;
-    let (job, rank) = super::mpi_alternative(address)?;
-    (job == fabric.job()).then_some((fabric, rank))
-}
-
-/// Connect to a peer's data server at `address`: over MPI when the address has an
-/// `mpi://JOB/RANK` alternative of this process's MPI job, over TCP otherwise. Either way
-/// the connection is authenticated like any other.
+/// Connect to a peer's data server at `address` over the best backend both sides have
+/// (UCX, MPI inside one job, else TCP). Either way the connection is authenticated like
+/// any other.
 ///
 /// # Errors
 /// As [`connect`].
@@ -136,14 +85,9 @@ pub async fn connect_peer(
     secret: &Secret,
     name: &str,
     timeout: Duration,
-) -> anyhow::Result<(PeerReader, PeerWriter)> {
-    if let Some((fabric, rank)) = same_job(address) {
-        let (mut reader, mut writer) = fabric.connect(rank, Service::Data);
-        auth::connect(&mut reader, &mut writer, secret, Role::Peer, name, timeout)
-            .await
-            .with_context(|| format!("handshake with rank {rank} over MPI failed"))?;
-        return Ok((PeerReader::Mpi(reader), PeerWriter::Mpi(writer)));
-    }
-    let (reader, writer, _) = connect(address, secret, Role::Peer, name, timeout).await?;
-    Ok((PeerReader::Tcp(reader), PeerWriter::Tcp(writer)))
+) -> anyhow::Result<(Reader, Writer)> {
+    let (reader, writer, _) = data_connector()
+        .connect(address, Service::Data, secret, Role::Peer, name, timeout)
+        .await?;
+    Ok((reader, writer))
 }

@@ -1,10 +1,7 @@
 //! Connection plumbing shared by scheduler, worker and client: authenticated TCP (and,
 //! between workers of one MPI job, MPI) connections and a writer task that batches queued messages into one flush.
 
-pub mod address;
 pub mod connection;
 
-pub use address::{format_address, mpi_alternative, parse_address};
-pub use connection::{
-    connect, connect_peer, same_job, spawn_writer, Outbox, PeerReader, PeerWriter,
-};
+pub use connection::{connect, connect_peer, data_connector, spawn_writer, Outbox};
+pub use shoal_comm::transport::address::{format_address, mpi_alternative, parse_address};

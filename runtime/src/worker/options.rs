@@ -42,7 +42,7 @@ pub struct WorkerOptions {
     /// Spill, pause and terminate thresholds and how to spill.
     pub memory: MemoryPolicy,
     /// Serve peers of the same MPI job over MPI as well (needs an installed
-    /// [`shoal_comm::mpi::MpiFabric`]); clients and other jobs keep using TCP.
+    /// [`shoal_comm::transport::mpi::MpiFabric`]); clients and other jobs keep using TCP.
     pub data_over_mpi: bool,
     /// Called each time the scheduler accepts this worker's registration (a supervisor
     /// learns through it that the worker started).

@@ -22,6 +22,7 @@ use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{
     FromWorker, Registration, TaskFailed, TaskFinished, ToWorker, WorkerMetrics,
 };
+use shoal_comm::transport::{Listener, Service};
 use shoal_comm::transport::{MessageRead, TcpReader};
 use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
@@ -67,12 +68,14 @@ pub async fn run_worker(
         // transfers in flight.
         shoal_comm::buffer::set_pool_limit((options.memory_limit / 10) as usize);
     }
-    let fabric = shoal_comm::mpi::installed().filter(|_| options.data_over_mpi);
-    let tcp_address = format_address(listener.local_addr()?);
-    let data_address = match fabric {
-        Some(fabric) => format!("{tcp_address} {}", fabric.address()),
-        None => tcp_address.clone(),
+    let connector = if options.data_over_mpi {
+        crate::net::data_connector()
+    } else {
+        shoal_comm::transport::Connector::tcp()
     };
+    let tcp_address = format_address(listener.local_addr()?);
+    let listener = Listener::new(listener, &connector, Service::Data)?;
+    let data_address = listener.address().to_string();
     // Declared before the store: dropped after it, removing the spill directory last.
     let (_scratch, store) = open_store(&options)?;
     tokio::pin!(stop);
@@ -112,12 +115,12 @@ pub async fn run_worker(
                     if let Some((_, h)) = data_server.take() {
                         h.abort();
                     }
-                    TcpListener::bind(tcp_address.trim_start_matches("tcp://")).await?
+                    let tcp = TcpListener::bind(tcp_address.trim_start_matches("tcp://")).await?;
+                    Listener::new(tcp, &connector, Service::Data)?
                 }
             };
             let handle = tokio::spawn(data_server::serve(
                 listener,
-                fabric.map(|f| f.listen(shoal_comm::mpi::Service::Data)),
                 store.clone() as Arc<dyn DataStore>,
                 secret.clone(),
                 options.name.clone(),
@@ -472,10 +475,9 @@ impl<'a> Session<'a> {
                 self.peers.insert(id, address);
             }
             ToWorker::PeerLeft(id) => {
-                // A peer of this MPI job left: tell the fabric (MPI does not notice).
-                let address = self.peers.remove(&id);
-                if let Some((fabric, rank)) = address.as_deref().and_then(crate::net::same_job) {
-                    fabric.note_peer_lost(rank);
+                // A peer left: tell the fabrics (MPI does not notice).
+                if let Some(address) = self.peers.remove(&id) {
+                    crate::net::data_connector().note_peer_lost(&address);
                 }
                 self.fetchers.remove(&id);
             }
