@@ -17,6 +17,7 @@ mod parse;
 mod settings;
 mod signals;
 mod topology;
+mod transport;
 
 use cli::Command;
 use settings::Checked;

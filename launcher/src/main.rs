@@ -22,6 +22,6 @@ fn main() -> ExitCode {
     // process at once, not linger until the allocator's next purge.
     // SAFETY: setting an option before any allocation-heavy work has no preconditions.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    shoal_runtime::scheduler::server::set_memory_release_hook(release_freed_memory);
+    shoal_runtime::sys::set_memory_release_hook(release_freed_memory);
     shoal_launcher::main_with(std::env::args().collect(), shoal_launcher::Hooks::default())
 }

@@ -3,7 +3,8 @@ every node travels as an opaque Python task. Dask is imported only when used."""
 
 from __future__ import annotations
 
-from ._worker import DASK
+from ._worker import CALL, DASK, Dep
+from .client import _pickle
 
 _TASK_BASED = {"dataframe.shuffle.method": "tasks", "array.rechunk.method": "tasks"}
 _UNSET = object()
@@ -47,38 +48,113 @@ def wire_key(key) -> str:
 
 
 def _graph(dsk) -> dict:
-    from dask._task_spec import convert_legacy_graph
-
+    """The graph of a collection or expression, or ``dsk`` itself, as a plain dict."""
     if hasattr(dsk, "__dask_graph__"):
         dsk = dsk.__dask_graph__()
-    return convert_legacy_graph(dict(dsk))
+    return dsk if type(dsk) is dict else dict(dsk)
+
+
+#: Types a legacy graph's keys can have: an argument of these types may name a key.
+_KEY_TYPES = frozenset({str, bytes, int, float, tuple})
+
+
+def _flat_call(task: tuple, graph: dict):
+    """``(function, args with Dep markers, input keys)`` of a legacy task ``(f, *args)``
+    whose arguments are values, keys, or lists of keys (most of what ``client.get`` is
+    given); None when dask's own conversion must decide (nested tasks, keys inside other
+    containers), so the semantics stay dask's."""
+    deps: list = []
+    index: dict = {}
+
+    def dep(key):
+        i = index.get(key)
+        if i is None:
+            i = index[key] = len(deps)
+            deps.append(key)
+        return Dep(i)
+
+    args = []
+    for a in task[1:]:
+        t = type(a)
+        if t in _KEY_TYPES:
+            try:
+                is_key = a in graph
+            except TypeError:  # a tuple holding something unhashable
+                return None
+            if is_key:
+                args.append(dep(a))
+            elif t is tuple:
+                return None  # a nested task, or a tuple that may hold keys
+            else:
+                args.append(a)
+        elif t is list:
+            if not a:
+                args.append(a)
+                continue
+            try:
+                all_keys = all(type(x) in _KEY_TYPES and x in graph for x in a)
+            except TypeError:
+                return None
+            if not all_keys:
+                return None
+            args.append([dep(x) for x in a])
+        elif t is dict or t is set or t is frozenset:
+            return None
+        else:
+            args.append(a)  # any other object is a value
+    return task[0], tuple(args), deps
 
 
 def submit_graph(client, dsk, keys: list):
-    """Submit a dask graph in one message; returns futures for the flat list ``keys``."""
-    from dask._task_spec import DataNode
-    from dask.order import order
+    """Submit a dask graph in one message; returns futures for the flat list ``keys``
+    (see :func:`_submit_graph`)."""
+    from .client import gc_paused
+
+    with gc_paused():
+        return _submit_graph(client, dsk, keys)
+
+
+def _submit_graph(client, dsk, keys: list):
+    """Legacy tuple tasks with plain arguments become calls (as ``client.submit`` makes);
+    every other node travels as a dask task node. Priorities come from the depth-first
+    order of the graph from ``keys``, computed in Rust (``dask.order`` costs 25-40 µs per
+    task in Python)."""
+    from dask._task_spec import DataNode, GraphNode, convert_legacy_task
 
     from ._futures import Future
     from .client import pickle_with_futures
 
     graph = _graph(dsk)
-    # Keys already held by the cluster (persisted collections) are not submitted again.
-    held = {}
-    for k, node in list(graph.items()):
+    held = {}  # keys the cluster holds already (persisted collections): not submitted again
+    tasks = []
+    function_bytes = client._function_bytes
+    for k, node in graph.items():
+        if type(node) is tuple and node and callable(node[0]):
+            call = _flat_call(node, graph)
+            if call is not None:
+                fn, args, deps = call
+                fn_bytes = function_bytes(fn)
+                payload = _pickle((CALL, fn_bytes, args, {}, bool(deps)), fn_bytes)
+                tasks.append((wire_key(k), [wire_key(d) for d in deps], payload, 0, 0, [], []))
+                continue
+        if not isinstance(node, GraphNode):
+            node = convert_legacy_task(k, node, graph)
+            if not isinstance(node, GraphNode):  # a plain value
+                node = DataNode(k, node)
         if isinstance(node, DataNode) and isinstance(node.value, Future):
             held[k] = node.value
-            del graph[k]
-    priorities = order(graph) if graph else {}
-    tasks = []
-    alias = {k: f.key for k, f in held.items()}
-    for k, node in graph.items():
+            continue
         deps = list(node.dependencies)
         payload, refs = pickle_with_futures((DASK, node, deps), len(deps))
-        wire_deps = [alias.get(d) or wire_key(d) for d in deps] + refs
-        tasks.append((wire_key(k), wire_deps, payload, -int(priorities.get(k, 0)), 0, [], []))
-    wants = [alias.get(k) or wire_key(k) for k in keys]
-    return client._submit(tasks, wants), list(held.values())
+        tasks.append((wire_key(k), [wire_key(d) for d in deps] + refs, payload, 0, 0, [], []))
+    if held:
+        alias = {wire_key(k): f.key for k, f in held.items()}
+        for t in tasks:
+            t[1][:] = [alias.get(d, d) for d in t[1]]
+        wants = [alias.get(wire_key(k)) or wire_key(k) for k in keys]
+    else:
+        wants = [wire_key(k) for k in keys]
+    return client._submit(tasks, wants, order=True), list(held.values())
 
 
 def _flatten(keys) -> list:

@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from typing import NamedTuple
 
+from ._native import KeyState
+
 __all__ = ["Future", "as_completed", "wait", "fire_and_forget", "futures_of", "KilledWorker", "CancelledError", "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
 
 PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "cancelled", "lost"
@@ -20,23 +22,6 @@ def _in_event_loop() -> bool:
         return True
     except RuntimeError:
         return False
-
-
-class KeyState:
-    """What the client knows about one key (shared by every Future of the key)."""
-
-    __slots__ = ("status", "size", "error", "callbacks", "refs")
-
-    def __init__(self):
-        self.status = PENDING
-        self.size = 0
-        self.error = None
-        self.callbacks = []
-        self.refs = 0
-
-    @property
-    def done(self) -> bool:
-        return self.status != PENDING
 
 
 class CancelledError(Exception):
@@ -133,7 +118,7 @@ class Future:
         """Drop this future's hold on the data now (also happens when it is collected)."""
         self.client._drop(self.key)
         self._state = KeyState()
-        self._state.status = CANCELLED
+        self._state.set(CANCELLED)
 
     def add_done_callback(self, fn) -> None:
         """Call ``fn(future)`` once the key is done (at once if it already is); callbacks
@@ -257,17 +242,30 @@ def wait(futures, timeout: float | None = None, return_when: str = ALL_COMPLETED
         return DoneAndNotDone(set(), set())
     client = futures[0].client
 
-    def ready():
-        done = [f for f in futures if f.done()]
-        if return_when == FIRST_COMPLETED:
-            return bool(done)
-        if return_when == FIRST_EXCEPTION:
-            return len(done) == len(futures) or any(f._state.status == ERROR for f in done)
-        return len(done) == len(futures)
-
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"wait(return_when={return_when!r}): use ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION")
-    client._wait_until(ready, timeout, f"wait({len(futures)} futures, return_when={return_when})")
+    what = f"wait({len(futures)} futures, return_when={return_when})"
+    if return_when == ALL_COMPLETED:
+        if not client._native.wait_all([f._state for f in futures], timeout):
+            raise TimeoutError(f"{what} not done within {timeout} s")
+    else:
+        pending, errored = futures, False
+
+        def ready():
+            # Checked at every change of any key: only the futures not seen done yet.
+            nonlocal pending, errored
+            still = []
+            for f in pending:
+                if not f.done():
+                    still.append(f)
+                elif f._state.status == ERROR:
+                    errored = True
+            pending = still
+            if not pending:
+                return True
+            return errored if return_when == FIRST_EXCEPTION else len(pending) < len(futures)
+
+        client._wait_until(ready, timeout, what)
     done = {f for f in futures if f.done()}
     return DoneAndNotDone(done, set(futures) - done)
 

@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import functools
 import contextlib
+import gc
 import contextvars
 import warnings
 import hashlib
@@ -22,7 +23,8 @@ from typing import Any
 import cloudpickle
 
 from . import _native
-from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KeyState, KilledWorker, wait
+from ._futures import CANCELLED, FINISHED, LOST, PENDING, CancelledError, Future, KilledWorker, wait
+from ._native import KeyState
 from ._serialize import by_value_needed, dump_with
 from ._serialize import loads as _loads_value
 from ._futures import _in_event_loop, futures_of
@@ -34,8 +36,6 @@ _PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _U32 = struct.Struct("<I")
 #: Marks "no default given" (``get_dataset``).
 _NO_DEFAULT = object()
-#: Releases are sent in batches of at most this many keys (or when the update thread runs).
-_RELEASE_BATCH = 4096
 
 __all__ = ["Client", "TaskError", "default_client"]
 
@@ -219,16 +219,14 @@ class Client:
         self._native = _native.Client(address, None if scheduler_file is None else os.fspath(scheduler_file),
                                       float(timeout), from_worker=_from_worker)
         self._closed = False
-        self._cond = threading.Condition(threading.RLock())
-        self._states: dict[str, KeyState] = {}
+        # Key states live in the native client (fed by the scheduler's updates without
+        # the interpreter); Python keeps only the done-callbacks, run by this thread.
+        self._cond = threading.RLock()
+        self._callbacks: dict[str, tuple[KeyState, list]] = {}
         self._fn_cache: dict[int, tuple[Any, bytes]] = {}
         self._heads: dict[bytes, tuple[bytes, bytes]] = {}
-        self._releases: list[str] = []
-        # Held while releases are taken and sent, so a flush is never overtaken by a later
-        # message that relies on it (a coordination request that hands keys back).
-        self._release_lock = threading.Lock()
         self._dask_settings = None
-        self._thread = threading.Thread(target=self._update_loop, name="shoal-client-updates", daemon=True)
+        self._thread = threading.Thread(target=self._callback_loop, name="shoal-client-callbacks", daemon=True)
         self._thread.start()
         _open_clients.add(self)
         if set_as_default:
@@ -240,89 +238,58 @@ class Client:
 
     # ----- bookkeeping -----
 
-    def _update_loop(self) -> None:
+    def _callback_loop(self) -> None:
+        native = self._native
         while not self._closed:
             try:
-                if self._releases:
-                    self._flush_releases()
-                updates = self._native.next_updates(0.05 if self._releases else 0.2)
+                due = native.next_callbacks(0.2)
             except Exception:  # noqa: BLE001
-                updates = None
-            if updates is None:
-                self._lose_everything("the connection to the scheduler closed")
+                due = None
+            if due is None:
+                due = list(self._callbacks)  # closed: every state is final now
+                self._fire(due)
                 return
-            if not updates:
-                continue
-            fire = []
-            with self._cond:
-                for key, status, size, error in updates:
-                    state = self._states.get(key)
-                    if state is None:
-                        continue
-                    state.status, state.size, state.error = status, size, error
-                    if state.callbacks:
-                        fire.extend((cb, key, state) for cb in state.callbacks)
-                        state.callbacks = []
-                self._cond.notify_all()
-            self._run_callbacks(fire)
+            if due:
+                self._fire(due)
 
-    def _lose_everything(self, reason: str) -> None:
+    def _fire(self, keys) -> None:
+        """Run the callbacks of these keys (each once: they are taken out first)."""
         fire = []
         with self._cond:
-            for key, state in self._states.items():
-                if state.status == PENDING:
-                    state.status, state.error = LOST, ("", "Lost", reason, None, b"")
-                    fire.extend((cb, key, state) for cb in state.callbacks)
-                    state.callbacks = []
-            self._cond.notify_all()
-        self._run_callbacks(fire)
-
-    def _run_callbacks(self, fire) -> None:
-        for cb, key, state in fire:
+            for key in keys:
+                entry = self._callbacks.pop(key, None)
+                if entry is not None:
+                    state, fns = entry
+                    fire.extend((fn, key, state) for fn in fns)
+        for fn, key, state in fire:
             try:
                 # A Future made here holds a reference of its own (its __del__ drops one).
-                cb(Future(key, self, self._retain(key)) if state.refs else _DetachedFuture(key, self, state))
-            except Exception:  # noqa: BLE001 - a user callback must not stop the updates
+                fn(Future(key, self) if state.refs else _DetachedFuture(key, self, state))
+            except Exception:  # noqa: BLE001 - a user callback must not stop the others
                 import traceback
 
                 traceback.print_exc()
 
     def _retain(self, key: str) -> KeyState:
-        with self._cond:
-            state = self._states.get(key)
-            if state is None:
-                state = self._states[key] = KeyState()
-            state.refs += 1
-            return state
+        return self._native.retain([key])[0]
 
     def _drop(self, key: str) -> None:
-        with self._cond:
-            state = self._states.get(key)
-            if state is None:
-                return
-            state.refs -= 1
-            if state.refs > 0:
-                return
-            del self._states[key]
-            self._releases.append(key)
-            flush = len(self._releases) >= _RELEASE_BATCH
-        if flush:
-            self._flush_releases()
+        self._native.drop_key(key)
 
     def _flush_releases(self) -> None:
-        """Send the keys dropped since the last flush, in one message."""
-        with self._release_lock:
-            with self._cond:
-                keys, self._releases = self._releases, []
-            if keys and not self._closed:
-                self._native.release(keys)
+        """Send the keys dropped since the last flush (the native client also does so
+        before each message of its own, and every 50 ms)."""
+        self._native.flush_releases()
 
     def _add_callback(self, future: Future, fn) -> None:
+        state = future._state
         with self._cond:
-            if not future._state.done:
-                future._state.callbacks.append(fn)
-                return
-        self._run_callbacks([(fn, future.key, future._state)])
+            entry = self._callbacks.get(future.key)
+            if entry is None or entry[0] is not state:
+                entry = self._callbacks[future.key] = (state, [])
+            entry[1].append(fn)
+        if state.watch():
+            self._fire([future.key])
 
     def _forget_on_completion(self, futures) -> None:
         for f in futures:
@@ -331,27 +298,20 @@ class Client:
 
     def _wait_until(self, predicate, timeout, what: str = "futures", raise_timeout: bool = True) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    if raise_timeout:
-                        raise TimeoutError(f"{what} not done within {timeout} s")
-                    return False
-                self._cond.wait(left if left is None or left < 1 else 1)
+        native = self._native
+        generation = native.generation()
+        while not predicate():
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                if raise_timeout:
+                    raise TimeoutError(f"{what} not done within {timeout} s")
+                return False
+            generation = native.wait_change(generation, min(left, 1.0))
         return True
 
     def _wait_done(self, states, timeout, what) -> None:
-        pending = [s for s in states if not s.done]
-        if not pending:
-            return
-
-        def ready():
-            while pending and pending[-1].done:
-                pending.pop()
-            return not pending
-
-        self._wait_until(ready, timeout, f"{what!r}")
+        if not self._native.wait_all(states, timeout):
+            raise TimeoutError(f"{what!r} not done within {timeout} s")
 
     def _exception(self, key: str, state: KeyState) -> BaseException:
         if state.status == CANCELLED:
@@ -424,24 +384,16 @@ class Client:
         return (key, deps.keys, payload, int(priority), int(retries), _workers(workers), _resources(resources)), deps.futures
 
     def _futures(self, keys: list[str]) -> list[Future]:
-        """New futures for ``keys``, retained under one lock."""
-        out = []
-        with self._cond:
-            states = self._states
-            for k in keys:
-                state = states.get(k)
-                if state is None:
-                    state = states[k] = KeyState()
-                state.refs += 1
-                out.append(Future(k, self, state))
-        return out
+        """New futures for ``keys``, retained in one call."""
+        client = self
+        return [Future(k, client, st) for k, st in zip(keys, self._native.retain(keys))]
 
-    def _submit(self, tasks: list, keys: list[str]) -> list[Future]:
+    def _submit(self, tasks: list, keys: list[str], order: bool = False) -> list[Future]:
+        """Submit ``tasks`` and return futures for ``keys``; ``order``: priorities from
+        the graph's depth-first order (see :func:`shoal._dask.submit_graph`)."""
         self._check_open()
-        # Releases queued before this submission must reach the scheduler before it.
-        self._flush_releases()
         futures = self._futures(keys)
-        self._native.submit(tasks, keys)
+        self._native.submit(tasks, keys, order)  # after the releases queued before it
         return futures
 
     def _function_head(self, fn) -> tuple[bytes, bytes]:
@@ -476,18 +428,7 @@ class Client:
     def _adopt(self, keys: list[str]) -> list[Future]:
         """Futures for keys the scheduler just made this client hold (a value taken out
         of a Variable, Queue or dataset refers to them)."""
-        with self._cond:
-            if self._releases:
-                wanted = set(keys)
-                self._releases = [k for k in self._releases if k not in wanted]
-        futures = self._futures(keys)
-        states = self._native.key_states(keys)
-        with self._cond:
-            for f, st in zip(futures, states):
-                if st is not None and f._state.status == PENDING:
-                    _, f._state.status, f._state.size, f._state.error = st
-            self._cond.notify_all()
-        return futures
+        return [Future(k, self, st) for k, st in zip(keys, self._native.retain(keys, True))]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -519,6 +460,10 @@ class Client:
 
     def map(self, fn, *iterables, key=None, pure=True, retries=0, resources=None, workers=None, priority=0, **kwargs) -> list[Future]:
         """``fn`` over the zipped iterables, one task per element, all in one message."""
+        with gc_paused():
+            return self._map(fn, iterables, key, pure, retries, resources, workers, priority, kwargs)
+
+    def _map(self, fn, iterables, key, pure, retries, resources, workers, priority, kwargs) -> list[Future]:
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {type(fn).__name__}")
         keys = key if isinstance(key, (list, tuple)) else None
@@ -546,7 +491,6 @@ class Client:
     def _submit_plain(self, keys, payloads, priority, retries, workers, resources) -> list[Future]:
         """Submit dependency-free tasks given as parallel lists of keys and payloads."""
         self._check_open()
-        self._flush_releases()
         futures = self._futures(keys)
         self._native.submit_plain(keys, payloads, int(priority), int(retries), _workers(workers), _resources(resources))
         return futures
@@ -557,6 +501,10 @@ class Client:
         flat: list[Future] = []
         _collect(futures, flat)
         self._wait_done([f._state for f in flat], timeout, f"{len(flat)} futures")
+        with gc_paused():
+            return self._gathered(futures, flat, errors)
+
+    def _gathered(self, futures, flat, errors):
         ok = []
         for f in flat:
             if f._state.status != FINISHED:
@@ -868,8 +816,7 @@ class Client:
     def has_what(self, workers=None) -> dict:
         """``{worker address: [keys held there]}``, for the keys this client holds
         futures of (the scheduler does not tell one client about another's data)."""
-        with self._cond:
-            keys = [k for k, st in self._states.items() if st.status == FINISHED]
+        keys = self._native.finished_keys()
         out = {a: [] for a in self.scheduler_info()["workers"]}
         for key, holders in zip(keys, self._native.who_has(keys) if keys else []):
             for a in holders:
@@ -917,10 +864,9 @@ class Client:
         futures = futures_of(futures)
         self._check_open()
         self._native.retry([f.key for f in futures])
-        with self._cond:
-            for f in futures:
-                if f._state.status != FINISHED:
-                    f._state.status, f._state.error = PENDING, None
+        for f in futures:
+            if f._state.status != FINISHED:
+                f._state.set(PENDING)
 
     def futures_of(self, obj) -> list:
         return futures_of(obj)
@@ -1073,6 +1019,22 @@ def _resources(resources) -> list:
     if not resources:
         return []
     return [(str(k), float(v)) for k, v in dict(resources).items()]
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector paused for a bulk step (building or unpacking
+    100k futures, tasks or results): such steps allocate so many objects that the
+    collector would run over the whole heap again and again, while none of them form
+    cycles. Nested use is fine; a collector disabled by the user stays so."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _collect(obj, out: list) -> None:

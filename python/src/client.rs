@@ -1,14 +1,14 @@
 //! The native side of `shoal.Client`: a Rust client on a shared async runtime. Every call
 //! blocks the calling thread (the Python wrapper detaches from the interpreter first).
 
+use crate::keys::{Registry, Releases};
 use bytes::Bytes;
-use shoal_comm::message::{ClusterStatus, KeyState, KeyUpdate, Resource, TaskError, TaskSpec};
+use shoal_comm::message::{ClusterStatus, Resource, TaskError, TaskSpec};
 use shoal_comm::Secret;
 use shoal_runtime::client::{Client, ClientError};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// The async runtime every client of this process shares.
 ///
@@ -40,24 +40,26 @@ pub struct TaskIn {
     pub resources: Vec<(String, f64)>,
 }
 
-/// A key's final state as Python sees it: (key, state, size, error).
-pub type UpdateOut = (String, &'static str, u64, Option<ErrorOut>);
-
 /// A task run as Python sees it: (key, worker, start, stop, finished).
 pub type RunOut = (String, String, f64, f64, bool);
 
 /// A task error as Python sees it: (failed key, kind, message, traceback, pickled exception).
 pub type ErrorOut = (String, String, String, Option<String>, Vec<u8>);
 
-fn error_out(e: TaskError) -> ErrorOut {
+pub fn error_out(e: TaskError) -> ErrorOut {
     (e.key, e.kind, e.message, e.traceback, e.exception)
 }
 
-/// A connected client and its stream of key updates.
+/// A connected client, the states of the keys its futures hold, and the releases it
+/// has yet to send.
 pub struct NativeClient {
-    pub client: Client,
-    updates: Mutex<mpsc::UnboundedReceiver<KeyUpdate>>,
+    pub client: Arc<Client>,
+    pub keys: Arc<Registry>,
+    pub releases: Arc<Releases>,
 }
+
+/// Queued releases are sent at least this often.
+const RELEASE_INTERVAL: Duration = Duration::from_millis(50);
 
 impl NativeClient {
     /// Connect by scheduler file, or by address with the secret from `SHOAL_SECRET`.
@@ -90,8 +92,65 @@ impl NativeClient {
                 }),
             }
         })?;
-        let updates = Mutex::new(client.subscribe());
-        Ok(NativeClient { client, updates })
+        NativeClient::start(client)
+    }
+
+    /// Feed the key states from the client's updates, and send queued releases
+    /// regularly, on the shared runtime.
+    fn start(client: Client) -> Result<NativeClient, ClientError> {
+        let rt = runtime()?;
+        let client = Arc::new(client);
+        let keys = Arc::new(Registry::new());
+        let releases = Arc::new(Releases::default());
+        let mut updates = client.subscribe();
+        let registry = Arc::clone(&keys);
+        rt.spawn(async move {
+            while let Some(first) = updates.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 4096 {
+                    match updates.try_recv() {
+                        Ok(u) => batch.push(u),
+                        Err(_) => break,
+                    }
+                }
+                registry.apply(batch);
+            }
+            registry.close("the connection to the scheduler closed");
+        });
+        let weak_client = Arc::downgrade(&client);
+        let weak_releases = Arc::downgrade(&releases);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(RELEASE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (Some(client), Some(releases)) =
+                    (weak_client.upgrade(), weak_releases.upgrade())
+                else {
+                    return;
+                };
+                if releases.flush_then(&client, || Ok(())).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(NativeClient {
+            client,
+            keys,
+            releases,
+        })
+    }
+
+    /// Send queued releases, then `then` (so no message overtakes a release queued
+    /// before it).
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub fn after_releases<T>(
+        &self,
+        then: impl FnOnce() -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        self.releases.flush_then(&self.client, then)
     }
 
     /// Connect to the scheduler of the worker this process is, with the worker's secret.
@@ -109,15 +168,24 @@ impl NativeClient {
             identity.secret.clone(),
             timeout,
         ))?;
-        let updates = Mutex::new(client.subscribe());
-        Ok(NativeClient { client, updates })
+        NativeClient::start(client)
     }
 
-    /// Submit tasks in one message; `wants` are the keys this client tracks.
+    /// Submit tasks in one message; `wants` are the keys this client tracks. With
+    /// `order`, the tasks' priorities are replaced by their depth-first order from `wants`
+    /// ([`shoal_runtime::order`]), earliest highest.
     ///
     /// # Errors
     /// The scheduler refused the graph or the connection closed.
-    pub fn submit(&self, tasks: Vec<TaskIn>, wants: Vec<String>) -> Result<(), ClientError> {
+    pub fn submit(
+        &self,
+        mut tasks: Vec<TaskIn>,
+        wants: Vec<String>,
+        order: bool,
+    ) -> Result<(), ClientError> {
+        if order {
+            prioritise_depth_first(&mut tasks, &wants);
+        }
         let mut frames = Vec::new();
         let specs = tasks
             .into_iter()
@@ -142,7 +210,8 @@ impl NativeClient {
                 }
             })
             .collect();
-        runtime()?.block_on(self.client.submit(specs, frames, wants))
+        let rt = runtime()?;
+        self.after_releases(|| rt.block_on(self.client.submit(specs, frames, wants)))
     }
 
     /// Submit dependency-free tasks sharing priority, retries, workers and resources;
@@ -186,27 +255,8 @@ impl NativeClient {
                 workers: common.workers.clone(),
             });
         }
-        runtime()?.block_on(self.client.submit(specs, frames, keys))
-    }
-
-    /// Key updates that arrived, waiting up to `timeout` for the first; `None` once the
-    /// connection closed.
-    ///
-    /// # Errors
-    /// The runtime is gone.
-    pub fn next_updates(&self, timeout: Duration) -> Result<Option<Vec<UpdateOut>>, ClientError> {
-        let mut rx = self.updates.lock().unwrap_or_else(|e| e.into_inner());
-        let first = runtime()?.block_on(async { tokio::time::timeout(timeout, rx.recv()).await });
-        let mut out = Vec::new();
-        match first {
-            Err(_) => return Ok(Some(out)),
-            Ok(None) => return Ok(None),
-            Ok(Some(u)) => out.push(update_out(u)),
-        }
-        while let Ok(u) = rx.try_recv() {
-            out.push(update_out(u));
-        }
-        Ok(Some(out))
+        let rt = runtime()?;
+        self.after_releases(|| rt.block_on(self.client.submit(specs, frames, keys)))
     }
 
     /// Fetch results from the workers holding them.
@@ -252,7 +302,8 @@ impl NativeClient {
         op: shoal_comm::coordination::CoordRequest,
         timeout: Option<Duration>,
     ) -> Result<shoal_comm::coordination::CoordReply, ClientError> {
-        runtime()?.block_on(self.client.coord(op, timeout))
+        let rt = runtime()?;
+        self.after_releases(|| rt.block_on(self.client.coord(op, timeout)))
     }
 
     /// Task runs as `(key, worker, start, stop, ok)`.
@@ -267,17 +318,6 @@ impl NativeClient {
             .collect())
     }
 
-    /// The final states known for these keys (`None`: not final yet, or never heard of),
-    /// as `next_updates` gives them.
-    pub fn key_states(&self, keys: Vec<String>) -> Vec<Option<UpdateOut>> {
-        keys.into_iter()
-            .map(|key| {
-                let state = self.client.state(&key)?;
-                Some(update_out(KeyUpdate { key, state }))
-            })
-            .collect()
-    }
-
     /// Stop the cluster.
     ///
     /// # Errors
@@ -287,10 +327,30 @@ impl NativeClient {
     }
 }
 
-fn update_out(u: KeyUpdate) -> UpdateOut {
-    match u.state {
-        KeyState::Memory { size } => (u.key, "finished", size, None),
-        KeyState::Erred(e) => (u.key, "error", 0, Some(error_out(e))),
-        KeyState::Cancelled => (u.key, "cancelled", 0, None),
+/// Priorities from the depth-first order of `tasks` (inputs outside `tasks`, held by the
+/// cluster already, do not count).
+fn prioritise_depth_first(tasks: &mut [TaskIn], wants: &[String]) {
+    let index: rustc_hash::FxHashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.key.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| {
+            t.deps
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let outputs: Vec<usize> = wants
+        .iter()
+        .filter_map(|k| index.get(k.as_str()).copied())
+        .collect();
+    drop(index);
+    let positions = shoal_runtime::order::depth_first(&deps, &outputs);
+    for (task, pos) in tasks.iter_mut().zip(positions) {
+        task.priority = i32::try_from(pos).map_or(i32::MIN, |p| -p);
     }
 }

@@ -13,12 +13,14 @@ mod coordination;
 mod error;
 mod frame;
 mod jobqueue;
+mod keys;
 mod mpi;
 mod worker;
 
-use client::{NativeClient, TaskIn, UpdateOut};
+use client::{NativeClient, TaskIn};
 use error::to_py;
 use frame::Frame;
+use keys::KeyState;
 use pyo3::prelude::*;
 use shoal_comm::message::ExecutorKind;
 use shoal_runtime::executor::builtin;
@@ -80,6 +82,13 @@ fn worker_has_plugins() -> bool {
     shoal_runtime::worker::identity::has_plugins()
 }
 
+/// Depth-first positions of a graph's tasks (`deps[i]`: the inputs of task `i`), as
+/// `Client.submit(..., order=True)` gives them priorities; see `shoal_runtime::order`.
+#[pyfunction]
+fn depth_first_order(py: Python<'_>, deps: Vec<Vec<usize>>, outputs: Vec<usize>) -> Vec<u32> {
+    py.detach(|| shoal_runtime::order::depth_first(&deps, &outputs))
+}
+
 /// A connection to a scheduler (the native half of `shoal.Client`).
 #[pyclass(frozen, name = "Client", module = "shoal._native")]
 struct PyClient(NativeClient);
@@ -133,8 +142,16 @@ impl PyClient {
         self.0.client.scheduler_id().to_string()
     }
 
-    /// Submit tasks in one message and track `wants`.
-    fn submit(&self, py: Python<'_>, tasks: Vec<TaskTuple>, wants: Vec<String>) -> PyResult<()> {
+    /// Submit tasks in one message and track `wants`; `order=True` replaces the
+    /// priorities by the graph's depth-first order from `wants`.
+    #[pyo3(signature = (tasks, wants, order = false))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        tasks: Vec<TaskTuple>,
+        wants: Vec<String>,
+        order: bool,
+    ) -> PyResult<()> {
         let tasks = tasks
             .into_iter()
             .map(
@@ -149,7 +166,8 @@ impl PyClient {
                 },
             )
             .collect();
-        py.detach(|| self.0.submit(tasks, wants)).map_err(to_py)
+        py.detach(|| self.0.submit(tasks, wants, order))
+            .map_err(to_py)
     }
 
     /// Submit dependency-free tasks (`map` of plain arguments) as parallel lists.
@@ -183,10 +201,70 @@ impl PyClient {
             .map_err(to_py)
     }
 
-    /// Updates that arrived within `timeout` seconds; `None` once the connection closed.
-    fn next_updates(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Vec<UpdateOut>>> {
-        py.detach(|| self.0.next_updates(seconds(timeout)))
+    /// The states of `keys`, one more reference each; `adopt=True`: new states start
+    /// from what the client heard of the key already (a key handed over by the scheduler).
+    #[pyo3(signature = (keys, adopt = false))]
+    fn retain(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        adopt: bool,
+    ) -> PyResult<Vec<Py<KeyState>>> {
+        let client = &self.0.client;
+        if adopt {
+            self.0.releases.forget(&keys);
+        }
+        let known = |key: &str| client.state(key);
+        self.0
+            .keys
+            .retain(py, &keys, if adopt { Some(&known) } else { None })
+    }
+
+    /// One reference fewer on `key`; released (in a batch) when none is left.
+    fn drop_key(&self, key: &str) -> PyResult<()> {
+        self.0
+            .keys
+            .drop_key(key, &self.0.releases, &self.0.client)
             .map_err(to_py)
+    }
+
+    /// Send the releases queued so far.
+    fn flush_releases(&self) -> PyResult<()> {
+        self.0.after_releases(|| Ok(())).map_err(to_py)
+    }
+
+    /// A number that changes whenever key states change (see `wait_change`).
+    fn generation(&self) -> u64 {
+        self.0.keys.generation()
+    }
+
+    /// Wait (at most `timeout` s) for key states to change after `generation`; returns
+    /// the generation now.
+    fn wait_change(&self, py: Python<'_>, generation: u64, timeout: f64) -> u64 {
+        py.detach(|| self.0.keys.wait_change(generation, seconds(timeout)))
+    }
+
+    /// Wait until all `states` are final; `False` when `timeout` (s) passed first.
+    #[pyo3(signature = (states, timeout = None))]
+    fn wait_all(&self, py: Python<'_>, states: Vec<Py<KeyState>>, timeout: Option<f64>) -> bool {
+        let refs: Vec<&KeyState> = states.iter().map(Py::get).collect();
+        py.detach(|| self.0.keys.wait_all(&refs, timeout.map(seconds)))
+    }
+
+    /// Keys whose done-callbacks are due, waiting up to `timeout` s for one; `None` once
+    /// the connection closed and none is due.
+    fn next_callbacks(&self, py: Python<'_>, timeout: f64) -> Option<Vec<String>> {
+        py.detach(|| self.0.keys.next_callbacks(seconds(timeout)))
+    }
+
+    /// The keys this client's futures hold whose results are in memory.
+    fn finished_keys(&self) -> Vec<String> {
+        self.0.keys.finished_keys()
+    }
+
+    /// The state of `key` if a future holds it.
+    fn state(&self, py: Python<'_>, key: &str) -> Option<Py<KeyState>> {
+        self.0.keys.state(py, key)
     }
 
     /// Results of finished keys: small ones as `bytes` (one cheap copy), large ones as
@@ -206,7 +284,9 @@ impl PyClient {
     }
 
     fn release(&self, keys: Vec<String>) -> PyResult<()> {
-        self.0.client.release(keys).map_err(to_py)
+        self.0
+            .after_releases(|| self.0.client.release(keys))
+            .map_err(to_py)
     }
 
     fn cancel(&self, keys: Vec<String>) -> PyResult<()> {
@@ -260,11 +340,6 @@ impl PyClient {
         self.0.client.retry(keys).map_err(to_py)
     }
 
-    /// Final states known for these keys, as `next_updates` items (`None`: not final).
-    fn key_states(&self, keys: Vec<String>) -> Vec<Option<UpdateOut>> {
-        self.0.key_states(keys)
-    }
-
     /// One request on the scheduler's coordination state (see `coordination.rs`);
     /// waits at most `timeout` seconds (`None`: as long as it takes).
     #[pyo3(signature = (op, *, name=None, names=Vec::new(), data=None, keys=Vec::new(), count=0, maxsize=0, wait=true, replace=false, lease=None, max_leases=1, timeout=None))]
@@ -309,6 +384,7 @@ impl PyClient {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(secede, m)?)?;
+    m.add_function(wrap_pyfunction!(depth_first_order, m)?)?;
     m.add_function(wrap_pyfunction!(rejoin, m)?)?;
     m.add_function(wrap_pyfunction!(worker_identity, m)?)?;
     m.add_function(wrap_pyfunction!(worker_has_plugins, m)?)?;
@@ -321,6 +397,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     jobqueue::register(m)?;
     shoal_runtime::executor::pool::set_batch_scope(worker::batch_scope);
     m.add_class::<PyClient>()?;
+    m.add_class::<KeyState>()?;
     m.add_class::<Frame>()?;
     m.add("PROTOCOL_VERSION", shoal_comm::PROTOCOL_VERSION)?;
     Ok(())

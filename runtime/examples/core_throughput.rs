@@ -48,7 +48,8 @@ fn run(name: &str, tasks: Vec<TaskSpec>, wants: Vec<String>) {
             pid: 0,
             executors: vec![ExecutorKind::Noop, ExecutorKind::Sum],
         };
-        core.on_worker_added(reg, now, 1000, &mut comm);
+        let id = core.new_worker_id();
+        core.on_worker_added(id, reg, now, 1000, &mut comm);
     }
     let start = Instant::now();
     core.on_submit(client, tasks, wants.clone(), &[], &mut comm)
@@ -70,7 +71,7 @@ fn run(name: &str, tasks: Vec<TaskSpec>, wants: Vec<String>) {
     while core.schedule(&mut comm) {}
     let total = start.elapsed();
     assert_eq!(comm.updates, wants.len(), "every wanted key finished");
-    assert!(core.tasks.is_empty(), "everything released");
+    assert!(core.task_count() == 0, "everything released");
     println!(
         "{{\"workload\": \"{name}\", \"tasks\": {n}, \"seconds\": {:.4}, \"tasks_per_second\": {:.0}, \"us_per_task\": {:.3}, \"with_release_us_per_task\": {:.3}}}",
         compute.as_secs_f64(),

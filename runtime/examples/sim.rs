@@ -189,7 +189,9 @@ impl Sim {
         self.joined += 1;
         let (core, comm, now) = (&mut self.core, &mut self.comm, self.now);
         let id = self.clock.time("worker added", || {
-            core.on_worker_added(reg, now, 1000, comm)
+            let id = core.new_worker_id();
+            core.on_worker_added(id, reg, now, 1000, comm);
+            id
         });
         self.workers.push((id, SimWorker::default()));
     }
@@ -358,7 +360,7 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     sim.clock
         .time("release", || core.on_release_keys(client, wants, comm));
     sim.schedule();
-    assert!(sim.core.tasks.is_empty(), "everything released at the end");
+    assert!(sim.core.task_count() == 0, "everything released at the end");
     let decisions = sim.comm.decisions;
     println!(
         "{{\"workload\": \"{workload}\", \"workers\": {workers}, \"tasks\": {n}, \"rounds\": {rounds}, \"core_seconds\": {:.4}, \"tasks_per_second\": {:.0}, \"decisions_per_second\": {:.0}, \"slowest_call_ms\": {:.3}, \"slowest_call\": \"{}\", \"registration_ms\": {:.3}, \"slowest_registration_ms\": {:.3}, \"calls\": {}}}",
@@ -396,7 +398,7 @@ fn memory(n: usize) {
     println!(
         "{{\"workload\": \"memory\", \"tasks\": {n}, \"bytes_per_task\": {:.0}, \"tasks_held\": {}}}",
         held as f64 / n as f64,
-        core.tasks.len()
+        core.task_count()
     );
 }
 

@@ -4,7 +4,7 @@
 //! One background task reads the scheduler's messages; key states land in a shared map
 //! and waiters are woken through a generation counter.
 
-use crate::net::{connect, spawn_writer, Outbox};
+use crate::net::{connect, spawn_writer, DataPool, Outbox};
 use crate::scheduler_file::{self, SchedulerFileError};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -12,10 +12,10 @@ use shoal_comm::auth::Role;
 use shoal_comm::coordination::{CoordReply, CoordRequest};
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::{
-    ClusterStatus, DataReply, DataRequest, FromClient, KeyLocation, KeyState, KeyUpdate, TaskError,
-    TaskSpec, ToClient,
+    ClusterStatus, DataReply, FromClient, KeyLocation, KeyState, KeyUpdate, TaskError, TaskSpec,
+    ToClient,
 };
-use shoal_comm::transport::{MessageRead, MessageWrite, TcpReader};
+use shoal_comm::transport::{MessageRead, Reader};
 use shoal_comm::{RawMessage, Secret};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,11 +72,12 @@ pub struct Client {
     outbox: Outbox,
     shared: Arc<Mutex<Shared>>,
     generation: watch::Receiver<u64>,
-    secret: Secret,
     scheduler_id: String,
     address: String,
     next_request: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
+    /// Data connections to the workers results were fetched from.
+    data: DataPool,
 }
 
 impl Drop for Client {
@@ -111,11 +112,11 @@ impl Client {
             outbox,
             shared,
             generation,
-            secret,
             scheduler_id,
             address: address.into(),
             next_request: AtomicU64::new(1),
             reader,
+            data: DataPool::new(secret),
         })
     }
 
@@ -376,32 +377,29 @@ impl Client {
                 }
             }
         }
-        let mut out = vec![Bytes::new(); keys.len()];
+        // Every holder at once, each over its kept connection.
+        let mut requests = tokio::task::JoinSet::new();
         for (holder, wanted) in by_holder {
+            let pool = self.data.clone();
+            requests.spawn(async move {
+                let ids: Vec<TaskId> = wanted.iter().map(|(_, t)| *t).collect();
+                let reply = pool.get(&holder, ids).await;
+                (holder, wanted, reply)
+            });
+        }
+        let mut out = vec![Bytes::new(); keys.len()];
+        while let Some(done) = requests.join_next().await {
+            let (holder, wanted, raw) =
+                done.map_err(|e| ClientError::Closed(format!("a fetch task failed: {e}")))?;
             let first_key = keys[wanted[0].0].clone();
             let fail = |cause: String| ClientError::Fetch {
                 key: first_key.clone(),
                 cause,
             };
-            let (mut reader, mut writer, _) = connect(
-                &holder,
-                &self.secret,
-                Role::Peer,
-                "client",
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| fail(format!("{e:#}")))?;
-            let ids: Vec<TaskId> = wanted.iter().map(|(_, t)| *t).collect();
-            let raw = async {
-                writer
-                    .send(&RawMessage::encode(&DataRequest::Get(ids), Vec::new())?)
-                    .await?;
-                writer.flush().await?;
-                reader.recv().await?.ok_or(shoal_comm::CommError::Truncated)
-            }
-            .await
-            .map_err(|e| fail(format!("{holder}: {e}")))?;
+            let raw = raw.map_err(|e| {
+                self.data.forget(&holder);
+                fail(format!("{e:#}"))
+            })?;
             let reply: DataReply = raw.decode().map_err(|e| fail(e.to_string()))?;
             let frames: FxHashMap<TaskId, u32> = reply.found.into_iter().collect();
             for &(i, task) in &wanted {
@@ -637,7 +635,7 @@ impl Client {
     }
 }
 
-async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watch::Sender<u64>) {
+async fn read_loop(mut reader: Reader, shared: Arc<Mutex<Shared>>, bump: watch::Sender<u64>) {
     let reason = loop {
         let raw = match reader.recv().await {
             Ok(Some(raw)) => raw,

@@ -7,12 +7,14 @@
 //! - [`executor`]: the executor thread pool and the built-in task kinds.
 //! - [`client`]: the Rust client.
 //! - [`scheduler_file`]: how workers and clients find a scheduler and its secret.
+//! - [`order`]: depth-first task priorities for graphs that come without any.
 //! - [`net`]: authenticated connections and batching writers shared by every role.
 //! - [`sys`]: process and machine facts.
 
 pub mod client;
 pub mod executor;
 pub mod net;
+pub mod order;
 pub mod scheduler;
 pub mod scheduler_file;
 pub mod sys;

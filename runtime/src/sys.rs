@@ -27,7 +27,7 @@ pub fn trim_heap() {
     shoal_comm::buffer::release_pool();
     // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
     unsafe { libc::malloc_trim(0) };
-    crate::scheduler::server::release_freed_memory();
+    release_freed_memory();
 }
 
 /// This machine's host name.
@@ -221,6 +221,22 @@ pub fn parse_cgroup_v1_limit(text: &str) -> Option<u64> {
         .parse()
         .ok()
         .filter(|&bytes| bytes < V1_UNLIMITED)
+}
+
+static MEMORY_RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Install the function that returns freed heap memory to the system (the binary knows
+/// its allocator). The scheduler calls it on a heartbeat after large graphs were added or
+/// freed, so a million-task submission does not stay resident after it is gone.
+pub fn set_memory_release_hook(hook: fn()) {
+    let _ = MEMORY_RELEASE_HOOK.set(hook);
+}
+
+/// Hand freed heap memory back to the system, if the binary installed a way to.
+pub fn release_freed_memory() {
+    if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
+        hook();
+    }
 }
 
 #[cfg(test)]

@@ -320,13 +320,17 @@ impl Connector {
     }
 
     /// The peer at `address` left (its process may have died): backends that cannot see
-    /// that themselves (MPI) fail its connections now.
+    /// that at once themselves (MPI; UCX over shared memory) fail its connections now.
     pub fn note_peer_lost(&self, address: &str) {
         #[cfg(feature = "mpi")]
         if let (Some(fabric), Some((job, rank))) = (&self.mpi, address::mpi_alternative(address)) {
             if job == fabric.job() {
                 fabric.note_peer_lost(rank);
             }
+        }
+        #[cfg(feature = "ucx")]
+        if let (Some(fabric), Some(worker)) = (&self.ucx, address::ucx_alternative(address)) {
+            fabric.note_peer_lost(&worker);
         }
         let _ = address;
     }

@@ -1,14 +1,9 @@
 //! Authenticated connections and the batching writer task.
 
-use super::parse_address;
-use anyhow::Context;
-use shoal_comm::auth::{self, Role};
-use shoal_comm::transport::{
-    tcp_split, Connector, MessageWrite, Reader, Service, TcpReader, TcpWriter, Writer,
-};
+use shoal_comm::auth::Role;
+use shoal_comm::transport::{Connector, MessageWrite, Reader, Service, Writer};
 use shoal_comm::{RawMessage, Secret};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -16,8 +11,9 @@ use tokio::task::JoinHandle;
 /// queue drains.
 pub type Outbox = mpsc::UnboundedSender<RawMessage>;
 
-/// Connect to `address`, authenticate as `role`, and return the framed halves and the
-/// peer's identity.
+/// Connect to the TCP alternative of `address` (the scheduler, or a worker's data server
+/// from a client), authenticate as `role`, and return the framed halves and the peer's
+/// identity.
 ///
 /// # Errors
 /// Connection refused (nothing listens), a refused handshake, or a timeout, with the
@@ -28,17 +24,16 @@ pub async fn connect(
     role: Role,
     name: &str,
     timeout: Duration,
-) -> anyhow::Result<(TcpReader, TcpWriter, String)> {
-    let target = parse_address(address).map_err(anyhow::Error::msg)?;
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(&target))
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to {address} timed out after {timeout:?}"))?
-        .with_context(|| format!("cannot connect to {address}"))?;
-    let (mut reader, mut writer) = tcp_split(stream);
-    let identity = auth::connect(&mut reader, &mut writer, secret, role, name, timeout)
-        .await
-        .with_context(|| format!("handshake with {address} failed"))?;
-    Ok((reader, writer, identity))
+) -> anyhow::Result<(Reader, Writer, String)> {
+    let service = if role == Role::Peer {
+        Service::Data
+    } else {
+        Service::Scheduler
+    };
+    let connected = Connector::tcp()
+        .connect(address, service, secret, role, name, timeout)
+        .await?;
+    Ok(connected)
 }
 
 /// Spawn the task that writes queued messages to `writer`, flushing once per batch of
@@ -61,33 +56,4 @@ pub fn spawn_writer<W: MessageWrite>(mut writer: W, label: String) -> (Outbox, J
         }
     });
     (tx, handle)
-}
-
-/// The connector for worker data: TCP, plus the MPI and UCX fabrics this process started.
-pub fn data_connector() -> Connector {
-    #[allow(unused_mut)]
-    let mut connector = Connector::tcp();
-    #[cfg(feature = "mpi")]
-    if let Some(fabric) = shoal_comm::transport::mpi::installed() {
-        connector = connector.with_mpi(fabric.clone());
-    }
-    connector
-}
-
-/// Connect to a peer's data server at `address` over the best backend both sides have
-/// (UCX, MPI inside one job, else TCP). Either way the connection is authenticated like
-/// any other.
-///
-/// # Errors
-/// As [`connect`].
-pub async fn connect_peer(
-    address: &str,
-    secret: &Secret,
-    name: &str,
-    timeout: Duration,
-) -> anyhow::Result<(Reader, Writer)> {
-    let (reader, writer, _) = data_connector()
-        .connect(address, Service::Data, secret, Role::Peer, name, timeout)
-        .await?;
-    Ok((reader, writer))
 }

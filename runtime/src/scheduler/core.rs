@@ -66,25 +66,25 @@ pub struct ClientState {}
 /// The whole scheduler state.
 #[derive(Debug, Default)]
 pub struct Core {
-    pub config: CoreConfig,
-    pub tasks: TaskMap,
-    pub workers: FxHashMap<WorkerId, WorkerState>,
-    pub clients: FxHashMap<ClientId, ClientState>,
+    pub(super) config: CoreConfig,
+    pub(super) tasks: TaskMap,
+    pub(super) workers: FxHashMap<WorkerId, WorkerState>,
+    pub(super) clients: FxHashMap<ClientId, ClientState>,
     /// Tasks that became ready and await placement (may hold stale entries: check state).
-    pub ready: VecDeque<TaskId>,
+    pub(super) ready: VecDeque<TaskId>,
     /// Ready tasks without inputs waiting for a worker slot (may hold stale entries).
-    pub root_queue: RootQueue,
+    pub(super) root_queue: RootQueue,
     /// Workers by load, signature, idleness and name.
-    pub index: WorkerIndex,
+    pub(super) index: WorkerIndex,
     /// Long client requests (graphs to accept, keys to release), done slice by slice in
     /// arrival order.
-    pub jobs: VecDeque<Job>,
+    pub(super) jobs: VecDeque<Job>,
     /// Ready tasks no current worker can run (resources, restrictions, executor kind).
-    pub unplaced: Vec<TaskId>,
+    pub(super) unplaced: Vec<TaskId>,
     /// Steal requests in flight: task → the idle worker it should move to.
-    pub steals: FxHashMap<TaskId, WorkerId>,
+    pub(super) steals: FxHashMap<TaskId, WorkerId>,
     /// Tasks that finished since start.
-    pub finished_count: u64,
+    pub(super) finished_count: u64,
     next_worker: u32,
     next_client: u32,
     /// Tasks whose need or references changed; examined by `settle`.
@@ -101,13 +101,40 @@ impl Core {
         }
     }
 
-    /// The id the next worker will get (so the server can route its first messages).
-    pub(crate) fn next_worker_id_hint(&self) -> WorkerId {
-        WorkerId(self.next_worker + 1)
+    /// A fresh id for a worker about to join (the server routes the worker's messages by
+    /// it before [`Core::on_worker_added`] sends the first).
+    pub fn new_worker_id(&mut self) -> WorkerId {
+        self.next_worker += 1;
+        WorkerId(self.next_worker)
     }
 
-    pub(crate) fn new_worker_id(&mut self) -> WorkerId {
-        self.next_worker += 1;
+    /// Tasks the scheduler knows (in any state).
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Tasks finished since start.
+    pub fn finished_count(&self) -> u64 {
+        self.finished_count
+    }
+
+    /// The connected workers' ids.
+    pub fn worker_ids(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.workers.keys().copied()
+    }
+
+    /// A connected worker.
+    pub fn worker(&self, id: WorkerId) -> Option<&WorkerState> {
+        self.workers.get(&id)
+    }
+
+    /// The key of a task the scheduler still knows.
+    pub fn task_key(&self, id: TaskId) -> Option<&str> {
+        self.tasks.get(&id).map(|t| &*t.key)
+    }
+
+    /// The last worker id handed out.
+    pub(crate) fn last_worker_id(&self) -> WorkerId {
         WorkerId(self.next_worker)
     }
 

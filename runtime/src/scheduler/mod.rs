@@ -5,6 +5,7 @@
 //! - [`graph`]: accepting submitted graphs, in slices.
 //! - [`jobs`]: long client requests (graphs, releases, cancels) done in slices, in order.
 //! - [`reactor`]: worker and client events.
+//! - `queries`: where a key is, the cluster's status, whether work is left.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
 //! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
 //! - [`root_queue`]: ready tasks without inputs waiting for a free worker slot.
@@ -13,14 +14,21 @@
 //! - [`task_stream`]: which worker ran which task, when.
 //! - [`coordination`]: named variables, queues, events, locks and datasets.
 //! - [`comm`]: the effects trait.
-//! - [`server`]: sockets, batching, heartbeats, the scheduler file.
+//! - `coord_bridge`: the coordination state's effects on the core and clients.
+//! - `batching`: the server's side of it: effects queued per peer, runs sent as one message.
+//! - `dispatch`: which core function each worker and client message calls.
+//! - [`server`]: accepting, authenticating, decoding and dispatching; timers; the scheduler file.
 
+mod batching;
 pub mod comm;
+mod coord_bridge;
 pub mod coordination;
 pub mod core;
+mod dispatch;
 pub mod graph;
 pub mod jobs;
 pub mod placement;
+mod queries;
 pub mod reactor;
 pub mod retirement;
 pub mod retry;

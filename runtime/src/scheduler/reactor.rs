@@ -21,12 +21,16 @@ impl Core {
     /// told of everybody.
     pub fn on_worker_added(
         &mut self,
+        id: WorkerId,
         registration: Registration,
         now: Instant,
         heartbeat_ms: u64,
         comm: &mut impl Comm,
-    ) -> WorkerId {
-        let id = self.new_worker_id();
+    ) {
+        assert!(
+            id.0 <= self.last_worker_id().0 && !self.workers.contains_key(&id),
+            "worker id {id} was not allocated by new_worker_id, or is in use"
+        );
         tracing::info!(worker = %id, name = %registration.name, address = %registration.data_address, nthreads = registration.nthreads, "worker joined");
         let worker = WorkerState::new(id, registration, now);
         self.index.insert(&worker);
@@ -40,7 +44,38 @@ impl Core {
             },
         );
         self.requeue_unplaced();
-        id
+    }
+
+    /// Restart workers (all when `names` is empty: a name or any of a worker's data
+    /// addresses selects it) in their process; with `cancel_all`, every key is cancelled
+    /// first. Restarted workers count as leaving, not dying. Returns the workers restarted.
+    pub fn on_restart(
+        &mut self,
+        names: &[String],
+        cancel_all: bool,
+        comm: &mut impl Comm,
+    ) -> Vec<WorkerId> {
+        if cancel_all {
+            let keys: Vec<String> = self.tasks.values().map(|t| t.key.to_string()).collect();
+            self.on_cancel(&keys, comm);
+        }
+        let targets: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| {
+                names.is_empty()
+                    || names.iter().any(|n| {
+                        *n == w.registration.name
+                            || w.registration.data_address.split(' ').any(|a| a == n)
+                    })
+            })
+            .map(|w| w.id)
+            .collect();
+        for &w in &targets {
+            self.on_worker_retiring(w, comm);
+            comm.send_worker(w, ToWorker::Restart);
+        }
+        targets
     }
 
     /// A worker left (closed, timed out or died): reschedule its work, recompute lost data.

@@ -2,30 +2,28 @@
 //! per-connection tasks, feeds them to the [`Core`] in batches, and flushes the batched
 //! effects once per batch.
 
+use super::batching::{PeerQueue, ServerComm};
 use super::comm::Comm;
-use super::coordination::{CoordEffects, Coordination};
+use super::coord_bridge::CoordBridge;
+use super::coordination::Coordination;
 use super::core::{Core, CoreConfig};
 use super::retirement::Retirements;
-use super::task::TaskState;
 use super::task_stream::{self, TaskStream};
 use crate::net::{format_address, spawn_writer, Outbox};
 use crate::scheduler_file::{self, SchedulerFile};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
-use shoal_comm::auth::{self, Role};
-use shoal_comm::coordination::{CoordReply, PLUGIN_DATASET_PREFIX};
-use shoal_comm::ids::{ClientId, TaskId, WorkerId};
-use shoal_comm::message::{
-    ClusterStatus, ComputeTask, FromClient, FromWorker, KeyLocation, KeyState, KeyUpdate, ToClient,
-    ToWorker,
-};
-use shoal_comm::transport::{tcp_split, MessageRead, TcpReader};
+use shoal_comm::auth::Role;
+use shoal_comm::coordination::PLUGIN_DATASET_PREFIX;
+use shoal_comm::ids::{ClientId, WorkerId};
+use shoal_comm::message::{FromClient, FromWorker, ToClient, ToWorker};
+use shoal_comm::transport::{Connector, Incoming, Listener, MessageRead, Reader, Service};
 use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a peer may take to complete the handshake.
@@ -35,22 +33,6 @@ const MAX_BATCH: usize = 4096;
 
 /// Tasks added or finished between heartbeats above which freed memory is handed back.
 const RELEASE_MEMORY_CHURN: u64 = 10_000;
-
-static MEMORY_RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Install the function that returns freed heap memory to the system (the binary knows
-/// its allocator). The scheduler calls it on a heartbeat after large graphs were added or
-/// freed, so a million-task submission does not stay resident after it is gone.
-pub fn set_memory_release_hook(hook: fn()) {
-    let _ = MEMORY_RELEASE_HOOK.set(hook);
-}
-
-/// Hand freed heap memory back to the system, if the binary installed a way to.
-pub fn release_freed_memory() {
-    if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
-        hook();
-    }
-}
 
 /// What a scheduler's run saw of its workers.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +61,7 @@ pub struct SchedulerOptions {
 
 /// A bound scheduler, ready to run.
 pub struct Scheduler {
-    listener: TcpListener,
+    listener: Listener,
     options: SchedulerOptions,
     id: String,
     address: String,
@@ -95,6 +77,7 @@ impl Scheduler {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
         let port = listener.local_addr()?.port();
+        let listener = Listener::new(listener, &Connector::tcp(), Service::Scheduler)?;
         let address = format!("tcp://{}:{port}", options.contact_host);
         let id = format!("Scheduler-{}", hex::encode(rand::random::<[u8; 8]>()));
         if let Some(path) = &options.scheduler_file {
@@ -185,43 +168,31 @@ enum Event {
 
 type Events = mpsc::UnboundedSender<Event>;
 
-async fn accept_loop(listener: TcpListener, secret: Secret, id: String, events: Events) {
+/// The scheduler listens on TCP only: its messages are small, and a closed TCP connection
+/// is how it learns at once that a worker or client is gone (see the README's MPI jobs).
+async fn accept_loop(mut listener: Listener, secret: Secret, id: String, events: Events) {
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::spawn(handle_connection(
-                    stream,
-                    peer,
-                    secret.clone(),
-                    id.clone(),
-                    events.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let incoming = listener.accept().await;
+        tokio::spawn(handle_connection(
+            incoming,
+            secret.clone(),
+            id.clone(),
+            events.clone(),
+        ));
     }
 }
 
-async fn handle_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    secret: Secret,
-    id: String,
-    events: Events,
-) {
-    let (mut reader, mut writer) = tcp_split(stream);
-    let hello = match auth::accept(&mut reader, &mut writer, &secret, &id, HANDSHAKE_TIMEOUT).await
+async fn handle_connection(incoming: Incoming, secret: Secret, id: String, events: Events) {
+    let peer = incoming.peer.clone();
+    let (reader, writer, hello) = match incoming.authenticate(&secret, &id, HANDSHAKE_TIMEOUT).await
     {
-        Ok(hello) => hello,
+        Ok(accepted) => accepted,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "refused connection");
             return;
         }
     };
-    let (outbox, writer) = spawn_writer(writer, peer.to_string());
+    let (outbox, writer) = spawn_writer(writer, peer.clone());
     match hello.role {
         Role::Worker => worker_connection(reader, outbox, writer, peer, events).await,
         Role::Client => client_connection(reader, outbox, peer, events).await,
@@ -232,10 +203,10 @@ async fn handle_connection(
 }
 
 async fn worker_connection(
-    mut reader: TcpReader,
+    mut reader: Reader,
     outbox: Outbox,
     writer: tokio::task::JoinHandle<()>,
-    peer: SocketAddr,
+    peer: String,
     events: Events,
 ) {
     let registration = match reader
@@ -284,12 +255,7 @@ async fn worker_connection(
     let _ = events.send(Event::WorkerClosed(id, reason));
 }
 
-async fn client_connection(
-    mut reader: TcpReader,
-    outbox: Outbox,
-    peer: SocketAddr,
-    events: Events,
-) {
+async fn client_connection(mut reader: Reader, outbox: Outbox, peer: String, events: Events) {
     let (reply, id) = oneshot::channel();
     if events
         .send(Event::ClientJoined {
@@ -328,30 +294,30 @@ async fn client_connection(
     let _ = events.send(Event::ClientClosed(id));
 }
 
-struct ServerState {
-    core: Core,
-    comm: ServerComm,
+pub(super) struct ServerState {
+    pub(super) core: Core,
+    pub(super) comm: ServerComm,
     /// Named variables, queues, events, locks and datasets.
-    coordination: Coordination,
+    pub(super) coordination: Coordination,
     /// The core's client on whose behalf the coordination state keeps keys alive.
-    coord_holder: ClientId,
+    pub(super) coord_holder: ClientId,
     /// How many coordination values refer to each key (held once in the core).
-    coord_holds: FxHashMap<String, u32>,
+    pub(super) coord_holds: FxHashMap<String, u32>,
     /// Workers being retired on a client's request.
-    retirements: Retirements,
+    pub(super) retirements: Retirements,
     /// Recent task runs.
-    task_stream: TaskStream,
-    id: String,
-    address: String,
-    heartbeat: Duration,
-    last_activity: Instant,
-    stop: bool,
+    pub(super) task_stream: TaskStream,
+    pub(super) id: String,
+    pub(super) address: String,
+    pub(super) heartbeat: Duration,
+    pub(super) last_activity: Instant,
+    pub(super) stop: bool,
     /// (task count, finished count) at the last memory release check.
-    churn_mark: (u64, u64),
+    pub(super) churn_mark: (u64, u64),
     /// Names of every worker that registered.
-    summary: RunSummary,
+    pub(super) summary: RunSummary,
     /// Workers that failed to start, the latest first.
-    failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
+    pub(super) failed_starts: std::collections::VecDeque<shoal_comm::message::StartFailure>,
 }
 
 /// Start failures kept for `shoal status`.
@@ -393,14 +359,14 @@ impl ServerState {
                     let now = Instant::now();
                     self.core.on_tick(now, &mut self.comm);
                     backlog = self.core.schedule(&mut self.comm);
-                    for &w in self.core.workers.keys() {
+                    for w in self.core.worker_ids() {
                         self.comm.send_worker(w, ToWorker::Heartbeat);
                     }
                     self.retirements.progress(&mut self.core, &mut self.comm);
                     self.release_memory_after_churn();
                     // Scanning for unfinished work is only needed with an idle timeout.
                     if let Some(limit) = idle_timeout {
-                        if self.is_busy() {
+                        if self.core.is_busy(self.coord_holder) {
                             self.last_activity = now;
                         } else if now.duration_since(self.last_activity) >= limit {
                             tracing::info!("no clients and no work for {limit:?} (--idle-timeout): stopping");
@@ -419,21 +385,16 @@ impl ServerState {
     }
 
     fn release_memory_after_churn(&mut self) {
-        let mark = (self.core.tasks.len() as u64, self.core.finished_count);
+        let mark = (self.core.task_count() as u64, self.core.finished_count());
         let churn = mark.0.abs_diff(self.churn_mark.0) + mark.1.abs_diff(self.churn_mark.1);
         if churn >= RELEASE_MEMORY_CHURN {
             self.churn_mark = mark;
-            release_freed_memory();
+            crate::sys::release_freed_memory();
         }
     }
 
-    fn is_busy(&self) -> bool {
-        self.core.clients.keys().any(|c| *c != self.coord_holder)
-            || self.core.tasks.values().any(|t| t.state.is_unfinished())
-    }
-
     /// The coordination state with the effects it may have on the core and clients.
-    fn coordination(&mut self) -> (&mut Coordination, CoordBridge<'_>) {
+    pub(super) fn coordination(&mut self) -> (&mut Coordination, CoordBridge<'_, ServerComm>) {
         (
             &mut self.coordination,
             CoordBridge {
@@ -455,16 +416,16 @@ impl ServerState {
                 reply,
             } => {
                 self.summary.workers_seen.push(registration.name.clone());
-                let id = self.core.next_worker_id_hint();
+                let id = self.core.new_worker_id();
                 self.comm.add_worker(id, outbox, writer);
-                let assigned = self.core.on_worker_added(
+                self.core.on_worker_added(
+                    id,
                     registration,
                     now,
                     self.heartbeat.as_millis() as u64,
                     &mut self.comm,
                 );
-                debug_assert_eq!(assigned, id);
-                if let Some(w) = self.core.workers.get(&id) {
+                if let Some(w) = self.core.worker(id) {
                     self.task_stream
                         .on_worker_joined(id, &w.registration.data_address);
                 }
@@ -474,7 +435,7 @@ impl ServerState {
                 let _ = reply.send(id);
             }
             Event::WorkerClosed(id, reason) => {
-                if let Some(worker) = self.core.workers.get(&id) {
+                if let Some(worker) = self.core.worker(id) {
                     let name = worker.registration.name.clone();
                     self.summary.workers_lost.push(name);
                 }
@@ -507,210 +468,9 @@ impl ServerState {
         }
     }
 
-    fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
-        self.record_task_stream(id, &msg, now);
-        let (core, comm) = (&mut self.core, &mut self.comm);
-        core.touch_worker(id, now);
-        match msg {
-            FromWorker::Register(_) | FromWorker::StartFailed(_) => {
-                tracing::warn!(worker = %id, "a registered worker registered again or said it failed to start; ignored")
-            }
-            FromWorker::Started(ids) => core.on_tasks_started(id, &ids, comm),
-            FromWorker::Finished(done) => core.on_tasks_finished(id, &done, comm),
-            FromWorker::Failed(failed) => core.on_tasks_failed(id, failed, comm),
-            FromWorker::StealReply(replies) => core.on_steal_reply(id, &replies, comm),
-            FromWorker::MissingData {
-                task,
-                missing,
-                holders,
-            } => core.on_missing_data(id, task, missing, &holders, comm),
-            FromWorker::Heartbeat(metrics) => core.on_worker_heartbeat(id, metrics, now),
-            FromWorker::Retiring => core.on_worker_retiring(id, comm),
-            FromWorker::Paused(paused) => core.on_worker_paused(id, paused, comm),
-            FromWorker::Spilled { ids, on_disk } => core.on_worker_spilled(id, &ids, on_disk),
-            FromWorker::Replicated(ids) => {
-                core.on_worker_replicated(id, &ids, comm);
-                if !self.retirements.is_empty() {
-                    self.retirements.on_replicated(&ids);
-                    self.retirements.progress(core, comm);
-                }
-            }
-        }
-    }
-
-    /// Starts and ends of tasks, for the task stream (before the core forgets them).
-    fn record_task_stream(&mut self, worker: WorkerId, msg: &FromWorker, now: Instant) {
-        let ended = |id: TaskId| self.core.tasks.get(&id).map(|t| t.key.clone());
-        match msg {
-            FromWorker::Started(ids) => self.task_stream.on_started(worker, ids, now),
-            FromWorker::Finished(done) => {
-                for f in done {
-                    if let Some(key) = ended(f.id) {
-                        self.task_stream.on_ended(worker, f.id, &key, true, now);
-                    }
-                }
-            }
-            FromWorker::Failed(failed) => {
-                for f in failed {
-                    if let Some(key) = ended(f.id) {
-                        self.task_stream.on_ended(worker, f.id, &key, false, now);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_client_message(&mut self, id: ClientId, msg: FromClient, frames: Vec<Bytes>) {
-        self.last_activity = Instant::now();
-        match msg {
-            FromClient::Submit {
-                request,
-                tasks,
-                wants,
-            } => {
-                // Accepted slice by slice; the core sends the reply when it is in.
-                self.core
-                    .on_submit_request(id, request, tasks, wants, frames);
-            }
-            FromClient::Release { keys } => self.core.on_release_keys(id, keys, &mut self.comm),
-            FromClient::Replicate { keys } => self.core.on_replicate(&keys, &mut self.comm),
-            FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
-            FromClient::WhoHas { request, keys } => {
-                let locations = keys.into_iter().map(|key| self.locate(key)).collect();
-                self.comm
-                    .send_client(id, ToClient::WhoHasReply { request, locations });
-            }
-            FromClient::Status { request } => {
-                let status = Box::new(self.status());
-                self.comm
-                    .send_client(id, ToClient::StatusReply { request, status });
-            }
-            FromClient::Shutdown => {
-                tracing::info!(client = %id, "shutdown requested by a client");
-                self.stop = true;
-            }
-            FromClient::Heartbeat => {}
-            FromClient::Retry { keys } => self.core.on_retry(&keys, &mut self.comm),
-            FromClient::Coord { request, op } => {
-                let (coordination, mut fx) = self.coordination();
-                coordination.on_request(id, request, op, &mut fx);
-            }
-            FromClient::CoordCancel { request } => {
-                let (coordination, mut fx) = self.coordination();
-                coordination.on_cancel(id, request, &mut fx);
-            }
-            FromClient::Restart {
-                workers,
-                cancel_all,
-            } => self.restart(id, &workers, cancel_all),
-            FromClient::RetireWorkers { workers } => {
-                let ids = self
-                    .retirements
-                    .on_retire(&mut self.core, &workers, &mut self.comm);
-                tracing::info!(client = %id, workers = ?ids, "retiring workers on request");
-            }
-            FromClient::TaskStream {
-                request,
-                since,
-                limit,
-            } => {
-                let records = self.task_stream.since(since, limit as usize);
-                self.comm
-                    .send_client(id, ToClient::TaskStreamReply { request, records });
-            }
-        }
-    }
-
-    /// Restart workers (all when `names` is empty) in their process; with `cancel_all`,
-    /// every key is cancelled first. Restarted workers count as leaving, not dying.
-    fn restart(&mut self, client: ClientId, names: &[String], cancel_all: bool) {
-        if cancel_all {
-            let keys: Vec<String> = self
-                .core
-                .tasks
-                .values()
-                .map(|t| t.key.to_string())
-                .collect();
-            self.core.on_cancel(&keys, &mut self.comm);
-        }
-        let targets: Vec<WorkerId> = self
-            .core
-            .workers
-            .values()
-            .filter(|w| {
-                names.is_empty()
-                    || names.iter().any(|n| {
-                        *n == w.registration.name
-                            || w.registration.data_address.split(' ').any(|a| a == n)
-                    })
-            })
-            .map(|w| w.id)
-            .collect();
-        tracing::info!(client = %client, workers = ?targets, cancel_all, "restarting workers on request");
-        for w in targets {
-            self.core.on_worker_retiring(w, &mut self.comm);
-            self.comm.send_worker(w, ToWorker::Restart);
-        }
-    }
-
-    fn locate(&self, key: String) -> KeyLocation {
-        let Some(id) = self.core.find_key(&key) else {
-            return KeyLocation {
-                key,
-                task: None,
-                holders: Vec::new(),
-                state: None,
-                computing: false,
-            };
-        };
-        let task = self.core.task(id);
-        let (holders, state) = match &task.state {
-            TaskState::Memory(h) => (
-                h.iter()
-                    .filter_map(|w| self.core.workers.get(w))
-                    .map(|w| w.registration.data_address.clone())
-                    .collect(),
-                Some(KeyState::Memory { size: task.size }),
-            ),
-            TaskState::Erred(e) => (Vec::new(), Some(KeyState::Erred((**e).clone()))),
-            _ => (Vec::new(), None),
-        };
-        KeyLocation {
-            key,
-            task: Some(id),
-            holders,
-            state,
-            computing: task.state.is_unfinished(),
-        }
-    }
-
-    fn status(&self) -> ClusterStatus {
-        let mut counts: FxHashMap<&'static str, u64> = FxHashMap::default();
-        for task in self.core.tasks.values() {
-            *counts.entry(task.state.name()).or_default() += 1;
-        }
-        let mut tasks: Vec<(String, u64)> = counts
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        tasks.sort();
-        let mut workers: Vec<_> = self.core.workers.values().map(|w| w.info()).collect();
-        workers.sort_by_key(|w| w.id);
-        ClusterStatus {
-            scheduler_id: self.id.clone(),
-            address: self.address.clone(),
-            workers,
-            tasks,
-            clients: self.comm.clients.len() as u32,
-            tasks_finished: self.core.finished_count,
-            failed_starts: self.failed_starts.iter().cloned().collect(),
-        }
-    }
-
     /// Tell every worker to exit and give the writers a moment to deliver it.
     async fn stop_workers(&mut self) {
-        let workers: Vec<WorkerId> = self.core.workers.keys().copied().collect();
+        let workers: Vec<WorkerId> = self.core.worker_ids().collect();
         for w in workers {
             self.comm.send_worker(w, ToWorker::Shutdown);
         }
@@ -728,235 +488,6 @@ impl ServerState {
         for writer in writers {
             let _ = tokio::time::timeout_at(deadline, writer).await;
         }
-    }
-}
-
-/// One item queued for a peer; runs of the same kind are sent as one message.
-enum Queued<M> {
-    Compute(ComputeTask, Option<Bytes>),
-    Release(TaskId),
-    Steal(TaskId),
-    Update(KeyUpdate),
-    Other(M),
-}
-
-impl<M> Queued<M> {
-    /// The task a release or steal item is about.
-    fn task_id(&self) -> Option<TaskId> {
-        match self {
-            Queued::Release(t) | Queued::Steal(t) => Some(*t),
-            _ => None,
-        }
-    }
-}
-
-struct PeerQueue<M> {
-    outbox: Outbox,
-    queue: Vec<Queued<M>>,
-    /// The task writing to this peer (kept for workers, to await it at shutdown).
-    writer: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl<M> PeerQueue<M> {
-    fn new(outbox: Outbox) -> Self {
-        PeerQueue {
-            outbox,
-            queue: Vec::new(),
-            writer: None,
-        }
-    }
-}
-
-/// Batches every effect per peer until [`ServerComm::flush`].
-#[derive(Default)]
-struct ServerComm {
-    workers: FxHashMap<WorkerId, PeerQueue<ToWorker>>,
-    clients: FxHashMap<ClientId, PeerQueue<ToClient>>,
-}
-
-impl ServerComm {
-    fn add_worker(&mut self, id: WorkerId, outbox: Outbox, writer: tokio::task::JoinHandle<()>) {
-        let mut queue = PeerQueue::new(outbox);
-        queue.writer = Some(writer);
-        self.workers.insert(id, queue);
-    }
-
-    fn push_worker(&mut self, id: WorkerId, item: Queued<ToWorker>) {
-        if let Some(q) = self.workers.get_mut(&id) {
-            q.queue.push(item);
-        }
-    }
-
-    fn flush(&mut self) {
-        for q in self.workers.values_mut() {
-            flush_queue(q, worker_message);
-        }
-        for q in self.clients.values_mut() {
-            flush_queue(q, client_message);
-        }
-    }
-}
-
-/// Encode a run of queued items (all of the first item's kind) into one message.
-fn worker_message(run: Vec<Queued<ToWorker>>) -> Option<RawMessage> {
-    let mut frames = Vec::new();
-    let msg = match run.first()? {
-        Queued::Compute(..) => ToWorker::Compute(
-            run.into_iter()
-                .filter_map(|q| match q {
-                    Queued::Compute(mut task, payload) => {
-                        if let Some(p) = payload {
-                            task.payload = Some(frames.len() as u32);
-                            frames.push(p);
-                        }
-                        Some(task)
-                    }
-                    _ => None,
-                })
-                .collect(),
-        ),
-        // Runs hold one kind only, so the ids of a run are its items' ids.
-        Queued::Release(_) => ToWorker::Release(run.iter().filter_map(Queued::task_id).collect()),
-        Queued::Steal(_) => ToWorker::Steal(run.iter().filter_map(Queued::task_id).collect()),
-        Queued::Update(_) => return None,
-        Queued::Other(_) => match run.into_iter().next()? {
-            Queued::Other(m) => m,
-            _ => return None,
-        },
-    };
-    RawMessage::encode(&msg, frames).ok()
-}
-
-fn client_message(run: Vec<Queued<ToClient>>) -> Option<RawMessage> {
-    let msg = match run.first()? {
-        Queued::Update(_) => ToClient::Updates(
-            run.into_iter()
-                .filter_map(|q| match q {
-                    Queued::Update(u) => Some(u),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        Queued::Other(_) => match run.into_iter().next()? {
-            Queued::Other(m) => m,
-            _ => return None,
-        },
-        _ => return None,
-    };
-    RawMessage::encode(&msg, Vec::new()).ok()
-}
-
-fn same_kind<M>(a: &Queued<M>, b: &Queued<M>) -> bool {
-    match (a, b) {
-        (Queued::Other(_), _) | (_, Queued::Other(_)) => false,
-        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
-    }
-}
-
-fn flush_queue<M>(q: &mut PeerQueue<M>, encode: fn(Vec<Queued<M>>) -> Option<RawMessage>) {
-    if q.queue.is_empty() {
-        return;
-    }
-    let mut items = std::mem::take(&mut q.queue).into_iter().peekable();
-    while let Some(first) = items.next() {
-        let mut run = vec![first];
-        while let Some(next) = items.peek() {
-            if !same_kind(&run[0], next) {
-                break;
-            }
-            run.extend(items.next());
-        }
-        if let Some(msg) = encode(run) {
-            let _ = q.outbox.send(msg);
-        }
-    }
-}
-
-impl Comm for ServerComm {
-    fn compute(&mut self, worker: WorkerId, task: ComputeTask, payload: Option<Bytes>) {
-        self.push_worker(worker, Queued::Compute(task, payload));
-    }
-    fn release(&mut self, worker: WorkerId, task: TaskId) {
-        self.push_worker(worker, Queued::Release(task));
-    }
-    fn steal(&mut self, worker: WorkerId, task: TaskId) {
-        self.push_worker(worker, Queued::Steal(task));
-    }
-    fn send_worker(&mut self, worker: WorkerId, msg: ToWorker) {
-        self.push_worker(worker, Queued::Other(msg));
-    }
-    fn key_update(&mut self, client: ClientId, update: KeyUpdate) {
-        if let Some(q) = self.clients.get_mut(&client) {
-            q.queue.push(Queued::Update(update));
-        }
-    }
-    fn send_client(&mut self, client: ClientId, msg: ToClient) {
-        if let Some(q) = self.clients.get_mut(&client) {
-            q.queue.push(Queued::Other(msg));
-        }
-    }
-}
-
-/// The coordination state's effects: replies to clients, and keys kept alive through the
-/// core (once per key, however many values refer to it).
-struct CoordBridge<'a> {
-    core: &'a mut Core,
-    comm: &'a mut ServerComm,
-    holder: ClientId,
-    holds: &'a mut FxHashMap<String, u32>,
-}
-
-impl CoordBridge<'_> {
-    fn want(&mut self, client: ClientId, keys: Vec<String>) {
-        if keys.is_empty() {
-            return;
-        }
-        if let Err(e) = self
-            .core
-            .on_submit(client, Vec::new(), keys, &[], self.comm)
-        {
-            // The value refers to a result that is gone already (its futures were released).
-            tracing::warn!(client = %client, error = %e, "a coordination value refers to a result no longer in the cluster");
-        }
-    }
-}
-
-impl CoordEffects for CoordBridge<'_> {
-    fn reply(&mut self, client: ClientId, request: u64, reply: CoordReply) {
-        self.comm
-            .send_client(client, ToClient::CoordReply { request, reply });
-    }
-
-    fn hold(&mut self, keys: &[String]) {
-        let mut new = Vec::new();
-        for key in keys {
-            let n = self.holds.entry(key.clone()).or_default();
-            *n += 1;
-            if *n == 1 {
-                new.push(key.clone());
-            }
-        }
-        self.want(self.holder, new);
-    }
-
-    fn unhold(&mut self, keys: &[String]) {
-        let mut gone = Vec::new();
-        for key in keys {
-            if let Some(n) = self.holds.get_mut(key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.holds.remove(key);
-                    gone.push(key.clone());
-                }
-            }
-        }
-        if !gone.is_empty() {
-            self.core.on_release(self.holder, &gone, self.comm);
-        }
-    }
-
-    fn give(&mut self, client: ClientId, keys: &[String]) {
-        self.want(client, keys.to_vec());
     }
 }
 

@@ -4,9 +4,10 @@
 //! Times are the scheduler's: a task starts when its worker reports it started and stops
 //! when the worker reports it finished (both batched, so within a few milliseconds).
 
+use super::core::Core;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::{TaskId, WorkerId};
-use shoal_comm::message::TaskRecord;
+use shoal_comm::message::{FromWorker, TaskRecord};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,34 @@ impl TaskStream {
     }
 
     /// `worker` started these tasks.
+    /// Starts and ends of tasks a worker reported (before the core forgets them).
+    pub fn on_worker_message(
+        &mut self,
+        worker: WorkerId,
+        msg: &FromWorker,
+        core: &Core,
+        now: Instant,
+    ) {
+        match msg {
+            FromWorker::Started(ids) => self.on_started(worker, ids, now),
+            FromWorker::Finished(done) => {
+                for f in done {
+                    if let Some(key) = core.task_key(f.id) {
+                        self.on_ended(worker, f.id, key, true, now);
+                    }
+                }
+            }
+            FromWorker::Failed(failed) => {
+                for f in failed {
+                    if let Some(key) = core.task_key(f.id) {
+                        self.on_ended(worker, f.id, key, false, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub fn on_started(&mut self, worker: WorkerId, ids: &[TaskId], now: Instant) {
         let t = self.unix(now);
         for &id in ids {

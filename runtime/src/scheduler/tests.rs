@@ -1,6 +1,7 @@
 //! Scenario tests of the scheduling core: events in, recorded effects out, invariants
 //! checked after every step.
 
+use super::batching::{client_message, worker_message, Queued};
 use super::comm::Comm;
 use super::core::{Core, CoreConfig};
 use super::task::TaskState;
@@ -10,6 +11,8 @@ use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::*;
 use std::time::{Duration, Instant};
 
+/// Records every effect after sending it through the server's batching encoder and the
+/// wire codec and back, so the tests see what a worker or client would decode.
 #[derive(Default)]
 struct Recorder {
     computes: Vec<(WorkerId, ComputeTask, Option<Bytes>)>,
@@ -20,24 +23,68 @@ struct Recorder {
     to_clients: Vec<(ClientId, ToClient)>,
 }
 
+/// One queued item as a worker decodes it: the message and its data frames.
+fn to_worker(item: Queued<ToWorker>) -> (ToWorker, Vec<Bytes>) {
+    let raw = worker_message(vec![item]).expect("the batching encoder encodes it");
+    let msg = raw.decode().expect("a worker decodes it");
+    (msg, raw.frames)
+}
+
+/// One queued item as a client decodes it.
+fn to_client(item: Queued<ToClient>) -> ToClient {
+    let raw = client_message(vec![item]).expect("the batching encoder encodes it");
+    raw.decode().expect("a client decodes it")
+}
+
+/// The one id of a release or steal message.
+fn single_id(msg: ToWorker) -> TaskId {
+    match msg {
+        ToWorker::Release(ids) | ToWorker::Steal(ids) if ids.len() == 1 => ids[0],
+        other => panic!("expected one id: {other:?}"),
+    }
+}
+
 impl Comm for Recorder {
     fn compute(&mut self, worker: WorkerId, task: ComputeTask, payload: Option<Bytes>) {
-        self.computes.push((worker, task, payload));
+        let (msg, frames) = to_worker(Queued::Compute(task.clone(), payload.clone()));
+        let ToWorker::Compute(mut tasks) = msg else {
+            panic!("a compute became {msg:?}")
+        };
+        assert_eq!(tasks.len(), 1);
+        let mut decoded = tasks.remove(0);
+        let frame = decoded.payload.take().map(|i| frames[i as usize].clone());
+        decoded.payload = task.payload;
+        assert_eq!((&decoded, &frame), (&task, &payload), "changed on the wire");
+        self.computes.push((worker, decoded, frame));
     }
     fn release(&mut self, worker: WorkerId, task: TaskId) {
-        self.releases.push((worker, task));
+        let id = single_id(to_worker(Queued::Release(task)).0);
+        assert_eq!(id, task);
+        self.releases.push((worker, id));
     }
     fn steal(&mut self, worker: WorkerId, task: TaskId) {
-        self.steals.push((worker, task));
+        let id = single_id(to_worker(Queued::Steal(task)).0);
+        assert_eq!(id, task);
+        self.steals.push((worker, id));
     }
     fn send_worker(&mut self, worker: WorkerId, msg: ToWorker) {
-        self.to_workers.push((worker, msg));
+        let sent = format!("{msg:?}");
+        let (decoded, _) = to_worker(Queued::Other(msg));
+        assert_eq!(format!("{decoded:?}"), sent, "changed on the wire");
+        self.to_workers.push((worker, decoded));
     }
     fn key_update(&mut self, client: ClientId, update: KeyUpdate) {
-        self.updates.push((client, update));
+        let ToClient::Updates(mut updates) = to_client(Queued::Update(update.clone())) else {
+            panic!("a key update became another message")
+        };
+        assert_eq!(updates, vec![update], "changed on the wire");
+        self.updates.push((client, updates.remove(0)));
     }
     fn send_client(&mut self, client: ClientId, msg: ToClient) {
-        self.to_clients.push((client, msg));
+        let sent = format!("{msg:?}");
+        let decoded = to_client(Queued::Other(msg));
+        assert_eq!(format!("{decoded:?}"), sent, "changed on the wire");
+        self.to_clients.push((client, decoded));
     }
 }
 
@@ -92,9 +139,9 @@ impl Env {
         }
     }
     fn worker(&mut self, name: &str, nthreads: u32) -> WorkerId {
-        let w = self
-            .core
-            .on_worker_added(reg(name, nthreads), self.now, 1000, &mut self.comm);
+        let w = self.core.new_worker_id();
+        self.core
+            .on_worker_added(w, reg(name, nthreads), self.now, 1000, &mut self.comm);
         self.step();
         w
     }
@@ -461,7 +508,8 @@ fn resource_constrained_task_waits_for_a_capable_worker() {
         name: "GPU".into(),
         amount: 2.0,
     });
-    let g = env.core.on_worker_added(r, env.now, 1000, &mut env.comm);
+    let g = env.core.new_worker_id();
+    env.core.on_worker_added(g, r, env.now, 1000, &mut env.comm);
     env.step();
     assert_eq!(env.take_computes(), vec![(g, "g".to_string())]);
 }

@@ -327,6 +327,47 @@ impl Local {
     pub fn queued(&self) -> usize {
         self.tasks.len()
     }
+
+    /// Check every invariant of the bookkeeping; panics naming the first one broken.
+    pub fn sanity_check(&self, store: &dyn DataStore) {
+        for (id, task) in &self.tasks {
+            assert!(
+                !self.running.contains_key(id),
+                "task {id} queued and running"
+            );
+            let waiting = task
+                .inputs
+                .iter()
+                .filter(|i| self.fetching.get(i).is_some_and(|f| f.waiters.contains(id)))
+                .count();
+            assert_eq!(
+                waiting, task.waiting_for as usize,
+                "task {id} waits for {} inputs, {waiting} are being fetched for it",
+                task.waiting_for
+            );
+        }
+        for (input, fetch) in &self.fetching {
+            for waiter in &fetch.waiters {
+                assert!(
+                    self.tasks.contains_key(waiter),
+                    "fetch of {input} waited on by {waiter}, which is not queued"
+                );
+            }
+        }
+        for id in self.seceded.iter().chain(&self.discard) {
+            assert!(
+                self.running.contains_key(id),
+                "task {id} marked but not running"
+            );
+        }
+        for (id, refs) in &self.replicas {
+            assert!(*refs > 0, "copy {id} kept for no reader");
+            assert!(store.contains(*id), "copy {id} counted but not stored");
+        }
+        for r in &self.free_resources {
+            assert!(r.amount >= -1e-9, "resource {} over-committed", r.name);
+        }
+    }
 }
 
 fn fits(need: &[Resource], free: &[Resource]) -> bool {

@@ -61,6 +61,12 @@ impl Transfers {
         by_peer
     }
 
+    /// Check the byte count against the fetches in flight; panics if they disagree.
+    pub fn sanity_check(&self) {
+        let sum: u64 = self.in_flight.values().sum();
+        assert_eq!(sum, self.in_flight_bytes, "bytes in flight miscounted");
+    }
+
     /// A fetch ended (found or failed).
     pub fn done(&mut self, id: TaskId) {
         if let Some(size) = self.in_flight.remove(&id) {

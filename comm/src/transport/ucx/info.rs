@@ -15,9 +15,16 @@ impl Resource {
     /// True for RDMA transports (InfiniBand and RoCE verbs: rc, ud, dc and their
     /// accelerated variants).
     pub fn is_rdma(&self) -> bool {
-        let family = self.transport.split('_').next().unwrap_or_default();
-        matches!(family, "rc" | "ud" | "dc")
+        is_rdma_transport(&self.transport)
     }
+}
+
+/// True for an RDMA transport name of UCX (`rc_mlx5`, `ud_verbs`, `dc_x`, ...).
+pub fn is_rdma_transport(transport: &str) -> bool {
+    matches!(
+        transport.split('_').next().unwrap_or_default(),
+        "rc" | "ud" | "dc"
+    )
 }
 
 /// The transports and devices a UCP context gets here, under the current `UCX_*`
