@@ -17,6 +17,8 @@
 
 pub mod address;
 #[cfg(any(feature = "mpi", feature = "ucx"))]
+pub(crate) mod batch;
+#[cfg(any(feature = "mpi", feature = "ucx"))]
 pub(crate) mod head;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -480,4 +482,109 @@ enum Accepted {
     MpiGone,
     #[cfg(feature = "ucx")]
     UcxGone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{DataReply, DataRequest};
+
+    #[test]
+    fn a_tcp_connector_takes_the_tcp_alternative_and_names_what_is_missing() {
+        let tcp = Connector::tcp();
+        let both = "tcp://10.0.0.7:40123 mpi://job/3 ucx://00ff";
+        assert_eq!(
+            tcp.choose(both).unwrap(),
+            Alternative::Tcp("10.0.0.7:40123".into())
+        );
+        let e = tcp.choose("mpi://job/3").unwrap_err().to_string();
+        assert!(e.contains("\"mpi\"") && e.contains("tcp://"), "{e}");
+        assert!(tcp.choose("").unwrap_err().to_string().contains("empty"));
+    }
+
+    /// A listener on TCP (and UCX when built with it) and a connector reaching it over
+    /// each alternative: the handshake, a request and its reply with a data frame.
+    #[tokio::test]
+    async fn connections_over_every_backend_authenticate_and_carry_messages() {
+        #[allow(unused_mut)]
+        let mut connector = Connector::tcp();
+        #[cfg(feature = "ucx")]
+        {
+            connector = connector.with_ucx(ucx::UcxFabric::start().unwrap());
+        }
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut listener = Listener::new(tcp, &connector, Service::Data).unwrap();
+        let address = listener.address().to_string();
+        assert!(address.starts_with("tcp://127.0.0.1:"), "{address}");
+        let secret = Secret::random();
+        let server_secret = secret.clone();
+        let server = tokio::spawn(async move {
+            let mut served = Vec::new();
+            loop {
+                let incoming = listener.accept().await;
+                let (mut reader, mut writer, hello) = incoming
+                    .authenticate(&server_secret, "server", Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                assert_eq!(hello.role, Role::Peer);
+                reader.set_limits(Limits::DEFAULT);
+                let request = reader.recv().await.unwrap().unwrap();
+                assert!(matches!(
+                    request.decode::<DataRequest>(),
+                    Ok(DataRequest::Get(_))
+                ));
+                let reply = DataReply {
+                    found: vec![(crate::ids::TaskId(1), 0)],
+                    missing: vec![],
+                };
+                let frame = bytes::Bytes::from(vec![7u8; 300_000]);
+                writer
+                    .send(&RawMessage::encode(&reply, vec![frame]).unwrap())
+                    .await
+                    .unwrap();
+                writer.flush().await.unwrap();
+                served.push(reader.transport());
+                if reader.recv().await.unwrap().is_none() && served.len() == expected() {
+                    return served;
+                }
+            }
+        });
+        let mut used = Vec::new();
+        for alternative in address::alternatives(&address) {
+            let only = alternative.to_string();
+            let (mut reader, mut writer, identity) = connector
+                .connect(
+                    &only,
+                    Service::Data,
+                    &secret,
+                    Role::Peer,
+                    "client",
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            assert_eq!(identity, "server");
+            reader.set_limits(Limits::DEFAULT);
+            let ask = DataRequest::Get(vec![crate::ids::TaskId(1)]);
+            writer
+                .send(&RawMessage::encode(&ask, vec![]).unwrap())
+                .await
+                .unwrap();
+            writer.flush().await.unwrap();
+            let reply = reader.recv().await.unwrap().unwrap();
+            assert_eq!(reply.frames[0].len(), 300_000);
+            assert!(reply.frames[0].iter().all(|b| *b == 7));
+            used.push(reader.transport());
+        }
+        assert_eq!(used.len(), expected());
+        let served = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server saw every connection close")
+            .unwrap();
+        assert_eq!(served, used);
+    }
+
+    fn expected() -> usize {
+        1 + usize::from(cfg!(feature = "ucx"))
+    }
 }

@@ -19,6 +19,7 @@
 use super::tag::{self, Service};
 use crate::buffer::ReceiveBuffer;
 use crate::frame::{RawMessage, HEADER_LEN};
+use crate::transport::batch::Batches;
 use crate::transport::head::{build as build_head, parse as parse_head, FramePlace};
 use crate::CommError;
 use bytes::Bytes;
@@ -174,12 +175,6 @@ struct PendingSend {
     batch: Option<u64>,
 }
 
-struct Batch {
-    remaining: usize,
-    done: oneshot::Sender<Result<(), CommError>>,
-    failed: Option<CommError>,
-}
-
 struct PendingRecv {
     request: ffi::MPI_Request,
     route: (i32, i32),
@@ -218,8 +213,7 @@ pub(crate) struct Engine {
     acceptors: HashMap<Service, mpsc::UnboundedSender<Accepted>>,
     sends: Vec<PendingSend>,
     send_cursor: usize,
-    batches: HashMap<u64, Batch>,
-    next_batch: u64,
+    batches: Batches,
     recvs: Vec<PendingRecv>,
     recv_cursor: usize,
 }
@@ -248,8 +242,7 @@ impl Engine {
             acceptors: HashMap::new(),
             sends: Vec::new(),
             send_cursor: 0,
-            batches: HashMap::new(),
-            next_batch: 0,
+            batches: Batches::default(),
             recvs: Vec::new(),
             recv_cursor: 0,
         }
@@ -346,23 +339,14 @@ impl Engine {
         messages: &[RawMessage],
         done: oneshot::Sender<Result<(), CommError>>,
     ) {
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        self.batches.insert(
-            batch,
-            Batch {
-                remaining: 0,
-                done,
-                failed: None,
-            },
-        );
+        let batch = self.batches.open(done);
         let posted = messages
             .iter()
             .try_for_each(|msg| self.post_message(dest, tag, msg, batch));
-        if let (Err(e), Some(b)) = (posted, self.batches.get_mut(&batch)) {
-            b.failed = Some(e);
+        if let Err(e) = posted {
+            self.batches.fail(batch, e);
         }
-        self.finish_batch_if_done(batch);
+        self.batches.finish_if_done(batch);
     }
 
     /// Post the sends of one message: its first MPI message (header, control part, inline
@@ -420,8 +404,8 @@ impl Engine {
         if code != 0 {
             return Err(mpi_error("MPI_Isend", code));
         }
-        if let Some(b) = batch.and_then(|b| self.batches.get_mut(&b)) {
-            b.remaining += 1;
+        if let Some(b) = batch {
+            self.batches.add(b);
         }
         self.sends.push(PendingSend {
             // SAFETY: MPI_Isend succeeded and wrote the request.
@@ -431,14 +415,6 @@ impl Engine {
             batch,
         });
         Ok(())
-    }
-
-    fn finish_batch_if_done(&mut self, batch: u64) {
-        if self.batches.get(&batch).is_some_and(|b| b.remaining == 0) {
-            if let Some(b) = self.batches.remove(&batch) {
-                let _ = b.done.send(b.failed.map_or(Ok(()), Err));
-            }
-        }
     }
 
     /// Close every connection with `rank` and fail the sends to it. Requests in flight stay
@@ -460,14 +436,11 @@ impl Engine {
             .filter_map(|send| send.batch.take())
             .collect();
         for batch in failed {
-            if let Some(b) = self.batches.get_mut(&batch) {
-                b.remaining -= 1;
-                b.failed = Some(CommError::Io(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    format!("MPI rank {rank} left"),
-                )));
-            }
-            self.finish_batch_if_done(batch);
+            let left = std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                format!("MPI rank {rank} left"),
+            );
+            self.batches.completed(batch, Some(CommError::Io(left)));
         }
     }
 
@@ -698,13 +671,8 @@ impl Engine {
             let Some(batch) = send.batch else {
                 continue;
             };
-            if let Some(b) = self.batches.get_mut(&batch) {
-                b.remaining -= 1;
-                if code != 0 {
-                    b.failed = Some(mpi_error("MPI_Isend completion", code));
-                }
-            }
-            self.finish_batch_if_done(batch);
+            let failed = (code != 0).then(|| mpi_error("MPI_Isend completion", code));
+            self.batches.completed(batch, failed);
         }
         for (recv, code) in received {
             if let Some(arrival) = self.routes.get_mut(&recv.route).and_then(|r| {
@@ -739,9 +707,7 @@ impl Engine {
             unsafe { ffi::MPI_Request_free(&mut send.request) };
             std::mem::forget(send.buffer);
         }
-        for (_, batch) in self.batches.drain() {
-            let _ = batch.done.send(Err(CommError::Truncated));
-        }
+        self.batches.fail_all();
     }
 }
 

@@ -8,11 +8,13 @@
 //! flight the loop spins (yielding the core between rounds); when idle it arms the
 //! worker's wakeup and sleeps in `poll` on the worker's event fd and the command eventfd.
 
+use super::context::{check, status_text};
 use super::peer::Identity;
 use super::wire::{ConnKey, Header, Kind, LEN as HEADER_LEN};
 use super::UcxError;
 use crate::buffer::ReceiveBuffer;
 use crate::frame::RawMessage;
+use crate::transport::batch::{Batches, Done};
 use crate::transport::head::{build as build_head, parse as parse_head, FramePlace};
 use crate::transport::Service;
 use crate::CommError;
@@ -167,12 +169,6 @@ fn push(event: Event) {
     EVENTS.with(|e| e.borrow_mut().push(event));
 }
 
-fn status_text(status: ucx::ucs_status_t) -> String {
-    // SAFETY: ucs_status_string returns a static C string for any status.
-    let text = unsafe { std::ffi::CStr::from_ptr(ucx::ucs_status_string(status)) };
-    text.to_string_lossy().into_owned()
-}
-
 fn ucx_error(call: &str, status: ucx::ucs_status_t) -> CommError {
     CommError::Io(std::io::Error::other(format!(
         "{call} failed: {}",
@@ -276,12 +272,6 @@ impl SendData {
     }
 }
 
-struct Batch {
-    remaining: usize,
-    done: oneshot::Sender<Result<(), CommError>>,
-    failed: Option<CommError>,
-}
-
 struct PendingRecv {
     header: Header,
     buffer: ReceiveBuffer,
@@ -358,19 +348,7 @@ pub(crate) struct Engine {
     sends: HashMap<u64, PendingSend>,
     recvs: HashMap<u64, PendingRecv>,
     next_request: u64,
-    batches: HashMap<u64, Batch>,
-    next_batch: u64,
-}
-
-fn check(call: &'static str, status: ucx::ucs_status_t) -> Result<(), UcxError> {
-    if status == ucx::ucs_status_t::UCS_OK {
-        Ok(())
-    } else {
-        Err(UcxError::Call {
-            call,
-            status: status_text(status),
-        })
-    }
+    batches: Batches,
 }
 
 impl Engine {
@@ -380,30 +358,7 @@ impl Engine {
         commands: std_mpsc::Receiver<Command>,
         waker: Arc<Waker>,
     ) -> Result<(Self, Vec<u8>), UcxError> {
-        let mut config = std::ptr::null_mut();
-        // SAFETY: reads UCX_* from the environment into a fresh config.
-        check("ucp_config_read", unsafe {
-            ucx::ucp_config_read(std::ptr::null(), std::ptr::null(), &mut config)
-        })?;
-        let params = ucx::ucp_params_t {
-            field_mask: u64::from(ucx::UCP_PARAM_FIELD_FEATURES),
-            features: u64::from(ucx::UCP_FEATURE_AM | ucx::UCP_FEATURE_WAKEUP),
-            ..Default::default()
-        };
-        let mut context = std::ptr::null_mut();
-        // SAFETY: valid params and config; ucp_init is an inline wrapper of this call.
-        let status = unsafe {
-            ucx::ucp_init_version(
-                ucx::UCP_API_MAJOR,
-                ucx::UCP_API_MINOR,
-                &params,
-                config,
-                &mut context,
-            )
-        };
-        // SAFETY: the config is no longer needed.
-        unsafe { ucx::ucp_config_release(config) };
-        check("ucp_init", status)?;
+        let context = super::context::create(ucx::UCP_FEATURE_AM | ucx::UCP_FEATURE_WAKEUP)?;
         let worker_params = ucx::ucp_worker_params_t {
             field_mask: u64::from(ucx::UCP_WORKER_PARAM_FIELD_THREAD_MODE),
             thread_mode: ucx::UCS_THREAD_MODE_SINGLE,
@@ -442,8 +397,7 @@ impl Engine {
             sends: HashMap::new(),
             recvs: HashMap::new(),
             next_request: 1,
-            batches: HashMap::new(),
-            next_batch: 0,
+            batches: Batches::default(),
         };
         let handler = ucx::ucp_am_handler_param_t {
             field_mask: u64::from(
@@ -674,25 +628,16 @@ impl Engine {
         peer: &Arc<[u8]>,
         conn: ConnKey,
         messages: &[RawMessage],
-        done: oneshot::Sender<Result<(), CommError>>,
+        done: Done,
     ) {
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        self.batches.insert(
-            batch,
-            Batch {
-                remaining: 0,
-                done,
-                failed: None,
-            },
-        );
+        let batch = self.batches.open(done);
         let posted = messages
             .iter()
             .try_for_each(|msg| self.post_message(peer, conn, msg, batch));
-        if let (Err(e), Some(b)) = (posted, self.batches.get_mut(&batch)) {
-            b.failed = Some(e);
+        if let Err(e) = posted {
+            self.batches.fail(batch, e);
         }
-        self.finish_batch_if_done(batch);
+        self.batches.finish_if_done(batch);
     }
 
     fn post_message(
@@ -778,8 +723,8 @@ impl Engine {
         if ucx::ucs_ptr_is_err(request) {
             return Err(ucx_error("ucp_am_send_nbx", ucx::ucs_ptr_status(request)));
         }
-        if let Some(b) = batch.and_then(|b| self.batches.get_mut(&b)) {
-            b.remaining += 1;
+        if let Some(b) = batch {
+            self.batches.add(b);
         }
         self.sends.insert(
             id,
@@ -793,14 +738,6 @@ impl Engine {
         Ok(())
     }
 
-    fn finish_batch_if_done(&mut self, batch: u64) {
-        if self.batches.get(&batch).is_some_and(|b| b.remaining == 0) {
-            if let Some(b) = self.batches.remove(&batch) {
-                let _ = b.done.send(b.failed.map_or(Ok(()), Err));
-            }
-        }
-    }
-
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Message { header, data } => self.arrived(header, data),
@@ -810,13 +747,9 @@ impl Engine {
                     return;
                 };
                 if let Some(batch) = send.batch {
-                    if let Some(b) = self.batches.get_mut(&batch) {
-                        b.remaining -= 1;
-                        if status != ucx::ucs_status_t::UCS_OK {
-                            b.failed = Some(ucx_error("a UCX send", status));
-                        }
-                    }
-                    self.finish_batch_if_done(batch);
+                    let failed = (status != ucx::ucs_status_t::UCS_OK)
+                        .then(|| ucx_error("a UCX send", status));
+                    self.batches.completed(batch, failed);
                 }
             }
             Event::RecvDone { id, status } => {
@@ -1061,15 +994,12 @@ impl Engine {
                 };
                 let batch = send.batch;
                 std::mem::forget(send);
-                if let Some(b) = batch.and_then(|b| self.batches.get_mut(&b)) {
-                    b.remaining -= 1;
-                    b.failed = Some(CommError::Io(std::io::Error::new(
+                if let Some(batch) = batch {
+                    let lost = std::io::Error::new(
                         std::io::ErrorKind::ConnectionReset,
                         reason.to_string(),
-                    )));
-                }
-                if let Some(batch) = batch {
-                    self.finish_batch_if_done(batch);
+                    );
+                    self.batches.completed(batch, Some(CommError::Io(lost)));
                 }
             }
             let recvs: Vec<u64> = self
@@ -1158,9 +1088,7 @@ impl Engine {
                 _ => {}
             }
         }
-        for (_, batch) in self.batches.drain() {
-            let _ = batch.done.send(Err(CommError::Truncated));
-        }
+        self.batches.fail_all();
         if !self.sends.is_empty() || !self.recvs.is_empty() {
             std::mem::forget(std::mem::take(&mut self.sends));
             std::mem::forget(std::mem::take(&mut self.recvs));

@@ -60,42 +60,7 @@ fn parse_resources(text: &str) -> Vec<Resource> {
 }
 
 fn context_info() -> Result<String, UcxError> {
-    let call = |call: &'static str, status: ucx::ucs_status_t| -> Result<(), UcxError> {
-        if status == ucx::ucs_status_t::UCS_OK {
-            Ok(())
-        } else {
-            // SAFETY: static C string for any status.
-            let text = unsafe { std::ffi::CStr::from_ptr(ucx::ucs_status_string(status)) };
-            Err(UcxError::Call {
-                call,
-                status: text.to_string_lossy().into_owned(),
-            })
-        }
-    };
-    let mut config = std::ptr::null_mut();
-    // SAFETY: reads UCX_* into a fresh config.
-    call("ucp_config_read", unsafe {
-        ucx::ucp_config_read(std::ptr::null(), std::ptr::null(), &mut config)
-    })?;
-    let params = ucx::ucp_params_t {
-        field_mask: u64::from(ucx::UCP_PARAM_FIELD_FEATURES),
-        features: u64::from(ucx::UCP_FEATURE_AM),
-        ..Default::default()
-    };
-    let mut context = std::ptr::null_mut();
-    // SAFETY: valid params and config.
-    let status = unsafe {
-        ucx::ucp_init_version(
-            ucx::UCP_API_MAJOR,
-            ucx::UCP_API_MINOR,
-            &params,
-            config,
-            &mut context,
-        )
-    };
-    // SAFETY: no longer needed.
-    unsafe { ucx::ucp_config_release(config) };
-    call("ucp_init", status)?;
+    let context = super::context::create(ucx::UCP_FEATURE_AM)?;
     // SAFETY: a context just created, cleaned up once.
     let text = unsafe { print_context(context) };
     // SAFETY: as above.

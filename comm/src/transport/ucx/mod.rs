@@ -19,6 +19,7 @@
 //!
 //! UCX is configured from the environment as usual (`UCX_TLS`, `UCX_NET_DEVICES`, ...).
 
+mod context;
 mod engine;
 pub mod info;
 mod peer;
