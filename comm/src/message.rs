@@ -80,13 +80,67 @@ impl TaskSpec {
     }
 }
 
+/// What kind of failure a [`TaskError`] is. Its name ([`TaskErrorKind::name`]) is what
+/// clients show and the Python package tells failures apart by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskErrorKind {
+    /// The task itself failed (a built-in task's error, a task that panicked).
+    TaskFailed,
+    /// The task was running on too many workers that died (`--allowed-failures`).
+    KilledWorker,
+    /// No worker of the cluster can run the task's executor kind.
+    Unsupported,
+    /// The result is larger than the worker's memory limit and cannot be spilled.
+    MemoryError,
+    /// An input vanished from the worker before the task started.
+    MissingData,
+    /// A built-in task's arguments ask for what this machine cannot do.
+    BadPayload,
+    /// An exception raised by the task's code, by its type name (a Python exception class).
+    Exception(String),
+}
+
+impl TaskErrorKind {
+    /// The kind from its name: a known kind, or else an exception type name.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "TaskFailed" => TaskErrorKind::TaskFailed,
+            "KilledWorker" => TaskErrorKind::KilledWorker,
+            "Unsupported" => TaskErrorKind::Unsupported,
+            "MemoryError" => TaskErrorKind::MemoryError,
+            "MissingData" => TaskErrorKind::MissingData,
+            "BadPayload" => TaskErrorKind::BadPayload,
+            other => TaskErrorKind::Exception(other.to_string()),
+        }
+    }
+
+    /// The kind's name (for an exception, its type name).
+    pub fn name(&self) -> &str {
+        match self {
+            TaskErrorKind::TaskFailed => "TaskFailed",
+            TaskErrorKind::KilledWorker => "KilledWorker",
+            TaskErrorKind::Unsupported => "Unsupported",
+            TaskErrorKind::MemoryError => "MemoryError",
+            TaskErrorKind::MissingData => "MissingData",
+            TaskErrorKind::BadPayload => "BadPayload",
+            TaskErrorKind::Exception(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why a task failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskError {
     /// The key of the task that failed first (for a dependent, the failed dependency).
     pub key: String,
-    /// Category: `TaskFailed`, `KilledWorker`, `DependencyFailed`, `Cancelled`, `Unsupported`.
-    pub kind: String,
+    /// What kind of failure it is.
+    pub kind: TaskErrorKind,
     /// Human-readable message.
     pub message: String,
     /// Remote traceback, where the executor has one.
@@ -94,6 +148,32 @@ pub struct TaskError {
     /// Executor-specific encoded exception (a pickled Python exception), if any.
     #[serde(with = "serde_bytes")]
     pub exception: Vec<u8>,
+}
+
+#[cfg(test)]
+mod task_error_kind_tests {
+    use super::TaskErrorKind;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_exceptions() {
+        for kind in [
+            TaskErrorKind::TaskFailed,
+            TaskErrorKind::KilledWorker,
+            TaskErrorKind::Unsupported,
+            TaskErrorKind::MemoryError,
+            TaskErrorKind::MissingData,
+            TaskErrorKind::BadPayload,
+            TaskErrorKind::Exception("ZeroDivisionError".into()),
+        ] {
+            assert_eq!(TaskErrorKind::from_name(kind.name()), kind);
+            let raw = crate::RawMessage::encode(&kind, Vec::new()).expect("encodes");
+            assert_eq!(raw.decode::<TaskErrorKind>().expect("decodes"), kind);
+        }
+        assert_eq!(
+            TaskErrorKind::from_name("ValueError").to_string(),
+            "ValueError"
+        );
+    }
 }
 
 /// Final state of a key a client asked to hear about.

@@ -145,7 +145,7 @@ fn from_worker() -> Vec<FromWorker> {
             id: TaskId(2),
             error: TaskError {
                 key: String::new(),
-                kind: "TaskFailed".into(),
+                kind: shoal_comm::message::TaskErrorKind::TaskFailed,
                 message: "boom".into(),
                 traceback: Some("tb".into()),
                 exception: vec![1, 2, 3],

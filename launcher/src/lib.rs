@@ -7,8 +7,10 @@
 //! - `cmd/`: one module per subcommand.
 //! - [`Hooks`]: what a host process (the Python package) plugs in.
 
+mod advice;
 mod cli;
 mod cmd;
+mod error;
 mod graph;
 mod iface;
 mod logging;
@@ -18,6 +20,10 @@ mod settings;
 mod signals;
 mod topology;
 mod transport;
+mod worker_process;
+
+pub use advice::task_error_message;
+pub use error::LaunchError;
 
 use cli::Command;
 use settings::Checked;
@@ -63,22 +69,25 @@ pub enum BatchRole {
 ///
 /// # Errors
 /// Bad flags or world, or a rank that could not start; the message says which.
-pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, String> {
-    let cli = cli::parse(args).map_err(|e| e.to_string())?;
+pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, LaunchError> {
+    let cli = cli::parse(args).map_err(|e| LaunchError::Usage(e.to_string()))?;
     let Command::Mpi(mpi_args) = &cli.command else {
-        return Err("mpi_batch runs the `mpi` subcommand".into());
+        return Err(LaunchError::WrongCommand {
+            entry: "mpi_batch",
+            subcommand: "mpi",
+        });
     };
     logging::init(cli.verbose, cli.quiet);
-    settings::check_mpi(mpi_args).map_err(|e| format!("{e:#}"))?;
+    settings::check_mpi(mpi_args).map_err(LaunchError::failed)?;
     let mpi_args = mpi_args.clone();
     cmd::mpi::prefer_fast_start(&mpi_args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(LaunchError::Runtime)?;
     let outcome = runtime.block_on(cmd::mpi::run_rank(mpi_args, &hooks));
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    match outcome.map_err(|e| format!("{e:#}"))? {
+    match outcome.map_err(LaunchError::failed)? {
         cmd::mpi::RankOutcome::Exited(code) => Ok(BatchRole::Exit(code)),
         cmd::mpi::RankOutcome::Client { address, secret } => Ok(BatchRole::Client {
             address,
@@ -96,7 +105,7 @@ pub use cmd::jobqueue::Output as JobqueueOutput;
 /// # Errors
 /// Bad flags or parameters, an unusable state file, or a failing batch command: one
 /// message naming the value or command and the fix.
-pub fn jobqueue(args: Vec<String>, hooks: &Hooks) -> Result<JobqueueOutput, String> {
+pub fn jobqueue(args: Vec<String>, hooks: &Hooks) -> Result<JobqueueOutput, LaunchError> {
     cmd::jobqueue::capture(args, hooks)
 }
 

@@ -281,7 +281,7 @@ fn a_worker_sending_nonsense_is_dropped_or_ignored_and_others_are_served() {
                 id: TaskId(77),
                 error: TaskError {
                     key: "x".into(),
-                    kind: "TaskFailed".into(),
+                    kind: shoal_comm::message::TaskErrorKind::TaskFailed,
                     message: "lie".into(),
                     traceback: None,
                     exception: vec![],
@@ -373,7 +373,7 @@ fn a_worker_finishing_its_task_twice_is_ignored() {
                 id,
                 error: TaskError {
                     key: String::new(),
-                    kind: "TaskFailed".into(),
+                    kind: shoal_comm::message::TaskErrorKind::TaskFailed,
                     message: "after it finished".into(),
                     traceback: None,
                     exception: vec![],

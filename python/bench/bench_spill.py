@@ -4,7 +4,7 @@ dask.distributed with the same memory limits.
     python python/bench/bench_spill.py [--workers 2] [--memory-limit 400MiB] [--factor 3]
 
 Both runtimes get `--workers` worker processes with one thread and the same memory limit
-(spill at the default thresholds). The workload persists a dask.array of
+(spill at the default thresholds), started by `clusters.py`. The workload persists a dask.array of
 `factor x workers x limit` bytes (held all at once, so most of it must go to disk), then
 reduces it twice (reading every chunk back), and checks the result against the
 seed. Prints a markdown table: wall time, and whether each finished.
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
+
+import clusters
 
 MIB = 1 << 20
 
@@ -42,41 +40,16 @@ def _workload(client, nbytes: int, chunk_mib: int) -> float:
     return elapsed
 
 
-def run_shoal(workers: int, limit: str, nbytes: int, chunk_mib: int) -> tuple[float, str]:
-    import shoal
-
-    with tempfile.TemporaryDirectory() as tmp:
-        sf = os.path.join(tmp, "scheduler.json")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "-q", "local", "--workers", str(workers), "--nthreads", "1",
-             "--memory-limit", limit, "--scheduler-file", sf, "--local-directory", tmp],
-            start_new_session=True,
-        )
-        try:
-            with shoal.Client(scheduler_file=sf, timeout=30) as client:
-                client.wait_for_workers(workers, timeout=30)
-                elapsed = _workload(client, nbytes, chunk_mib)
-                info = client.scheduler_info()
-                spilled = sum(w["metrics"]["memory"]["spill_bytes"] for w in info["workers"].values())
-                client.shutdown()
-            proc.wait(timeout=20)
-            return elapsed, f"{spilled / MIB:,.0f} MiB spilled"
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
-def run_dask(workers: int, limit: str, nbytes: int, chunk_mib: int) -> tuple[float, str]:
-    import dask
-    from dask.distributed import Client, LocalCluster
-
-    with tempfile.TemporaryDirectory() as tmp, dask.config.set({"temporary-directory": tmp}):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=_parse_bytes(limit),
-                          processes=True, dashboard_address=None, local_directory=tmp) as cluster:
-            with Client(cluster) as client:
-                elapsed = _workload(client, nbytes, chunk_mib)
-                return elapsed, "finished"
+def run(runtime: str, workers: int, limit: str, nbytes: int, chunk_mib: int) -> tuple[float, str]:
+    with tempfile.TemporaryDirectory() as tmp, clusters.cluster(
+        runtime, workers, 1, memory_limit=_parse_bytes(limit), local_directory=tmp
+    ) as client:
+        elapsed = _workload(client, nbytes, chunk_mib)
+        if runtime != "shoal":
+            return elapsed, "finished"
+        info = client.scheduler_info()
+        spilled = sum(w["metrics"]["memory"]["spill_bytes"] for w in info["workers"].values())
+        return elapsed, f"{spilled / MIB:,.0f} MiB spilled"
 
 
 def _parse_bytes(text: str) -> int:
@@ -96,13 +69,13 @@ def main() -> None:
     a = p.parse_args()
     nbytes = int(a.factor * a.workers * _parse_bytes(a.memory_limit))
     rows = []
-    for name, fn in (("shoal", run_shoal), ("dask.distributed", run_dask)):
+    for name, runtime in (("shoal", "shoal"), ("dask.distributed", "dask")):
         try:
-            elapsed, note = fn(a.workers, a.memory_limit, nbytes, a.chunk_mib)
+            elapsed, note = run(runtime, a.workers, a.memory_limit, nbytes, a.chunk_mib)
             rows.append((name, f"{elapsed:.2f} s", note))
         except ImportError as e:
             rows.append((name, "not run", f"not installed: {e}"))
-        except Exception as e:  # a failed run is a result too
+        except Exception as e:  # noqa: BLE001 - a failed run is a result too
             rows.append((name, "failed", f"{type(e).__name__}: {e}"[:120]))
     print(f"\n== {a.factor:g}x memory: persist {nbytes / MIB:,.0f} MiB of dask.array on {a.workers} workers x "
           f"{a.memory_limit} (1 thread each), then two reductions")

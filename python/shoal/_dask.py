@@ -3,8 +3,10 @@ every node travels as an opaque Python task. Dask is imported only when used."""
 
 from __future__ import annotations
 
+import pickle
+
 from ._worker import CALL, DASK, Dep
-from .client import _pickle
+from .client import _PLAIN, _pickle
 
 _TASK_BASED = {"dataframe.shuffle.method": "tasks", "array.rechunk.method": "tasks"}
 _UNSET = object()
@@ -59,22 +61,13 @@ _KEY_TYPES = frozenset({str, bytes, int, float, tuple})
 
 
 def _flat_call(task: tuple, graph: dict):
-    """``(function, args with Dep markers, input keys)`` of a legacy task ``(f, *args)``
+    """``(args with Dep markers, input keys or None)`` of a legacy task ``(f, *args)``
     whose arguments are values, keys, or lists of keys (most of what ``client.get`` is
     given); None when dask's own conversion must decide (nested tasks, keys inside other
     containers), so the semantics stay dask's."""
-    deps: list = []
-    index: dict = {}
-
-    def dep(key):
-        i = index.get(key)
-        if i is None:
-            i = index[key] = len(deps)
-            deps.append(key)
-        return Dep(i)
-
-    args = []
-    for a in task[1:]:
+    deps = index = None
+    args = list(task[1:])
+    for i, a in enumerate(args):
         t = type(a)
         if t in _KEY_TYPES:
             try:
@@ -82,14 +75,17 @@ def _flat_call(task: tuple, graph: dict):
             except TypeError:  # a tuple holding something unhashable
                 return None
             if is_key:
-                args.append(dep(a))
+                if deps is None:
+                    deps, index = [], {}
+                j = index.get(a)
+                if j is None:
+                    j = index[a] = len(deps)
+                    deps.append(a)
+                args[i] = Dep(j)
             elif t is tuple:
                 return None  # a nested task, or a tuple that may hold keys
-            else:
-                args.append(a)
         elif t is list:
             if not a:
-                args.append(a)
                 continue
             try:
                 all_keys = all(type(x) in _KEY_TYPES and x in graph for x in a)
@@ -97,12 +93,20 @@ def _flat_call(task: tuple, graph: dict):
                 return None
             if not all_keys:
                 return None
-            args.append([dep(x) for x in a])
+            if deps is None:
+                deps, index = [], {}
+            marks = []
+            for x in a:
+                j = index.get(x)
+                if j is None:
+                    j = index[x] = len(deps)
+                    deps.append(x)
+                marks.append(Dep(j))
+            args[i] = marks
         elif t is dict or t is set or t is frozenset:
             return None
-        else:
-            args.append(a)  # any other object is a value
-    return task[0], tuple(args), deps
+        # any other object is a value
+    return args, deps
 
 
 def submit_graph(client, dsk, keys: list):
@@ -127,15 +131,21 @@ def _submit_graph(client, dsk, keys: list):
     graph = _graph(dsk)
     held = {}  # keys the cluster holds already (persisted collections): not submitted again
     tasks = []
-    function_bytes = client._function_bytes
+    function_bytes, function_head, dumps = client._function_bytes, client._function_head, pickle.dumps
     for k, node in graph.items():
         if type(node) is tuple and node and callable(node[0]):
             call = _flat_call(node, graph)
             if call is not None:
-                fn, args, deps = call
+                args, deps = call
+                fn = node[0]
+                if deps is None and all(type(a) in _PLAIN for a in args):
+                    # As map() sends calls: the function once per worker, the arguments alone.
+                    payload = function_head(fn)[0] + dumps(tuple(args), 5)
+                    tasks.append((wire_key(k), [], payload, 0, 0, [], []))
+                    continue
                 fn_bytes = function_bytes(fn)
-                payload = _pickle((CALL, fn_bytes, args, {}, bool(deps)), fn_bytes)
-                tasks.append((wire_key(k), [wire_key(d) for d in deps], payload, 0, 0, [], []))
+                payload = _pickle((CALL, fn_bytes, tuple(args), {}, deps is not None), fn_bytes)
+                tasks.append((wire_key(k), [wire_key(d) for d in deps or ()], payload, 0, 0, [], []))
                 continue
         if not isinstance(node, GraphNode):
             node = convert_legacy_task(k, node, graph)

@@ -47,7 +47,14 @@ pub type RunOut = (String, String, f64, f64, bool);
 pub type ErrorOut = (String, String, String, Option<String>, Vec<u8>);
 
 pub fn error_out(e: TaskError) -> ErrorOut {
-    (e.key, e.kind, e.message, e.traceback, e.exception)
+    let message = shoal_launcher::task_error_message(&e);
+    (
+        e.key,
+        e.kind.name().to_string(),
+        message,
+        e.traceback,
+        e.exception,
+    )
 }
 
 /// A connected client, the states of the keys its futures hold, and the releases it

@@ -20,7 +20,7 @@ fn jobqueue(
     };
     py.detach(|| shoal_launcher::jobqueue(args, &hooks))
         .map(|out| (out.text, out.warnings))
-        .map_err(PyRuntimeError::new_err)
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 
 /// Adds this module's functions to `shoal._native`.

@@ -27,7 +27,7 @@ pub fn mpi_initialize(
             address,
             secret_hex,
         }) => Ok((0, Some((address, secret_hex)))),
-        Err(message) => Err(PyRuntimeError::new_err(message)),
+        Err(e) => Err(PyRuntimeError::new_err(e.to_string())),
     }
 }
 

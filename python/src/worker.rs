@@ -97,7 +97,7 @@ fn task_error(
 ) -> TaskError {
     TaskError {
         key: String::new(),
-        kind: kind.into(),
+        kind: shoal_comm::message::TaskErrorKind::from_name(kind),
         message,
         traceback,
         exception,

@@ -188,7 +188,8 @@ def test_scatter_broadcast_puts_a_copy_on_every_worker_and_release_frees_them(cl
     payload = bytes(range(256)) * 4096
     [f] = client.scatter([payload], broadcast=True, hash=False)
     key = f.key
-    assert wait_for(lambda: len(client.who_has(f)[key]) == 2, timeout=10), client.who_has(f)
+    # The lambda runs before the `del f` below (ruff cannot tell).
+    assert wait_for(lambda: len(client.who_has(f)[key]) == 2, timeout=10), client.who_has(f)  # noqa: F821
     addresses = list(client.scheduler_info()["workers"])
     assert sorted(client.who_has(f)[key]) == sorted(addresses)
     lengths = [client.submit(len, f, workers=[a], pure=False).result(timeout=30) for a in addresses]

@@ -132,7 +132,7 @@ def test_dask_transpose_sum_moves_chunks_between_hosts():
         script.write_text(CLIENT)
         code, out = bed.run(1, "client", py, str(script), str(file))
         assert code == 0, f"{out}\n{bed.logs()}"
-        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        line = next(s for s in out.splitlines() if s.startswith("RESULT "))
         result = json.loads(line[len("RESULT "):])
         assert result["total"] == result["expected"], result
         assert result["hosts"] == [bed.host(i) for i in (2, 3, 4)], result
@@ -175,7 +175,7 @@ def test_batch_script_initialize_under_mpirun_on_four_hosts():
             "--mca", "btl", "tcp,self,vader", "--mca", "btl_tcp_if_include", subnet,
             "--map-by", "ppr:2:node", "--bind-to", "none", "-np", "8", sys.executable, str(script), timeout=120)
         assert code == 0, f"{out}\n{bed.logs()}"
-        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        line = next(s for s in out.splitlines() if s.startswith("RESULT "))
         result = json.loads(line[len("RESULT "):])
         assert result["value"] == sum(range(6000)), result
         assert result["client"] == bed.host(1), result  # rank 1

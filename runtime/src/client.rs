@@ -4,7 +4,7 @@
 //! One background task reads the scheduler's messages; key states land in a shared map
 //! and waiters are woken through a generation counter.
 
-use crate::net::{connect, spawn_writer, DataPool, Outbox};
+use crate::net::{connect, spawn_writer, ConnectError, DataPool, Outbox};
 use crate::scheduler_file::{self, SchedulerFileError};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -97,13 +97,22 @@ impl Client {
         secret: Secret,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
+        Client::open(address, secret, timeout)
+            .await
+            .map_err(|e| ClientError::Connect {
+                address: address.into(),
+                cause: format!("{:#}", anyhow::Error::from(e)),
+            })
+    }
+
+    /// Connect, keeping the typed cause of a failure.
+    async fn open(
+        address: &str,
+        secret: Secret,
+        timeout: Duration,
+    ) -> Result<Client, ConnectError> {
         let (reader, writer, scheduler_id) =
-            connect(address, &secret, Role::Client, "client", timeout)
-                .await
-                .map_err(|e| ClientError::Connect {
-                    address: address.into(),
-                    cause: format!("{e:#}"),
-                })?;
+            connect(address, &secret, Role::Client, "client", timeout).await?;
         let (outbox, _) = spawn_writer(writer, "scheduler".into());
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (bump, generation) = watch::channel(0u64);
@@ -139,17 +148,20 @@ impl Client {
             id: file.id.clone(),
             problem,
         };
-        match Client::connect(&file.address, secret, timeout.max(Duration::from_secs(1))).await {
+        match Client::open(&file.address, secret, timeout.max(Duration::from_secs(1))).await {
             Ok(client) if client.scheduler_id != file.id => Err(stale(format!(
                 "another scheduler ({}) now listens at {}",
                 client.scheduler_id, file.address
             ))
             .into()),
             Ok(client) => Ok(client),
-            Err(ClientError::Connect { cause, .. }) if cause.contains("Connection refused") => {
+            Err(e) if e.nothing_listens() => {
                 Err(stale(format!("nothing listens at {}", file.address)).into())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(ClientError::Connect {
+                address: file.address.clone(),
+                cause: format!("{:#}", anyhow::Error::from(e)),
+            }),
         }
     }
 

@@ -154,22 +154,37 @@ impl MessageWrite for Writer {
     }
 }
 
-/// Why a connection could not be opened.
+/// Why a connection could not be opened; the cause is kept as the error's source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The address has no alternative this process can use.
+    /// The address has no alternative this process can use (the message says why).
     #[error("{0}")]
     Address(String),
-    /// The connection could not be made.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// The connection was made but the handshake failed.
-    #[error("handshake with {address} over {transport} failed: {source}")]
+    /// Nothing answered in time.
+    #[error("connecting to {address} timed out after {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    /// The operating system (or the fabric) refused or failed the connection.
+    #[error("cannot connect to {address}")]
+    Io {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connected, but the authentication handshake failed.
+    #[error("handshake with {address} over {transport} failed")]
     Handshake {
         address: String,
         transport: &'static str,
+        #[source]
         source: CommError,
     },
+}
+
+impl ConnectError {
+    /// Nothing listens at the address (the connection was actively refused).
+    pub fn nothing_listens(&self) -> bool {
+        matches!(self, ConnectError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
 }
 
 /// The backends this process can open connections over: TCP always, plus the MPI and UCX
@@ -273,9 +288,21 @@ impl Connector {
         timeout: Duration,
     ) -> Result<(Reader, Writer), ConnectError> {
         let _ = service;
+        let io = |source| ConnectError::Io {
+            address: address.to_string(),
+            source,
+        };
         match self.choose(address)? {
             Alternative::Tcp(host_port) => {
-                let (r, w) = tcp::connect(&host_port, timeout).await?;
+                let stream =
+                    tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&host_port))
+                        .await
+                        .map_err(|_| ConnectError::Timeout {
+                            address: address.to_string(),
+                            timeout,
+                        })?
+                        .map_err(io)?;
+                let (r, w) = tcp_split(stream);
                 Ok((Reader::Tcp(r), Writer::Tcp(w)))
             }
             #[cfg(feature = "mpi")]
@@ -287,7 +314,7 @@ impl Connector {
             #[cfg(feature = "ucx")]
             Alternative::Ucx(worker) => {
                 let fabric = self.ucx.as_ref().ok_or_else(unusable)?;
-                let (r, w) = fabric.connect(&worker, service)?;
+                let (r, w) = fabric.connect(&worker, service).map_err(io)?;
                 Ok((Reader::Ucx(r), Writer::Ucx(w)))
             }
             #[allow(unreachable_patterns)]

@@ -18,32 +18,6 @@ pub fn tcp_split(stream: TcpStream) -> (TcpReader, TcpWriter) {
     (StreamReader::new(read), StreamWriter::new(write))
 }
 
-/// Open a TCP connection to `host_port` within `timeout`.
-///
-/// # Errors
-/// Nothing listens, the name does not resolve, or the timeout passed; the message names
-/// the address.
-pub async fn connect(
-    host_port: &str,
-    timeout: Duration,
-) -> std::io::Result<(TcpReader, TcpWriter)> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(host_port))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connecting to tcp://{host_port} timed out after {timeout:?}"),
-            )
-        })?
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot connect to tcp://{host_port}: {e}"),
-            )
-        })?;
-    Ok(tcp_split(stream))
-}
-
 /// The next connection of `listener` and the peer's socket address; transient accept
 /// errors (a connection reset before it was taken, out of descriptors) are retried after
 /// a short pause instead of ending the listener.

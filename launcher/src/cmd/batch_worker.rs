@@ -6,6 +6,7 @@
 use super::nanny::{self, ChildSpec};
 use crate::cli::{BatchWorkerArgs, WorkerArgs};
 use crate::settings::ValidWorker;
+use crate::worker_process::WorkerCommand;
 use anyhow::Context;
 use shoal_runtime::scheduler_file;
 use std::collections::hash_map::RandomState;
@@ -118,15 +119,7 @@ pub async fn supervise(
     settings: &ValidWorker,
     hooks: &crate::Hooks,
 ) -> anyhow::Result<u8> {
-    let (program, leading): (OsString, Vec<OsString>) = match hooks.worker_command.as_deref() {
-        Some([program, rest @ ..]) => (program.clone(), rest.to_vec()),
-        _ => (
-            std::env::current_exe()
-                .context("cannot find the shoal executable")?
-                .into(),
-            Vec::new(),
-        ),
-    };
+    let command = WorkerCommand::resolve(hooks)?;
     let processes = args.batch.nworkers.max(1);
     let options = super::worker::options(args, settings)?;
     let terminate_at = options
@@ -142,12 +135,11 @@ pub async fn supervise(
             } else {
                 format!("{}-{i}", options.name)
             };
-            let mut command = leading.clone();
-            command.extend(child_args(args, settings, &name));
+            let args = child_args(args, settings, &name);
             ChildSpec {
                 name,
-                program: program.clone(),
-                args: command,
+                command: command.clone(),
+                args,
                 terminate_at,
                 interval: options.memory.monitor_interval,
             }

@@ -7,16 +7,18 @@
 use super::ready::ReadyPipe;
 use crate::cli::LocalArgs;
 use crate::settings::ValidWorker;
+use crate::worker_process::{self, WorkerCommand};
 use anyhow::Context;
 use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::scheduler_file;
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -120,26 +122,14 @@ fn spawn_worker(
     name: &str,
 ) -> anyhow::Result<Started> {
     // Hosted in Python, workers are the same interpreter (`python -m shoal worker`).
-    let (exe, leading) = match hooks.worker_command.as_deref() {
-        Some([program, rest @ ..]) => (program.into(), rest.to_vec()),
-        _ => (
-            std::env::current_exe().context("cannot find the shoal executable")?,
-            Vec::new(),
-        ),
-    };
-    let mut cmd = Command::new(exe);
-    cmd.args(leading)
-        .arg("worker")
-        .arg("--scheduler-file")
-        .arg(scheduler_file)
-        .args(["--name", name])
-        .args(["--host", "127.0.0.1"])
-        .args(settings.to_args());
+    let mut args: Vec<OsString> = vec!["worker".into(), "--scheduler-file".into()];
+    args.push(scheduler_file.into());
+    args.extend(["--name", name, "--host", "127.0.0.1"].map(OsString::from));
+    args.extend(settings.to_args());
+    let mut cmd = WorkerCommand::resolve(hooks)?.command(args);
     let pipe = ReadyPipe::new().context("cannot create a pipe for a worker")?;
     pipe.attach(&mut cmd);
-    cmd.stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().context("cannot start a worker process")?;
     let registered = tokio::spawn(pipe.registered());
     let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -172,10 +162,7 @@ async fn watch_worker(name: String, mut s: Started, mut stop: watch::Receiver<bo
         status = s.child.wait() => status.ok(),
         _ = stop.changed() => {
             // The scheduler already told every worker to exit; give them a moment.
-            if tokio::time::timeout(WORKER_GRACE, s.child.wait()).await.is_err() {
-                tracing::warn!(worker = %name, pid = s.child.id(), "worker did not exit; killing it");
-                let _ = s.child.kill().await;
-            }
+            worker_process::stop(&mut s.child, &name, WORKER_GRACE).await;
             None
         }
     };

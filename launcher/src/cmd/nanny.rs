@@ -11,11 +11,12 @@
 //! child's status. Once every child has registered, the nanny tells its own supervisor
 //! (see [`super::ready`]).
 
+use crate::worker_process::{self, WorkerCommand};
 use anyhow::Context;
 use std::ffi::OsString;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 
 /// How long children get to leave after SIGTERM before they are killed.
@@ -29,7 +30,8 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// One worker process to keep alive.
 pub struct ChildSpec {
     pub name: String,
-    pub program: OsString,
+    /// What runs `shoal`; `args` follow its leading arguments.
+    pub command: WorkerCommand,
     pub args: Vec<OsString>,
     /// Kill and restart the child above this RSS; `None`: never.
     pub terminate_at: Option<u64>,
@@ -165,46 +167,21 @@ async fn watch_child(
 }
 
 fn spawn(spec: &ChildSpec, pipe: &super::ready::ReadyPipe) -> anyhow::Result<Child> {
-    let mut command = Command::new(&spec.program);
+    let mut command = spec.command.command(spec.args.iter().cloned());
     pipe.attach(&mut command);
     if spec.terminate_at.is_some() {
         command.env(SUPERVISED_ENV, "1");
     }
-    if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-        // glibc malloc (Python-hosted workers) keeps freed memory unless told to trim
-        // early: the worker's RSS must fall when it spills or frees results.
-        command.env("MALLOC_TRIM_THRESHOLD_", "65536");
-    }
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            // The worker dies with its nanny, even when the nanny is SIGKILLed.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
     command
-        .args(&spec.args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start worker process {}", spec.name))
 }
 
 /// SIGTERM, then SIGKILL after the grace period.
 async fn stop_child(child: &mut Child, name: &str) -> u8 {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    match tokio::time::timeout(CHILD_GRACE, child.wait()).await {
-        Ok(Ok(status)) => exit_code(status),
-        _ => {
-            tracing::warn!(worker = %name, "worker process did not leave in {CHILD_GRACE:?}; killing it");
-            let _ = child.kill().await;
-            1
-        }
-    }
+    worker_process::stop(child, name, CHILD_GRACE)
+        .await
+        .map_or(1, exit_code)
 }
 
 fn killed_by_oom(status: ExitStatus) -> bool {

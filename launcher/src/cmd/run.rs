@@ -53,7 +53,7 @@ pub async fn run(args: RunArgs, graph: Graph) -> anyhow::Result<bool> {
             },
             KeyState::Erred(e) => {
                 ok = false;
-                serde_json::json!({"error": e.message, "kind": e.kind, "failed_key": e.key})
+                serde_json::json!({"error": crate::task_error_message(e), "kind": e.kind.name(), "failed_key": e.key})
             }
             KeyState::Cancelled => {
                 ok = false;

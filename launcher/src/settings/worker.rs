@@ -19,7 +19,7 @@ use std::time::Duration;
 pub const MIN_MEMORY_LIMIT: u64 = 64 << 20;
 
 /// A worker's settings after validation; children's flags are derived from it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidWorker {
     pub nthreads: u32,
     /// Bytes; 0: no limit.
@@ -197,7 +197,56 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(again.memory_limit, v.memory_limit);
-        assert_eq!(again.memory, v.memory);
+        assert_eq!(again, v);
+    }
+
+    /// Parse, derive a child's flags, parse those: the same settings, for every flag a
+    /// child gets.
+    fn round_trip(flags: &[&str]) {
+        let v = ValidWorker::validate(&settings(flags), 1).expect("valid");
+        let args: Vec<String> = v
+            .to_args()
+            .into_iter()
+            .map(|a| a.into_string().expect("text"))
+            .collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let again =
+            ValidWorker::validate(&settings(&argv), 1).expect("the child's flags are valid");
+        assert_eq!(again, v, "{flags:?} became {args:?}");
+    }
+
+    #[test]
+    fn every_setting_survives_the_trip_to_a_child() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let dir = dir.path().to_str().expect("text");
+        round_trip(&[]);
+        round_trip(&["--memory-limit", "0", "--zero"]);
+        round_trip(&[
+            "--nthreads",
+            "2",
+            "--memory-limit",
+            "256MiB",
+            "--death-timeout",
+            "7.5",
+            "--resources",
+            "GPU=2",
+            "--resources",
+            "MEM=0.5",
+            "--memory-target",
+            "0.5",
+            "--memory-spill",
+            "false",
+            "--memory-pause",
+            "0.9",
+            "--memory-terminate",
+            "off",
+            "--max-spill",
+            "1GiB",
+            "--memory-monitor-interval",
+            "0.25",
+            "--spill-compression",
+            "--local-directory",
+            dir,
+        ]);
     }
 }

@@ -6,7 +6,7 @@ use super::pool::Job;
 use crate::worker::store::Value;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use shoal_comm::message::{ExecutorKind, TaskError};
+use shoal_comm::message::{ExecutorKind, TaskError, TaskErrorKind};
 
 /// Arguments of [`ExecutorKind::Sleep`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -66,10 +66,10 @@ pub const KINDS: &[ExecutorKind] = &[
     ExecutorKind::Checksum,
 ];
 
-fn error(kind: &str, message: String) -> TaskError {
+fn error(kind: TaskErrorKind, message: String) -> TaskError {
     TaskError {
         key: String::new(),
-        kind: kind.into(),
+        kind,
         message,
         traceback: None,
         exception: Vec::new(),
@@ -84,7 +84,7 @@ fn args<'a, T: Default + Deserialize<'a>>(
         None => Ok(T::default()),
         Some(p) => rmp_serde::from_slice(p).map_err(|e| {
             error(
-                "BadPayload",
+                TaskErrorKind::BadPayload,
                 format!("the payload of a {kind:?} task does not decode: {e}"),
             )
         }),
@@ -101,7 +101,12 @@ pub fn run_job(job: &Job) -> Result<Value, TaskError> {
         .iter()
         .map(Value::to_bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error("TaskFailed", format!("an input cannot be encoded: {e}")))?;
+        .map_err(|e| {
+            error(
+                TaskErrorKind::TaskFailed,
+                format!("an input cannot be encoded: {e}"),
+            )
+        })?;
     run(job.kind, job.payload.as_deref(), &inputs).map(Value::Bytes)
 }
 
@@ -124,14 +129,18 @@ pub fn run(
         }
         ExecutorKind::Bytes => {
             let a: BytesArgs = args(kind, payload)?;
-            let size = usize::try_from(a.size)
-                .map_err(|_| error("BadPayload", format!("cannot produce {} bytes on this machine", a.size)))?;
+            let size = usize::try_from(a.size).map_err(|_| {
+                error(
+                    TaskErrorKind::BadPayload,
+                    format!("cannot produce {} bytes on this machine", a.size),
+                )
+            })?;
             // A size from the graph: memory that cannot be had fails the task instead of
             // aborting the worker.
             let mut out = Vec::new();
             out.try_reserve_exact(size).map_err(|_| {
                 error(
-                    "MemoryError",
+                    TaskErrorKind::MemoryError,
                     format!("cannot allocate {} bytes for the result", a.size),
                 )
             })?;
@@ -166,7 +175,7 @@ pub fn run(
             let mut total = a.add;
             for (n, input) in inputs.iter().enumerate() {
                 let bytes: [u8; 8] = input.as_ref().try_into().map_err(|_| {
-                    error("TaskFailed", format!("input {n} of a sum task is {} bytes, expected an 8-byte little-endian integer", input.len()))
+                    error(TaskErrorKind::TaskFailed, format!("input {n} of a sum task is {} bytes, expected an 8-byte little-endian integer", input.len()))
                 })?;
                 total = total.wrapping_add(u64::from_le_bytes(bytes));
             }
@@ -174,11 +183,11 @@ pub fn run(
         }
         ExecutorKind::Fail => {
             let a: FailArgs = args(kind, payload)?;
-            Err(error("TaskFailed", a.message))
+            Err(error(TaskErrorKind::TaskFailed, a.message))
         }
         ExecutorKind::Python => Err(error(
-            "Unsupported",
-            "this worker cannot run Python tasks: it is the Rust `shoal` binary. Start workers from the Python package instead (`.venv/bin/shoal worker ...`, `python -m shoal worker ...`)".into(),
+            TaskErrorKind::Unsupported,
+            "this worker cannot run Python tasks: it is the Rust `shoal` binary".into(),
         )),
     }
 }
@@ -218,7 +227,7 @@ mod tests {
             ..BytesArgs::default()
         });
         let err = run(ExecutorKind::Bytes, Some(&payload), &[]).unwrap_err();
-        assert_eq!(err.kind, "MemoryError");
+        assert_eq!(err.kind, TaskErrorKind::MemoryError);
         assert!(
             err.message.contains(&(1u64 << 62).to_string()),
             "{}",
@@ -256,8 +265,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.message, "no");
         let p = run(ExecutorKind::Python, None, &[]).unwrap_err();
-        assert_eq!(p.kind, "Unsupported");
+        assert_eq!(p.kind, TaskErrorKind::Unsupported);
         let bad = run(ExecutorKind::Sleep, Some(b"\xc1"), &[]).unwrap_err();
-        assert_eq!(bad.kind, "BadPayload");
+        assert_eq!(bad.kind, TaskErrorKind::BadPayload);
     }
 }

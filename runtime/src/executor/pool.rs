@@ -313,7 +313,7 @@ fn run_one(job: &Job, shared: &Shared) -> bool {
                 .unwrap_or_else(|| "executor panicked".into());
             Err(TaskError {
                 key: String::new(),
-                kind: "TaskFailed".into(),
+                kind: shoal_comm::message::TaskErrorKind::TaskFailed,
                 message,
                 traceback: None,
                 exception: Vec::new(),

@@ -1,7 +1,7 @@
 //! Authenticated connections and the batching writer task.
 
 use shoal_comm::auth::Role;
-use shoal_comm::transport::{Connector, MessageWrite, Reader, Service, Writer};
+use shoal_comm::transport::{ConnectError, Connector, MessageWrite, Reader, Service, Writer};
 use shoal_comm::{RawMessage, Secret};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,16 +24,15 @@ pub async fn connect(
     role: Role,
     name: &str,
     timeout: Duration,
-) -> anyhow::Result<(Reader, Writer, String)> {
+) -> Result<(Reader, Writer, String), ConnectError> {
     let service = if role == Role::Peer {
         Service::Data
     } else {
         Service::Scheduler
     };
-    let connected = Connector::tcp()
+    Connector::tcp()
         .connect(address, service, secret, role, name, timeout)
-        .await?;
-    Ok(connected)
+        .await
 }
 
 /// Spawn the task that writes queued messages to `writer`, flushing once per batch of

@@ -9,3 +9,4 @@ pub mod data_pool;
 pub use connection::{connect, spawn_writer, Outbox};
 pub use data_pool::DataPool;
 pub use shoal_comm::transport::address::{format_address, mpi_alternative, parse_address};
+pub use shoal_comm::transport::ConnectError;

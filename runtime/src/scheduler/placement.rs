@@ -113,9 +113,9 @@ impl Core {
         let kind = self.task(id).kind;
         let error = TaskError {
             key: self.task(id).key.to_string(),
-            kind: "Unsupported".into(),
+            kind: shoal_comm::message::TaskErrorKind::Unsupported,
             message: format!(
-                "no worker of this cluster can run {kind:?} tasks: its workers were started from the Rust `shoal` binary. Start workers that can, from the Python package (`python -m shoal worker ...`, `python -m shoal local`, `python -m shoal mpi` under mpirun)"
+                "no worker of this cluster can run {kind:?} tasks: its workers were started from the Rust `shoal` binary"
             ),
             traceback: None,
             exception: Vec::new(),

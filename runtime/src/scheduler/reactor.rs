@@ -111,7 +111,7 @@ impl Core {
                 if task.worker_deaths >= self.config.allowed_failures {
                     let error = Arc::new(TaskError {
                         key: task.key.to_string(),
-                        kind: "KilledWorker".into(),
+                        kind: shoal_comm::message::TaskErrorKind::KilledWorker,
                         message: format!(
                             "task {:?} was running on {} workers that died; it is probably what kills them (allowed-failures = {})",
                             task.key, task.worker_deaths, self.config.allowed_failures

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{
-    ComputeTask, FromWorker, Input, MemoryMetrics, Resource, TaskError, TaskFailed, TaskFinished,
-    ToWorker, WorkerMetrics,
+    ComputeTask, FromWorker, Input, MemoryMetrics, Resource, TaskError, TaskErrorKind, TaskFailed,
+    TaskFinished, ToWorker, WorkerMetrics,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -497,7 +497,7 @@ impl WorkerCore {
                 self.store.remove(id);
                 return Err(TaskError {
                     key: String::new(),
-                    kind: "MemoryError".into(),
+                    kind: TaskErrorKind::MemoryError,
                     message: format!("the result is {size} bytes, more than this worker's memory limit of {limit} bytes, and could not be spilled to disk ({e}); raise --memory-limit or split the task"),
                     traceback: None,
                     exception: Vec::new(),
@@ -539,7 +539,7 @@ impl WorkerCore {
                         id,
                         error: TaskError {
                             key: String::new(),
-                            kind: "MissingData".into(),
+                            kind: TaskErrorKind::MissingData,
                             message: "an input vanished from the worker before the task started"
                                 .into(),
                             traceback: None,

@@ -124,6 +124,15 @@ fn input(id: u64, holders: &[WorkerId], size: u64) -> Input {
     }
 }
 
+/// The message reporting these results moved to disk, as [`Env::take_sent`] shows it.
+fn spilled_to_disk(moved: &[u64]) -> String {
+    let msg = FromWorker::Spilled {
+        ids: ids(moved),
+        on_disk: true,
+    };
+    format!("{msg:?}")
+}
+
 fn ids(ids: &[u64]) -> Vec<TaskId> {
     ids.iter().copied().map(TaskId).collect()
 }
@@ -323,16 +332,7 @@ fn results_past_the_target_spill_one_round_at_a_time() {
     // The round the session ran in the background moved the oldest result out.
     assert!(env.store.evict_to(600) > 0);
     env.step();
-    assert_eq!(
-        env.take_sent(),
-        vec![format!(
-            "{:?}",
-            FromWorker::Spilled {
-                ids: ids(&[1]),
-                on_disk: true
-            }
-        )]
-    );
+    assert_eq!(env.take_sent(), vec![spilled_to_disk(&[1])]);
     assert!(env.store.contains(TaskId(1)), "on disk, still held");
     // RSS above the spill threshold with little managed: spill the excess over the target.
     assert_eq!(env.sample(750), None);
@@ -351,22 +351,13 @@ fn a_result_larger_than_the_limit_goes_to_disk_or_fails() {
             size: 2000
         }]
     );
-    assert_eq!(
-        env.take_sent(),
-        vec![format!(
-            "{:?}",
-            FromWorker::Spilled {
-                ids: ids(&[1]),
-                on_disk: true
-            }
-        )]
-    );
+    assert_eq!(env.take_sent(), vec![spilled_to_disk(&[1])]);
     let mut env = Env::new(settings(1, 1000));
     env.compute(vec![task(1, vec![])]);
     env.job_done(1, Duration::from_secs(1), 2000);
     assert!(env.comm.finished.is_empty());
     assert_eq!(env.comm.failed.len(), 1);
-    assert_eq!(env.comm.failed[0].error.kind, "MemoryError");
+    assert_eq!(env.comm.failed[0].error.kind, TaskErrorKind::MemoryError);
     assert!(!env.store.contains(TaskId(1)), "not kept");
 }
 

@@ -9,6 +9,8 @@ use super::state::{
     load_state, lock_state, now, remove_state, save_state, scripts_dir, state_path, JobRecord,
     Recipe, State,
 };
+use crate::worker_process::WorkerCommand;
+use crate::LaunchError;
 use anyhow::{bail, Context};
 use clap::Parser;
 use shoal_jobqueue::shell::quote;
@@ -76,21 +78,17 @@ pub fn run(args: JobqueueArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
 /// # Errors
 /// Bad flags (clap's message) or anything [`run`] fails with, as one message; warnings
 /// given before the failure are appended to it.
-pub fn capture(args: Vec<String>, hooks: &crate::Hooks) -> Result<Output, String> {
+pub fn capture(args: Vec<String>, hooks: &crate::Hooks) -> Result<Output, LaunchError> {
     let cli =
         JobqueueCli::try_parse_from(std::iter::once("shoal jobqueue".to_string()).chain(args))
-            .map_err(|e| e.render().to_string())?;
+            .map_err(|e| LaunchError::Usage(e.render().to_string()))?;
     let mut out = Output::default();
     match execute(cli.command, hooks, &mut out) {
         Ok(()) => Ok(out),
-        Err(e) => {
-            let mut message = format!("{e:#}");
-            for w in &out.warnings {
-                message.push_str("\nwarning: ");
-                message.push_str(w);
-            }
-            Err(message)
-        }
+        Err(error) => Err(LaunchError::Failed {
+            error,
+            warnings: out.warnings,
+        }),
     }
 }
 
@@ -106,19 +104,9 @@ fn execute(command: JobqueueCommand, hooks: &crate::Hooks, out: &mut Output) -> 
 
 /// The command jobs start shoal with: the host's worker command or this executable.
 fn shoal_command(hooks: &crate::Hooks) -> anyhow::Result<String> {
-    let words: Vec<String> = match hooks.worker_command.as_deref() {
-        Some(cmd) if !cmd.is_empty() => cmd
-            .iter()
-            .map(|w| w.to_string_lossy().into_owned())
-            .collect(),
-        _ => vec![std::env::current_exe()
-            .context("cannot find the shoal executable")?
-            .display()
-            .to_string()],
-    };
-    Ok(words
-        .iter()
-        .map(|w| quote(w).into_owned())
+    Ok(WorkerCommand::resolve(hooks)?
+        .words()
+        .map(|w| quote(&w.to_string_lossy()).into_owned())
         .collect::<Vec<_>>()
         .join(" "))
 }
@@ -569,8 +557,10 @@ mod tests {
             &hooks,
         )
         .expect_err("bad memory");
-        assert!(err.contains("\"10 GB\""), "{err}");
+        assert!(matches!(err, LaunchError::Failed { .. }), "{err:?}");
+        assert!(err.to_string().contains("\"10 GB\""), "{err}");
         let err = capture(vec!["script".into(), "nosuch".into()], &hooks).expect_err("system");
-        assert!(err.contains("nosuch"), "{err}");
+        assert!(matches!(err, LaunchError::Usage(_)), "{err:?}");
+        assert!(err.to_string().contains("nosuch"), "{err}");
     }
 }
