@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use mpi::raw::AsRaw;
 use mpi::topology::Communicator;
-use shoal_comm::mpi::{MpiFabric, Service};
+use shoal_comm::transport::mpi::{MpiFabric, Service};
 use shoal_comm::transport::{MessageRead, MessageWrite};
 use shoal_comm::RawMessage;
 use std::time::Instant;

@@ -13,9 +13,8 @@
 //! - [`ids`]: typed integer ids shared by every crate.
 //! - [`auth`]: the versioned, HMAC challenge-response handshake every connection starts with.
 //! - [`transport`]: the [`transport::MessageRead`] / [`transport::MessageWrite`] traits every
-//!   transport implements, and the TCP implementation.
-//! - [`mpi`]: the MPI transport: virtual connections over MPI point-to-point inside one
-//!   MPI job, driven by a progress thread.
+//!   transport implements, addresses, the connector and listener the runtime uses, and the
+//!   backends: TCP, MPI (feature `mpi`) and UCX (feature `ucx`).
 //! - [`secret`]: the cluster secret (random, never sent in clear).
 //! - [`fuzz`]: the seeded mutation fuzzer every crate's fuzz tests use.
 
@@ -27,7 +26,6 @@ pub mod frame;
 pub mod fuzz;
 pub mod ids;
 pub mod message;
-pub mod mpi;
 pub mod secret;
 pub mod transport;
 

@@ -161,6 +161,10 @@ pub struct WorkerSettings {
     /// Report every task done at once without running it (measures scheduler overhead).
     #[arg(long)]
     pub zero: bool,
+    /// How worker-to-worker data travels: auto (UCX on an RDMA network, else MPI inside
+    /// an MPI job, else TCP), tcp, mpi (shoal mpi only) or ucx.
+    #[arg(long, alias = "protocol", value_enum, default_value = "auto")]
+    pub transport: Transport,
     #[command(flatten)]
     pub memory: MemoryArgs,
 }
@@ -297,21 +301,34 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-/// How scheduler-worker and worker-worker traffic travels inside an MPI job.
+/// How worker-to-worker data travels (the scheduler and clients always use TCP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
-    /// MPI inside the job (as `mpi`).
+    /// UCX where UCX sees an RDMA device, else MPI inside an MPI job, else TCP.
     Auto,
-    /// Worker-to-worker data over MPI point-to-point; the scheduler and clients over TCP.
-    Mpi,
-    /// TCP sockets for everything.
+    /// TCP sockets.
     Tcp,
+    /// MPI point-to-point between the ranks of one MPI job (`shoal mpi` only).
+    Mpi,
+    /// UCX active messages (RDMA where the network has it; `UCX_TLS` chooses as usual).
+    Ucx,
 }
 
 impl Transport {
-    /// True if workers of the job exchange data over MPI.
+    /// True if an MPI job starts its MPI fabric (MPI may carry the data).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub fn data_over_mpi(self) -> bool {
-        self != Transport::Tcp
+        matches!(self, Transport::Auto | Transport::Mpi)
+    }
+
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::Tcp => "tcp",
+            Transport::Mpi => "mpi",
+            Transport::Ucx => "ucx",
+        }
     }
 }
 
@@ -329,9 +346,6 @@ pub struct MpiArgs {
     /// Network interface to listen on and advertise (e.g. ib0).
     #[arg(long)]
     pub interface: Option<String>,
-    /// Transport inside the job.
-    #[arg(long, alias = "protocol", value_enum, default_value = "auto")]
-    pub transport: Transport,
     /// Only add workers to the running cluster of --scheduler-file.
     #[arg(long)]
     pub no_scheduler: bool,

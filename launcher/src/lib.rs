@@ -20,6 +20,7 @@ mod progress;
 mod settings;
 mod signals;
 mod topology;
+mod transport;
 mod worker_process;
 
 pub use advice::task_error_message;

@@ -91,6 +91,7 @@ pub enum Bind {
 
 /// The cores a rank `local_rank` of `local_size` ranks on this node gets: an equal,
 /// contiguous share (at least one core; ranks wrap around when oversubscribed).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))] // placement of MPI ranks
 pub fn share_of_cores(
     n_cores: usize,
     local_rank: usize,
@@ -114,6 +115,7 @@ pub fn share_of_cores(
 ///
 /// # Errors
 /// hwloc cannot read the topology or refuses the binding.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))] // placement of MPI ranks
 pub fn bind_process(
     mode: Bind,
     local_rank: usize,

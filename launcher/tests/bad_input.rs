@@ -162,6 +162,8 @@ macro_rules! rows {
 rows! {
     // The rows.
     local_memory_limit_bad_unit: "local --memory-limit 10XB" => ["\"10XB\"", "GiB", "auto"],
+    local_transport_mpi: "local --transport mpi" => ["--transport mpi", "inside an MPI job", "ucx, tcp or auto"],
+    worker_transport_mpi: "worker --scheduler-file {d}/s.json --transport mpi" => ["--transport mpi", "inside an MPI job"],
     local_local_directory_unusable: "local --local-directory /proc/nope" => ["/proc/nope", "--local-directory"],
     local_memory_limit_below_start: "local --nthreads 3 --memory-limit 1B" => ["1B", "64 MiB", "0 for no limit"],
 
@@ -246,7 +248,7 @@ rows! {
 
     // shoal mpi (outside mpirun: refused before MPI starts)
     mpi_memory_limit_bad_unit: "mpi --memory-limit 10XB" => ["\"10XB\"", "GiB"],
-    mpi_transport_unknown: "mpi --transport pigeon" => ["pigeon", "auto, mpi, tcp"],
+    mpi_transport_unknown: "mpi --transport pigeon" => ["pigeon", "auto, tcp, mpi, ucx"],
     mpi_bind_unknown: "mpi --bind everywhere" => ["everywhere", "none"],
     mpi_scheduler_rank_negative: "mpi --scheduler-rank -1" => ["-1", "0 or more"],
     mpi_no_scheduler_without_file: "mpi --no-scheduler" => ["--no-scheduler", "--scheduler-file F"],

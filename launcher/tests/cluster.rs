@@ -244,3 +244,72 @@ fn result_lost_with_its_worker_after_finishing_is_recomputed_when_fetched() {
         assert_eq!(values[0].as_ref(), 41u64.to_le_bytes());
     });
 }
+
+#[test]
+fn local_cluster_moves_payloads_over_ucx_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.json");
+    let f = file.to_str().unwrap();
+    let mut local = common::spawn(
+        dir.path(),
+        "local",
+        &[
+            "local",
+            "--workers",
+            "2",
+            "--nthreads",
+            "1",
+            "--memory-limit",
+            "0",
+            "--transport",
+            "ucx",
+            "--scheduler-file",
+            f,
+            "--host",
+            "127.0.0.1",
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            shoal_runtime::client::Client::from_scheduler_file(&file, Duration::from_secs(30))
+                .await
+                .unwrap();
+        let sizes = [0u64, 1, 4093, (1 << 20) + 5, (64 << 20) + 3];
+        for (n, size) in sizes.into_iter().enumerate() {
+            let (from, to) = if n % 2 == 0 {
+                ("local-0", "local-1")
+            } else {
+                ("local-1", "local-0")
+            };
+            let got = common::move_payload(&client, &format!("u{n}"), size, from, to).await;
+            assert_eq!(got.len() as u64, size);
+            assert_eq!(
+                common::first_wrong_byte(&got, size as u8),
+                None,
+                "payload of {size} bytes differs at this byte"
+            );
+        }
+    });
+    let out = common::run(
+        &["status", "--json", "--scheduler-file", f],
+        Duration::from_secs(20),
+    );
+    let status = common::json_after_log(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    for w in status["workers"].as_array().unwrap() {
+        let address = w["address"].as_str().unwrap();
+        assert!(
+            address.starts_with("tcp://") && address.contains(" ucx://"),
+            "{address}"
+        );
+    }
+    let out = common::run(
+        &["shutdown", "--scheduler-file", f],
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success());
+    assert!(local.wait_timeout(Duration::from_secs(20)).is_some());
+    let log = local.log_text();
+    assert!(log.contains("fetching from peer over UCX"), "{log}");
+    assert!(!log.contains("fetching from peer over TCP"), "{log}");
+}

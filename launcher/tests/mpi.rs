@@ -406,63 +406,16 @@ fn bind_cores_pins_each_worker_rank_to_its_share() {
     );
 }
 
-/// Where `got` first differs from the patterned payload seeded with `seed`.
-fn first_wrong_byte(got: &[u8], seed: u8) -> Option<usize> {
-    got.iter()
-        .enumerate()
-        .position(|(i, b)| *b != shoal_runtime::executor::builtin::pattern_byte(i as u64, seed))
-}
-
-/// Produce a patterned payload of `size` bytes on worker `from`, hand it to a one-input
-/// concat pinned to worker `to` (which fetches it), and return what the client then reads
-/// from `to`.
-async fn move_payload(
-    client: &shoal_runtime::client::Client,
-    key: &str,
-    size: u64,
-    from: &str,
-    to: &str,
-) -> bytes::Bytes {
-    use shoal_comm::message::{ExecutorKind, KeyState, TaskSpec};
-    use shoal_runtime::executor::builtin::{encode_args, BytesArgs};
-    let (made, moved) = (format!("{key}-made"), format!("{key}-moved"));
-    let mut produce = TaskSpec::new(&made, ExecutorKind::Bytes, vec![]);
-    produce.payload = Some(0);
-    produce.workers = vec![from.to_string()];
-    let mut consume = TaskSpec::new(&moved, ExecutorKind::Concat, vec![made.clone()]);
-    consume.workers = vec![to.to_string()];
-    let args = BytesArgs {
-        size,
-        fill: size as u8,
-        pattern: true,
-    };
-    let keys = vec![moved.clone()];
-    client
-        .submit(
-            vec![produce, consume],
-            vec![encode_args(&args)],
-            keys.clone(),
-        )
-        .await
-        .unwrap();
-    let state = client
-        .wait(&keys, Some(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert_eq!(state, vec![KeyState::Memory { size }], "{key}");
-    let mut values = client.fetch(&keys).await.unwrap();
-    client.release(keys).unwrap();
-    values.remove(0)
-}
-
-#[test]
-fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
-    let mut job = MpiJob::start(3, &[], &["--transport", "mpi", "--memory-limit", "0"]);
+/// Payloads of every awkward size between two worker ranks with `--transport transport`:
+/// byte for byte, every fetch over `over` ("MPI" or "UCX"), none over TCP.
+fn payloads_move_between_ranks_over(transport: &str, over: &str) {
+    let mut job = MpiJob::start(3, &[], &["--transport", transport, "--memory-limit", "0"]);
     job.wait_for_workers(2);
     let addresses = job.worker_field("address");
+    let scheme = format!(" {}://", over.to_lowercase());
     assert!(
-        addresses.iter().all(|a| a.contains(" mpi://")),
-        "workers advertise an MPI address: {addresses:?}"
+        addresses.iter().all(|a| a.contains(&scheme)),
+        "workers advertise a{scheme} address: {addresses:?}"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -475,10 +428,10 @@ fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
             } else {
                 ("shoal-mpi-2", "shoal-mpi-1")
             };
-            let got = move_payload(&client, &format!("p{n}"), size, from, to).await;
+            let got = common::move_payload(&client, &format!("p{n}"), size, from, to).await;
             assert_eq!(got.len() as u64, size);
             assert_eq!(
-                first_wrong_byte(&got, size as u8),
+                common::first_wrong_byte(&got, size as u8),
                 None,
                 "payload of {size} bytes differs at this byte"
             );
@@ -492,15 +445,48 @@ fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
         job.log()
     );
     let log = job.log();
-    assert!(log.contains("fetching from peer over MPI"), "{log}");
-    assert!(!log.contains("fetching from peer over TCP"), "{log}");
+    assert!(
+        log.contains(&format!("fetching from peer over {over}")),
+        "{log}"
+    );
+    for other in ["TCP", "MPI", "UCX"].into_iter().filter(|o| *o != over) {
+        assert!(
+            !log.contains(&format!("fetching from peer over {other}")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn mpi_transport_moves_large_payloads_between_workers_byte_for_byte() {
+    payloads_move_between_ranks_over("mpi", "MPI");
+}
+
+#[test]
+fn ucx_transport_moves_large_payloads_between_workers_byte_for_byte() {
+    payloads_move_between_ranks_over("ucx", "UCX");
 }
 
 #[test]
 fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed() {
+    a_fetch_from_a_dying_rank_is_abandoned("mpi", "MPI");
+}
+
+#[test]
+fn a_fetch_over_ucx_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed() {
+    a_fetch_from_a_dying_rank_is_abandoned("ucx", "UCX");
+}
+
+/// A reader waits on a fetch from a stopped holder; the holder is killed; the reader gives
+/// up at once and the input is recomputed on a live worker.
+fn a_fetch_from_a_dying_rank_is_abandoned(transport: &str, over: &str) {
     use shoal_comm::message::{ExecutorKind, KeyState, TaskSpec};
     use shoal_runtime::executor::builtin::{encode_args, BytesArgs};
-    let mut job = MpiJob::start(4, &["--enable-recovery"], &["--memory-limit", "0"]);
+    let mut job = MpiJob::start(
+        4,
+        &["--enable-recovery"],
+        &["--transport", transport, "--memory-limit", "0"],
+    );
     job.wait_for_workers(3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -536,7 +522,7 @@ fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed(
         let pid = holder["pid"].as_i64().unwrap() as i32;
         // A first small transfer opens the reader's connection to the holder: the fetch
         // below then waits on it for an answer, with no handshake timeout to end it.
-        let warm = move_payload(
+        let warm = common::move_payload(
             &client,
             "warm",
             10,
@@ -576,12 +562,13 @@ fn a_fetch_over_mpi_from_a_rank_that_dies_is_abandoned_and_its_input_recomputed(
         .unwrap();
         assert_eq!(state, vec![KeyState::Memory { size }], "{}", job.log());
         let got = client.fetch(&moved).await.unwrap().remove(0);
-        assert_eq!(first_wrong_byte(&got, 9), None);
+        assert_eq!(common::first_wrong_byte(&got, 9), None);
     });
     shutdown(job.f());
     assert!(job.wait(Duration::from_secs(20)).is_some(), "{}", job.log());
     assert!(
-        job.log().contains("fetching from peer over MPI"),
+        job.log()
+            .contains(&format!("fetching from peer over {over}")),
         "{}",
         job.log()
     );
@@ -614,8 +601,8 @@ fn workers_of_another_mpi_job_exchange_data_over_tcp() {
             ("ab", "shoal-mpi-1", "other-0"),
             ("ba", "other-0", "shoal-mpi-1"),
         ] {
-            let got = move_payload(&client, key, size, from, to).await;
-            assert_eq!(first_wrong_byte(&got, size as u8), None);
+            let got = common::move_payload(&client, key, size, from, to).await;
+            assert_eq!(common::first_wrong_byte(&got, size as u8), None);
         }
     });
     shutdown(job.f());

@@ -40,7 +40,7 @@ fn main() {
                     executors: builtin::KINDS.to_vec(),
                     local_directory: None,
                     memory: MemoryPolicy::default(),
-                    data_over_mpi: false,
+                    transports: shoal_comm::transport::Connector::tcp(),
                     on_registered: None,
                 };
                 tokio::spawn(run_worker(options, std::future::pending()))

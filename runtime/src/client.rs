@@ -15,7 +15,7 @@ use shoal_comm::message::{
     ClusterStatus, DataReply, FromClient, KeyLocation, KeyState, KeyUpdate, TaskError, TaskSpec,
     ToClient,
 };
-use shoal_comm::transport::{MessageRead, TcpReader};
+use shoal_comm::transport::{MessageRead, Reader};
 use shoal_comm::{RawMessage, Secret};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -668,7 +668,7 @@ impl Client {
     }
 }
 
-async fn read_loop(mut reader: TcpReader, shared: Arc<Mutex<Shared>>, bump: watch::Sender<u64>) {
+async fn read_loop(mut reader: Reader, shared: Arc<Mutex<Shared>>, bump: watch::Sender<u64>) {
     let reason = loop {
         let raw = match reader.recv().await {
             Ok(Some(raw)) => raw,

@@ -148,6 +148,14 @@ pkg_with_header() {
 
 probe_hwloc() { pkg_with_header hwloc hwloc.h 2.0; }
 probe_libudev() { pkg_with_header libudev libudev.h; }
+# UCX: the ucp headers the bindings are generated from, and ucx_info (devices for `shoal info`).
+probe_ucx() {
+    command -v ucx_info >/dev/null || {
+        printf 'ucx_info not on PATH'
+        return 1
+    }
+    pkg_with_header ucx ucp/api/ucp.h 1.9
+}
 
 # A library bindgen itself would load: libclang.so, libclang-NN.so, libclang.so.N or
 # libclang-NN.so.N (never libclang-cpp*), searched where clang-sys searches (LIBCLANG_PATH

@@ -5,6 +5,10 @@ pub mod dashboard;
 pub mod info;
 pub mod jobqueue;
 pub mod local;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+#[cfg(not(feature = "mpi"))]
+#[path = "mpi_unavailable.rs"]
 pub mod mpi;
 pub mod nanny;
 pub mod ready;

@@ -10,7 +10,7 @@ use mpi::point_to_point::Source;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
-use shoal_comm::mpi::MpiFabric;
+use shoal_comm::transport::mpi::MpiFabric;
 use shoal_comm::Secret;
 use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit};
@@ -244,7 +244,7 @@ const FAST_START_PML: &str = "ob1";
 /// also what `mpirun --mca pml X` sets) is always kept; other MPIs ignore the variable.
 /// Call before other threads exist: it sets this process's environment.
 pub fn prefer_fast_start(args: &MpiArgs) {
-    let needs_fabric = args.transport.data_over_mpi() && high_speed_network_present();
+    let needs_fabric = args.worker.transport.data_over_mpi() && high_speed_network_present();
     if !needs_fabric && std::env::var_os("OMPI_MCA_pml").is_none() {
         std::env::set_var("OMPI_MCA_pml", FAST_START_PML);
         tracing::debug!(
@@ -292,7 +292,6 @@ fn start_fabric(
     // SAFETY: MPI is initialised and finalised only after `MpiFabric::stop` (end of
     // `run_rank`); the duplicate communicator is used by the fabric alone.
     let fabric = unsafe { MpiFabric::start(raw, job) }.context("cannot start --transport mpi")?;
-    shoal_comm::mpi::install(fabric.clone());
     Ok(Some(RunningFabric(fabric)))
 }
 
@@ -326,7 +325,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     let (local_rank, on_node) = place_on_node(&world);
     let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
     let is_client = args.client_rank == Some(rank);
-    let fabric = if args.transport.data_over_mpi() {
+    let fabric = if args.worker.transport.data_over_mpi() {
         start_fabric(&world, !is_client)?
     } else {
         None
@@ -403,7 +402,10 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         let mut options = super::worker::settings_to_options(&settings, source, name, host);
         options.runner = hooks.runner.clone();
         options.executors = hooks.executors.clone();
-        options.data_over_mpi = fabric.is_some();
+        options.transports = crate::transport::worker_connector(
+            settings.transport,
+            fabric.as_ref().map(|f| f.0.clone()),
+        )?;
         let scheduler_rank = (!args.no_scheduler).then_some(args.scheduler_rank);
         Ok(
             match run_worker(options, stopped(&world, scheduler_rank)).await? {

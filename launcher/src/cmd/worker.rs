@@ -56,7 +56,7 @@ pub fn settings_to_options(
         executors: builtin::KINDS.to_vec(),
         local_directory: s.local_directory.clone(),
         memory: s.memory.clone(),
-        data_over_mpi: false,
+        transports: shoal_comm::transport::Connector::tcp(),
         on_registered: None,
     }
 }
@@ -82,6 +82,7 @@ pub async fn run(
     options.runner = hooks.runner.clone();
     options.executors = hooks.executors.clone();
     options.memory.supervised = supervised;
+    options.transports = crate::transport::worker_connector(settings.transport, None)?;
     let ready = super::ready::ReadySignal::from_env();
     options.on_registered = Some(std::sync::Arc::new(move || ready.send()));
     match run_worker(options, super::batch_worker::stop(&args.batch)).await? {

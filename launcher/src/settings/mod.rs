@@ -39,6 +39,7 @@ pub enum Checked {
 pub fn check(command: Command) -> anyhow::Result<Checked> {
     Ok(match command {
         Command::Worker(a) => {
+            outside_mpi(a.settings.transport)?;
             if let Some(f) = &a.scheduler_file {
                 paths::scheduler_file_to_read(f)?;
             }
@@ -52,6 +53,7 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
             Checked::Worker(a, worker)
         }
         Command::Local(a) => {
+            outside_mpi(a.worker.transport)?;
             let file = a
                 .scheduler_file
                 .clone()
@@ -98,6 +100,19 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
         Command::Jobqueue(a) => Checked::Jobqueue(a),
         Command::Info { json } => Checked::Info { json },
     })
+}
+
+/// `--transport` of a worker outside an MPI job: `mpi` needs one.
+///
+/// # Errors
+/// `--transport mpi`.
+fn outside_mpi(transport: crate::cli::Transport) -> anyhow::Result<()> {
+    if transport == crate::cli::Transport::Mpi {
+        anyhow::bail!(
+            "--transport mpi works inside an MPI job only (mpirun -np N shoal mpi); use --transport ucx, tcp or auto here"
+        );
+    }
+    Ok(())
 }
 
 /// `shoal mpi`'s flags; every rank checks the same, so a bad value stops them all.

@@ -29,6 +29,7 @@ pub struct ValidWorker {
     pub death_timeout: Duration,
     pub local_directory: Option<PathBuf>,
     pub zero: bool,
+    pub transport: crate::cli::Transport,
 }
 
 impl ValidWorker {
@@ -65,6 +66,7 @@ impl ValidWorker {
             death_timeout: s.death_timeout,
             local_directory: s.local_directory.clone(),
             zero: s.zero,
+            transport: s.transport,
         })
     }
 
@@ -78,6 +80,7 @@ impl ValidWorker {
             v.push(value);
         };
         flag("--nthreads", self.nthreads.to_string().into());
+        flag("--transport", self.transport.name().into());
         flag("--memory-limit", self.memory_limit.to_string().into());
         flag(
             "--death-timeout",

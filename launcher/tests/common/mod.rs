@@ -271,3 +271,52 @@ pub fn json_after_log(text: &str) -> Result<Value, serde_json::Error> {
         .join("\n");
     serde_json::from_str(&json)
 }
+
+/// Where `got` first differs from the patterned payload seeded with `seed`.
+pub fn first_wrong_byte(got: &[u8], seed: u8) -> Option<usize> {
+    got.iter()
+        .enumerate()
+        .position(|(i, b)| *b != shoal_runtime::executor::builtin::pattern_byte(i as u64, seed))
+}
+
+/// Produce a patterned payload of `size` bytes on worker `from`, hand it to a one-input
+/// concat pinned to worker `to` (which fetches it), and return what the client then reads
+/// from `to`.
+pub async fn move_payload(
+    client: &shoal_runtime::client::Client,
+    key: &str,
+    size: u64,
+    from: &str,
+    to: &str,
+) -> bytes::Bytes {
+    use shoal_comm::message::{ExecutorKind, KeyState, TaskSpec};
+    use shoal_runtime::executor::builtin::{encode_args, BytesArgs};
+    let (made, moved) = (format!("{key}-made"), format!("{key}-moved"));
+    let mut produce = TaskSpec::new(&made, ExecutorKind::Bytes, vec![]);
+    produce.payload = Some(0);
+    produce.workers = vec![from.to_string()];
+    let mut consume = TaskSpec::new(&moved, ExecutorKind::Concat, vec![made.clone()]);
+    consume.workers = vec![to.to_string()];
+    let args = BytesArgs {
+        size,
+        fill: size as u8,
+        pattern: true,
+    };
+    let keys = vec![moved.clone()];
+    client
+        .submit(
+            vec![produce, consume],
+            vec![encode_args(&args)],
+            keys.clone(),
+        )
+        .await
+        .unwrap();
+    let state = client
+        .wait(&keys, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(state, vec![KeyState::Memory { size }], "{key}");
+    let mut values = client.fetch(&keys).await.unwrap();
+    client.release(keys).unwrap();
+    values.remove(0)
+}

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::DataRequest;
-use shoal_comm::transport::{MessageRead, MessageWrite, TcpReader, TcpWriter};
+use shoal_comm::transport::{MessageRead, MessageWrite, Reader, Writer};
 use shoal_comm::{RawMessage, Secret};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One open connection; a request and its reply hold it (one request at a time).
-type Slot = Arc<tokio::sync::Mutex<Option<(TcpReader, TcpWriter)>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<(Reader, Writer)>>>;
 
 /// Open data connections by worker address.
 #[derive(Clone)]

@@ -1,12 +1,12 @@
-//! Connection plumbing shared by scheduler, worker and client: authenticated TCP (and,
-//! between workers of one MPI job, MPI) connections and a writer task that batches queued messages into one flush.
+//! Connection plumbing shared by scheduler, worker and client: authenticated connections
+//! over [`shoal_comm::transport`] (the scheduler and clients over TCP; worker data over the
+//! best backend both workers have), a client's pool of data connections, and a writer task
+//! that batches queued messages into one flush.
 
-pub mod address;
 pub mod connection;
 pub mod data_pool;
 
-pub use address::{format_address, mpi_alternative, parse_address};
-pub use connection::{
-    connect, connect_peer, same_job, spawn_writer, ConnectError, Outbox, PeerReader, PeerWriter,
-};
+pub use connection::{connect, spawn_writer, Outbox};
 pub use data_pool::DataPool;
+pub use shoal_comm::transport::address::{format_address, mpi_alternative, parse_address};
+pub use shoal_comm::transport::ConnectError;

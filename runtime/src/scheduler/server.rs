@@ -14,18 +14,18 @@ use crate::net::{format_address, spawn_writer, Outbox};
 use crate::scheduler_file::{self, SchedulerFile};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
-use shoal_comm::auth::{self, Role};
+use shoal_comm::auth::Role;
 use shoal_comm::coordination::PLUGIN_DATASET_PREFIX;
 use shoal_comm::ids::{ClientId, WorkerId};
 use shoal_comm::message::{FromClient, FromWorker, ToClient, ToWorker};
-use shoal_comm::transport::{tcp_split, MessageRead, TcpReader};
+use shoal_comm::transport::{Connector, Incoming, Listener, MessageRead, Reader, Service};
 use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a peer may take to complete the handshake.
@@ -66,7 +66,7 @@ pub struct SchedulerOptions {
 
 /// A bound scheduler, ready to run.
 pub struct Scheduler {
-    listener: TcpListener,
+    listener: Listener,
     options: SchedulerOptions,
     id: String,
     address: String,
@@ -84,6 +84,7 @@ impl Scheduler {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
         let port = listener.local_addr()?.port();
+        let listener = Listener::new(listener, &Connector::tcp(), Service::Scheduler)?;
         let address = format!("tcp://{}:{port}", options.contact_host);
         let id = format!("Scheduler-{}", hex::encode(rand::random::<[u8; 8]>()));
         if let Some(path) = &options.scheduler_file {
@@ -189,43 +190,31 @@ enum Event {
 
 type Events = mpsc::UnboundedSender<Event>;
 
-async fn accept_loop(listener: TcpListener, secret: Secret, id: String, events: Events) {
+/// The scheduler listens on TCP only: its messages are small, and a closed TCP connection
+/// is how it learns at once that a worker or client is gone (see the README's MPI jobs).
+async fn accept_loop(mut listener: Listener, secret: Secret, id: String, events: Events) {
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::spawn(handle_connection(
-                    stream,
-                    peer,
-                    secret.clone(),
-                    id.clone(),
-                    events.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let incoming = listener.accept().await;
+        tokio::spawn(handle_connection(
+            incoming,
+            secret.clone(),
+            id.clone(),
+            events.clone(),
+        ));
     }
 }
 
-async fn handle_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    secret: Secret,
-    id: String,
-    events: Events,
-) {
-    let (mut reader, mut writer) = tcp_split(stream);
-    let hello = match auth::accept(&mut reader, &mut writer, &secret, &id, HANDSHAKE_TIMEOUT).await
+async fn handle_connection(incoming: Incoming, secret: Secret, id: String, events: Events) {
+    let peer = incoming.peer.clone();
+    let (reader, writer, hello) = match incoming.authenticate(&secret, &id, HANDSHAKE_TIMEOUT).await
     {
-        Ok(hello) => hello,
+        Ok(accepted) => accepted,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "refused connection");
             return;
         }
     };
-    let (outbox, writer) = spawn_writer(writer, peer.to_string());
+    let (outbox, writer) = spawn_writer(writer, peer.clone());
     match hello.role {
         Role::Worker => worker_connection(reader, outbox, writer, peer, events).await,
         Role::Client => client_connection(reader, outbox, peer, events).await,
@@ -236,10 +225,10 @@ async fn handle_connection(
 }
 
 async fn worker_connection(
-    mut reader: TcpReader,
+    mut reader: Reader,
     outbox: Outbox,
     writer: tokio::task::JoinHandle<()>,
-    peer: SocketAddr,
+    peer: String,
     events: Events,
 ) {
     let registration = match reader
@@ -288,12 +277,7 @@ async fn worker_connection(
     let _ = events.send(Event::WorkerClosed(id, reason));
 }
 
-async fn client_connection(
-    mut reader: TcpReader,
-    outbox: Outbox,
-    peer: SocketAddr,
-    events: Events,
-) {
+async fn client_connection(mut reader: Reader, outbox: Outbox, peer: String, events: Events) {
     let (reply, id) = oneshot::channel();
     if events
         .send(Event::ClientJoined {

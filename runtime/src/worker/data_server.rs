@@ -1,16 +1,13 @@
 //! The worker's data server: peers and clients fetch results here (authenticated), over
-//! TCP and, between workers of one MPI job, over MPI.
+//! every backend the worker's [`Listener`] serves (TCP, MPI inside one job, UCX).
 
 use super::store::DataStore;
 use crate::scheduler::server::HANDSHAKE_TIMEOUT;
-use shoal_comm::auth::{self, Role};
+use shoal_comm::auth::Role;
 use shoal_comm::message::{DataReply, DataRequest};
-use shoal_comm::mpi::MpiListener;
-use shoal_comm::transport::{tcp_split, MessageRead, MessageWrite};
+use shoal_comm::transport::{Incoming, Listener, MessageRead, MessageWrite};
 use shoal_comm::{RawMessage, Secret};
-use std::fmt::Display;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// What every connection needs: the results and the cluster's identity.
 #[derive(Clone)]
@@ -20,11 +17,10 @@ struct Served {
     name: String,
 }
 
-/// Serve data requests from `listener` (and from other ranks through `mpi`) until the task
-/// is aborted.
+/// Serve data requests from `listener` (TCP, and the MPI and UCX fabrics it listens on)
+/// until the task is aborted.
 pub async fn serve(
-    listener: TcpListener,
-    mpi: Option<MpiListener>,
+    mut listener: Listener,
     store: Arc<dyn DataStore>,
     secret: Secret,
     name: String,
@@ -34,42 +30,26 @@ pub async fn serve(
         secret,
         name,
     };
-    let over_tcp = async {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            let (reader, writer) = tcp_split(stream);
-            tokio::spawn(serve_connection(reader, writer, peer, served.clone()));
-        }
-    };
-    let over_mpi = async {
-        if let Some(mut mpi) = mpi {
-            while let Some((reader, writer, rank)) = mpi.accept().await {
-                let peer = format!("MPI rank {rank}");
-                tokio::spawn(serve_connection(reader, writer, peer, served.clone()));
-            }
-        }
-    };
-    // The TCP loop never ends: the task ends when aborted.
-    tokio::join!(over_tcp, over_mpi);
+    loop {
+        let incoming = listener.accept().await;
+        tokio::spawn(serve_connection(incoming, served.clone()));
+    }
 }
 
 /// Authenticate one connection and answer its requests until it closes.
-async fn serve_connection<R, W, P>(mut reader: R, mut writer: W, peer: P, served: Served)
-where
-    R: MessageRead,
-    W: MessageWrite,
-    P: Display,
-{
+async fn serve_connection(incoming: Incoming, served: Served) {
     let Served {
         store,
         secret,
         name,
     } = served;
-    match auth::accept(&mut reader, &mut writer, &secret, &name, HANDSHAKE_TIMEOUT).await {
-        Ok(hello) if hello.role == Role::Peer => {}
-        Ok(hello) => {
+    let peer = incoming.peer.clone();
+    let (mut reader, mut writer) = match incoming
+        .authenticate(&secret, &name, HANDSHAKE_TIMEOUT)
+        .await
+    {
+        Ok((reader, writer, hello)) if hello.role == Role::Peer => (reader, writer),
+        Ok((_, _, hello)) => {
             tracing::warn!(%peer, role = ?hello.role, "refused: the data server only answers data requests");
             return;
         }
@@ -77,7 +57,7 @@ where
             tracing::warn!(%peer, error = %e, "refused data connection");
             return;
         }
-    }
+    };
     loop {
         let raw = match reader.recv().await {
             Ok(Some(raw)) => raw,

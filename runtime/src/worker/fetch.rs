@@ -1,11 +1,12 @@
-//! Fetching inputs from peers: one task per peer owns an authenticated connection (TCP, or
-//! MPI between workers of one MPI job) and batches every queued request into one round trip.
+//! Fetching inputs from peers: one task per peer owns an authenticated connection (over
+//! the best backend both workers have: UCX, MPI inside one job, else TCP) and batches every
+//! queued request into one round trip. A failed connection fails the fetch at once.
 
-use crate::net::connect_peer;
 use bytes::Bytes;
+use shoal_comm::auth::Role;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{DataReply, DataRequest};
-use shoal_comm::transport::{MessageRead, MessageWrite};
+use shoal_comm::transport::{Connector, MessageRead, MessageWrite, Service};
 use shoal_comm::{RawMessage, Secret};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -45,13 +46,16 @@ impl PeerFetcher {
     pub fn start(
         peer: WorkerId,
         address: String,
+        transports: Connector,
         secret: Secret,
         name: String,
         done: mpsc::UnboundedSender<FetchDone>,
     ) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
         let (cancel, cancelled) = oneshot::channel();
-        tokio::spawn(fetch_loop(peer, address, secret, name, rx, done, cancelled));
+        tokio::spawn(fetch_loop(
+            peer, address, transports, secret, name, rx, done, cancelled,
+        ));
         PeerFetcher {
             requests,
             _cancel: cancel,
@@ -64,9 +68,11 @@ impl PeerFetcher {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the fetch task's whole context, moved in once
 async fn fetch_loop(
     peer: WorkerId,
     address: String,
+    transports: Connector,
     secret: Secret,
     name: String,
     mut requests: mpsc::UnboundedReceiver<Vec<TaskId>>,
@@ -79,8 +85,18 @@ async fn fetch_loop(
             ids.extend(more);
         }
         if conn.is_none() {
-            match connect_peer(&address, &secret, &name, Duration::from_secs(10)).await {
-                Ok((r, w)) => {
+            let connected = transports
+                .connect(
+                    &address,
+                    Service::Data,
+                    &secret,
+                    Role::Peer,
+                    &name,
+                    Duration::from_secs(10),
+                )
+                .await;
+            match connected {
+                Ok((r, w, _)) => {
                     tracing::info!(%peer, "fetching from peer over {}", r.transport());
                     conn = Some((r, w));
                 }

@@ -41,9 +41,11 @@ pub struct WorkerOptions {
     pub local_directory: Option<PathBuf>,
     /// Spill, pause and terminate thresholds and how to spill.
     pub memory: MemoryPolicy,
-    /// Serve peers of the same MPI job over MPI as well (needs an installed
-    /// [`shoal_comm::mpi::MpiFabric`]); clients and other jobs keep using TCP.
-    pub data_over_mpi: bool,
+    /// The backends worker data travels over: TCP always, plus the MPI and UCX fabrics the
+    /// launcher started (`--transport`). The data server listens on all of them and
+    /// advertises each; fetches use the best one both workers have. Clients and the
+    /// scheduler use TCP.
+    pub transports: shoal_comm::transport::Connector,
     /// Called each time the scheduler accepts this worker's registration (a supervisor
     /// learns through it that the worker started).
     pub on_registered: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,

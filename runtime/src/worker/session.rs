@@ -21,7 +21,9 @@ use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{FromWorker, Registration, TaskFailed, TaskFinished, ToWorker};
-use shoal_comm::transport::{MessageRead, MessageWrite, TcpReader, TcpWriter};
+use shoal_comm::transport::{
+    Connector, Listener, MessageRead, MessageWrite, Reader, Service, Writer,
+};
 use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
 use std::sync::Arc;
@@ -55,18 +57,17 @@ pub async fn run_worker(
         // transfers in flight.
         shoal_comm::buffer::set_pool_limit((options.memory_limit / 10) as usize);
     }
-    let fabric = shoal_comm::mpi::installed().filter(|_| options.data_over_mpi);
     let tcp_address = format_address(listener.local_addr()?);
-    let data_address = match fabric {
-        Some(fabric) => format!("{tcp_address} {}", fabric.address()),
-        None => tcp_address.clone(),
-    };
+    let mut listener = Some(Listener::new(listener, &options.transports, Service::Data)?);
+    // tcp://... and, with fabrics, mpi://JOB/RANK and ucx://...: peers pick the best.
+    let data_address = listener
+        .as_ref()
+        .map_or_else(String::new, |l| l.address().to_string());
     // Declared before the store: dropped after it, removing the spill directory last.
     let (_scratch, store) = open_store(&options)?;
     tokio::pin!(stop);
     let mut reconnect = Reconnect::new(options.death_timeout, Instant::now());
     let mut data_server: Option<(Secret, tokio::task::JoinHandle<()>)> = None;
-    let mut listener = Some(listener);
     loop {
         if let Some(reason) = reconnect.give_up(Instant::now()) {
             return Ok(WorkerExit::SchedulerLost(reason));
@@ -96,12 +97,12 @@ pub async fn run_worker(
                     if let Some((_, h)) = data_server.take() {
                         h.abort();
                     }
-                    TcpListener::bind(tcp_address.trim_start_matches("tcp://")).await?
+                    let tcp = TcpListener::bind(tcp_address.trim_start_matches("tcp://")).await?;
+                    Listener::new(tcp, &options.transports, Service::Data)?
                 }
             };
             let handle = tokio::spawn(data_server::serve(
                 listener,
-                fabric.map(|f| f.listen(shoal_comm::mpi::Service::Data)),
                 store.clone() as Arc<dyn DataStore>,
                 secret.clone(),
                 options.name.clone(),
@@ -180,7 +181,7 @@ fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc
 async fn connect_scheduler(
     options: &WorkerOptions,
     remaining: Duration,
-) -> anyhow::Result<(TcpReader, TcpWriter, Secret, String)> {
+) -> anyhow::Result<(Reader, Writer, Secret, String)> {
     let (address, secret) = match &options.scheduler {
         SchedulerSource::Address { address, secret } => (address.clone(), secret.clone()),
         SchedulerSource::File(path) => {
@@ -248,6 +249,7 @@ async fn run_session<R: MessageRead, W: MessageWrite>(
         pool: ExecutorPool::start(options.nthreads, runner, results_tx),
         fetchers: FxHashMap::default(),
         fetch_tx,
+        transports: options.transports.clone(),
         secret,
         name: options.name.clone(),
         store,
@@ -374,6 +376,8 @@ struct Effects {
     pool: ExecutorPool,
     fetchers: FxHashMap<WorkerId, PeerFetcher>,
     fetch_tx: mpsc::UnboundedSender<FetchDone>,
+    /// The backends fetches may use (TCP, and the fabrics the launcher started).
+    transports: Connector,
     secret: Secret,
     name: String,
     store: Arc<ManagedStore>,
@@ -408,6 +412,7 @@ impl WorkerComm for Effects {
             PeerFetcher::start(
                 peer,
                 address.to_string(),
+                self.transports.clone(),
                 self.secret.clone(),
                 self.name.clone(),
                 self.fetch_tx.clone(),
@@ -419,9 +424,10 @@ impl WorkerComm for Effects {
     }
 
     fn peer_left(&mut self, peer: WorkerId, address: Option<&str>) {
-        // A peer of this MPI job left: tell the fabric (MPI does not notice).
-        if let Some((fabric, rank)) = address.and_then(crate::net::same_job) {
-            fabric.note_peer_lost(rank);
+        // Tell the fabrics: MPI does not notice a peer that left, and a dead peer on this
+        // host is only noticed by UCX's watcher after a while.
+        if let Some(address) = address {
+            self.transports.note_peer_lost(address);
         }
         self.fetchers.remove(&peer);
     }

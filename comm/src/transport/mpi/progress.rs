@@ -18,7 +18,9 @@
 
 use super::tag::{self, Service};
 use crate::buffer::ReceiveBuffer;
-use crate::frame::{check_frame_len, parse_header, Limits, RawMessage, HEADER_LEN};
+use crate::frame::{RawMessage, HEADER_LEN};
+use crate::transport::batch::Batches;
+use crate::transport::head::{build as build_head, parse as parse_head, FramePlace};
 use crate::CommError;
 use bytes::Bytes;
 use mpi::ffi;
@@ -173,12 +175,6 @@ struct PendingSend {
     batch: Option<u64>,
 }
 
-struct Batch {
-    remaining: usize,
-    done: oneshot::Sender<Result<(), CommError>>,
-    failed: Option<CommError>,
-}
-
 struct PendingRecv {
     request: ffi::MPI_Request,
     route: (i32, i32),
@@ -217,8 +213,7 @@ pub(crate) struct Engine {
     acceptors: HashMap<Service, mpsc::UnboundedSender<Accepted>>,
     sends: Vec<PendingSend>,
     send_cursor: usize,
-    batches: HashMap<u64, Batch>,
-    next_batch: u64,
+    batches: Batches,
     recvs: Vec<PendingRecv>,
     recv_cursor: usize,
 }
@@ -247,8 +242,7 @@ impl Engine {
             acceptors: HashMap::new(),
             sends: Vec::new(),
             send_cursor: 0,
-            batches: HashMap::new(),
-            next_batch: 0,
+            batches: Batches::default(),
             recvs: Vec::new(),
             recv_cursor: 0,
         }
@@ -345,23 +339,14 @@ impl Engine {
         messages: &[RawMessage],
         done: oneshot::Sender<Result<(), CommError>>,
     ) {
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        self.batches.insert(
-            batch,
-            Batch {
-                remaining: 0,
-                done,
-                failed: None,
-            },
-        );
+        let batch = self.batches.open(done);
         let posted = messages
             .iter()
             .try_for_each(|msg| self.post_message(dest, tag, msg, batch));
-        if let (Err(e), Some(b)) = (posted, self.batches.get_mut(&batch)) {
-            b.failed = Some(e);
+        if let Err(e) = posted {
+            self.batches.fail(batch, e);
         }
-        self.finish_batch_if_done(batch);
+        self.batches.finish_if_done(batch);
     }
 
     /// Post the sends of one message: its first MPI message (header, control part, inline
@@ -373,17 +358,7 @@ impl Engine {
         msg: &RawMessage,
         batch: u64,
     ) -> Result<(), CommError> {
-        let mut head = msg.header()?;
-        head.extend_from_slice(&msg.control);
-        let mut inline_bytes = 0;
-        let mut separate = Vec::new();
-        for frame in &msg.frames {
-            if travels_inline(frame.len(), &mut inline_bytes) {
-                head.extend_from_slice(frame);
-            } else {
-                separate.push(frame);
-            }
-        }
+        let (head, separate) = build_head(msg)?;
         self.post_send(dest, tag, SendBuffer::Header(head), Some(batch))?;
         for frame in separate {
             for piece in pieces(frame.len(), self.chunk) {
@@ -429,8 +404,8 @@ impl Engine {
         if code != 0 {
             return Err(mpi_error("MPI_Isend", code));
         }
-        if let Some(b) = batch.and_then(|b| self.batches.get_mut(&b)) {
-            b.remaining += 1;
+        if let Some(b) = batch {
+            self.batches.add(b);
         }
         self.sends.push(PendingSend {
             // SAFETY: MPI_Isend succeeded and wrote the request.
@@ -440,14 +415,6 @@ impl Engine {
             batch,
         });
         Ok(())
-    }
-
-    fn finish_batch_if_done(&mut self, batch: u64) {
-        if self.batches.get(&batch).is_some_and(|b| b.remaining == 0) {
-            if let Some(b) = self.batches.remove(&batch) {
-                let _ = b.done.send(b.failed.map_or(Ok(()), Err));
-            }
-        }
     }
 
     /// Close every connection with `rank` and fail the sends to it. Requests in flight stay
@@ -469,14 +436,11 @@ impl Engine {
             .filter_map(|send| send.batch.take())
             .collect();
         for batch in failed {
-            if let Some(b) = self.batches.get_mut(&batch) {
-                b.remaining -= 1;
-                b.failed = Some(CommError::Io(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    format!("MPI rank {rank} left"),
-                )));
-            }
-            self.finish_batch_if_done(batch);
+            let left = std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                format!("MPI rank {rank} left"),
+            );
+            self.batches.completed(batch, Some(CommError::Io(left)));
         }
     }
 
@@ -707,13 +671,8 @@ impl Engine {
             let Some(batch) = send.batch else {
                 continue;
             };
-            if let Some(b) = self.batches.get_mut(&batch) {
-                b.remaining -= 1;
-                if code != 0 {
-                    b.failed = Some(mpi_error("MPI_Isend completion", code));
-                }
-            }
-            self.finish_batch_if_done(batch);
+            let failed = (code != 0).then(|| mpi_error("MPI_Isend completion", code));
+            self.batches.completed(batch, failed);
         }
         for (recv, code) in received {
             if let Some(arrival) = self.routes.get_mut(&recv.route).and_then(|r| {
@@ -748,77 +707,8 @@ impl Engine {
             unsafe { ffi::MPI_Request_free(&mut send.request) };
             std::mem::forget(send.buffer);
         }
-        for (_, batch) in self.batches.drain() {
-            let _ = batch.done.send(Err(CommError::Truncated));
-        }
+        self.batches.fail_all();
     }
-}
-
-/// Data frames up to this size travel inside the first MPI message of their message.
-const INLINE_FRAME_MAX: usize = 64 << 10;
-/// At most this many bytes of frames travel inline per message.
-const INLINE_BUDGET: usize = 8 << 20;
-
-/// True if a frame of `len` bytes travels inside the first MPI message, given the inline
-/// bytes of the message so far (updated). Sender and receiver decide alike from the lengths.
-fn travels_inline(len: usize, inline_bytes: &mut usize) -> bool {
-    let fits = len <= INLINE_FRAME_MAX && *inline_bytes + len <= INLINE_BUDGET;
-    if fits {
-        *inline_bytes += len;
-    }
-    fits
-}
-
-/// Where a data frame of an arriving message is.
-#[derive(Debug, PartialEq)]
-enum FramePlace {
-    /// This byte range of the first MPI message.
-    Inline(std::ops::Range<usize>),
-    /// MPI messages of its own, this many bytes in all.
-    Separate(usize),
-}
-
-/// Split the first MPI message of a shoal message: the control part's byte range and where
-/// each data frame is.
-fn parse_head(head: &[u8]) -> Result<(std::ops::Range<usize>, Vec<FramePlace>), CommError> {
-    let limits = Limits::DEFAULT;
-    let fixed: [u8; HEADER_LEN] = head
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(CommError::Truncated)?;
-    let (control_len, n_frames) = parse_header(fixed, &limits)?;
-    let table_end = HEADER_LEN + 8 * n_frames as usize;
-    let table = head
-        .get(HEADER_LEN..table_end)
-        .ok_or(CommError::Truncated)?;
-    let control_end = table_end + control_len as usize;
-    let mut places = Vec::with_capacity(n_frames as usize);
-    let mut offset = control_end;
-    let mut inline_bytes = 0;
-    for raw in table.chunks_exact(8) {
-        let mut len = [0u8; 8];
-        len.copy_from_slice(raw);
-        let len = u64::from_le_bytes(len);
-        check_frame_len(len, &limits)?;
-        let len = usize::try_from(len).map_err(|_| CommError::TooLarge {
-            what: "data frame",
-            size: len,
-            limit: usize::MAX as u64,
-        })?;
-        if travels_inline(len, &mut inline_bytes) {
-            places.push(FramePlace::Inline(offset..offset + len));
-            offset += len;
-        } else {
-            places.push(FramePlace::Separate(len));
-        }
-    }
-    if head.len() != offset {
-        return Err(CommError::Decode(format!(
-            "MPI message of {} bytes, but its header announces {offset}",
-            head.len()
-        )));
-    }
-    Ok((table_end..control_end, places))
 }
 
 #[cfg(test)]
@@ -830,97 +720,5 @@ mod tests {
         assert_eq!(pieces(0, 4).count(), 0);
         assert_eq!(pieces(10, 4).collect::<Vec<_>>(), vec![0..4, 4..8, 8..10]);
         assert_eq!(pieces(8, 4).collect::<Vec<_>>(), vec![0..4, 4..8]);
-    }
-
-    #[test]
-    fn small_frames_travel_inline_within_a_budget() {
-        let mut inline = 0;
-        assert!(travels_inline(0, &mut inline));
-        assert!(travels_inline(INLINE_FRAME_MAX, &mut inline));
-        assert!(!travels_inline(INLINE_FRAME_MAX + 1, &mut inline));
-        let mut many = 0;
-        let fitting = (0..1000)
-            .filter(|_| travels_inline(INLINE_FRAME_MAX, &mut many))
-            .count();
-        assert_eq!(fitting, INLINE_BUDGET / INLINE_FRAME_MAX);
-        assert!(many <= INLINE_BUDGET);
-    }
-
-    /// A head as the sender builds it: the header, the control part, the inline frames.
-    fn head_of(msg: &RawMessage) -> Vec<u8> {
-        let mut head = msg.header().unwrap();
-        head.extend_from_slice(&msg.control);
-        let mut inline = 0;
-        for f in &msg.frames {
-            if travels_inline(f.len(), &mut inline) {
-                head.extend_from_slice(f);
-            }
-        }
-        head
-    }
-
-    #[test]
-    fn fuzz_mpi_first_message_splitter() {
-        let msgs = [
-            RawMessage {
-                control: Bytes::from_static(b"ctl"),
-                frames: vec![Bytes::from(vec![1u8; 10]), Bytes::new()],
-            },
-            RawMessage {
-                control: Bytes::from_static(b"c"),
-                frames: vec![
-                    Bytes::from(vec![2u8; INLINE_FRAME_MAX + 1]),
-                    Bytes::from_static(b"s"),
-                ],
-            },
-            RawMessage {
-                control: Bytes::from_static(b"only control"),
-                frames: vec![],
-            },
-        ];
-        let seeds: Vec<Vec<u8>> = msgs.iter().map(head_of).collect();
-        crate::fuzz::run("mpi-first-message", 41, &seeds, |head| {
-            let Ok((control, places)) = parse_head(head) else {
-                return;
-            };
-            // Everything the receiver slices out of the head lies within it.
-            assert!(control.start <= control.end && control.end <= head.len());
-            for place in places {
-                if let FramePlace::Inline(r) = place {
-                    assert!(
-                        r.start <= r.end && r.end <= head.len(),
-                        "{r:?} of {}",
-                        head.len()
-                    );
-                }
-            }
-        });
-    }
-
-    #[test]
-    fn heads_split_into_control_and_frame_places() {
-        let msg = RawMessage {
-            control: Bytes::from_static(b"ctl"),
-            frames: vec![Bytes::from(vec![1u8; 10]), Bytes::new()],
-        };
-        let mut head = msg.header().unwrap();
-        head.extend_from_slice(&msg.control);
-        head.extend_from_slice(&msg.frames[0]);
-        let (range, places) = parse_head(&head).unwrap();
-        assert_eq!(&head[range], b"ctl");
-        let start = head.len() - 10;
-        assert_eq!(
-            places,
-            vec![
-                FramePlace::Inline(start..start + 10),
-                FramePlace::Inline(head.len()..head.len())
-            ]
-        );
-        head.push(0);
-        assert!(parse_head(&head)
-            .unwrap_err()
-            .to_string()
-            .contains("announces"));
-        assert!(matches!(parse_head(&[1, 2]), Err(CommError::Truncated)));
     }
 }

@@ -11,25 +11,7 @@
 //! Two ranks that open connections to each other with the same number never collide: the
 //! direction bit differs. The receiving rank routes by (source rank, tag).
 
-/// What a connection was opened to; an accepting rank hands it to that service's listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Service {
-    /// A worker's data server (results fetched by peers).
-    Data = 0,
-    /// The scheduler.
-    Scheduler = 1,
-}
-
-impl Service {
-    fn from_bits(bits: i32) -> Option<Service> {
-        match bits {
-            0 => Some(Service::Data),
-            1 => Some(Service::Scheduler),
-            _ => None,
-        }
-    }
-}
+pub use crate::transport::Service;
 
 const OPENER_BIT: i32 = 1;
 const SERVICE_SHIFT: u32 = 1;
@@ -57,7 +39,9 @@ pub fn opened_service(tag: i32) -> Option<Service> {
     if tag & OPENER_BIT == 0 {
         return None;
     }
-    Service::from_bits((tag >> SERVICE_SHIFT) & SERVICE_MASK)
+    u8::try_from((tag >> SERVICE_SHIFT) & SERVICE_MASK)
+        .ok()
+        .and_then(Service::from_u8)
 }
 
 #[cfg(test)]

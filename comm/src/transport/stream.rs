@@ -1,36 +1,11 @@
-//! Transports: anything that moves [`RawMessage`]s between two peers.
-//!
-//! The runtime only sees the two traits below; TCP (here), MPI and UCX implement them.
-//! Writes are buffered: callers send several messages and then flush once, which is how
-//! the scheduler batches thousands of task messages into a few system calls.
+//! Framed messages over any byte stream (TCP, and in-memory pipes in tests).
 
 use crate::frame::{check_frame_len, parse_header, Limits, RawMessage, HEADER_LEN};
+use crate::transport::{MessageRead, MessageWrite};
 use crate::CommError;
-use std::future::Future;
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
-
-/// The receiving half of a connection.
-pub trait MessageRead: Send + 'static {
-    /// The next message, or `None` when the peer closed the connection cleanly between
-    /// messages.
-    fn recv(&mut self) -> impl Future<Output = Result<Option<RawMessage>, CommError>> + Send;
-
-    /// Replace the size limits (the handshake uses tight ones).
-    fn set_limits(&mut self, limits: Limits);
-}
-
-/// The sending half of a connection.
-pub trait MessageWrite: Send + 'static {
-    /// Queue a message; it may stay in a buffer until [`MessageWrite::flush`].
-    fn send(&mut self, msg: &RawMessage) -> impl Future<Output = Result<(), CommError>> + Send;
-
-    /// Push everything queued to the peer.
-    fn flush(&mut self) -> impl Future<Output = Result<(), CommError>> + Send;
-}
 
 /// Most bytes reserved for one control part or data frame before they arrive.
 const RESERVE_AHEAD: u64 = 64 << 20;
@@ -149,18 +124,6 @@ impl<W: AsyncWrite + Unpin + Send + 'static> MessageWrite for StreamWriter<W> {
         self.inner.flush().await?;
         Ok(())
     }
-}
-
-/// Reading half of a TCP connection.
-pub type TcpReader = StreamReader<OwnedReadHalf>;
-/// Writing half of a TCP connection.
-pub type TcpWriter = StreamWriter<OwnedWriteHalf>;
-
-/// Split a TCP stream into framed halves (with `TCP_NODELAY`, since we batch ourselves).
-pub fn tcp_split(stream: TcpStream) -> (TcpReader, TcpWriter) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    (StreamReader::new(read), StreamWriter::new(write))
 }
 
 #[cfg(test)]

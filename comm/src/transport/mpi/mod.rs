@@ -21,7 +21,7 @@ use crate::CommError;
 use progress::{Accepted, Command, Engine, Inbox, RawComm};
 pub use progress::{MAX_MESSAGE, MAX_MESSAGE_VAR};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 pub use tag::Service;
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,19 +51,6 @@ pub enum FabricError {
     /// The progress thread could not be started.
     #[error("cannot start the MPI progress thread: {0}")]
     Thread(#[from] std::io::Error),
-}
-
-static INSTALLED: OnceLock<Arc<MpiFabric>> = OnceLock::new();
-
-/// The fabric this process uses for `mpi://` addresses, if one was installed.
-pub fn installed() -> Option<&'static Arc<MpiFabric>> {
-    INSTALLED.get()
-}
-
-/// Make `fabric` the process's fabric for `mpi://` addresses (one per process, as MPI is).
-/// Returns false if another was installed first.
-pub fn install(fabric: Arc<MpiFabric>) -> bool {
-    INSTALLED.set(fabric).is_ok()
 }
 
 impl MpiFabric {
