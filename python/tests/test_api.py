@@ -387,7 +387,8 @@ def test_shoal_says_what_it_cannot_do():
 
 
 def test_shoal_dashboard_link_and_rebalance(client):
-    assert client.dashboard_link is None
+    # The link carries the dashboard's token (tests/test_dashboard_link.py opens it).
+    assert client.dashboard_link.startswith("http://") and "/status?token=" in client.dashboard_link
     with pytest.warns(UserWarning, match="rebalance"):
         client.rebalance()
 

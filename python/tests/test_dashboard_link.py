@@ -1,6 +1,7 @@
 """`client.dashboard_link` and `performance_report`'s dashboard sections, against a real
 `shoal local` (shoal only: distributed's dashboard is Bokeh's)."""
 
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,9 +28,18 @@ def test_dashboard_link_opens_the_dashboard_and_the_report_uses_it(tmp_path):
             except urllib.error.HTTPError as e:
                 assert e.code == 401
             token = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+            assert c.submit(inc, 1).result(timeout=30) == 2
             req = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(req, timeout=10) as r:
-                assert b"shoal_tasks_finished_total" in r.read()
+            # The metrics come from the scheduler's snapshot (twice a second): the task shows
+            # up within a few of them.
+            deadline = time.monotonic() + 10
+            while True:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    text = r.read()
+                if b'shoal_tasks_finished_total{prefix="inc"} 1' in text or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert b'shoal_tasks_finished_total{prefix="inc"} 1' in text, text
 
             report = tmp_path / "report.html"
             with shoal.performance_report(filename=str(report)):
