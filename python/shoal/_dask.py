@@ -65,7 +65,16 @@ def _flat_call(task: tuple, graph: dict):
     whose arguments are values, keys, or lists of keys (most of what ``client.get`` is
     given); None when dask's own conversion must decide (nested tasks, keys inside other
     containers), so the semantics stay dask's."""
-    deps = index = None
+    deps: list = []
+    index: dict = {}
+
+    def dep(key) -> Dep:
+        j = index.get(key)
+        if j is None:
+            j = index[key] = len(deps)
+            deps.append(key)
+        return Dep(j)
+
     args = list(task[1:])
     for i, a in enumerate(args):
         t = type(a)
@@ -75,13 +84,7 @@ def _flat_call(task: tuple, graph: dict):
             except TypeError:  # a tuple holding something unhashable
                 return None
             if is_key:
-                if deps is None:
-                    deps, index = [], {}
-                j = index.get(a)
-                if j is None:
-                    j = index[a] = len(deps)
-                    deps.append(a)
-                args[i] = Dep(j)
+                args[i] = dep(a)
             elif t is tuple:
                 return None  # a nested task, or a tuple that may hold keys
         elif t is list:
@@ -93,20 +96,11 @@ def _flat_call(task: tuple, graph: dict):
                 return None
             if not all_keys:
                 return None
-            if deps is None:
-                deps, index = [], {}
-            marks = []
-            for x in a:
-                j = index.get(x)
-                if j is None:
-                    j = index[x] = len(deps)
-                    deps.append(x)
-                marks.append(Dep(j))
-            args[i] = marks
+            args[i] = [dep(x) for x in a]
         elif t is dict or t is set or t is frozenset:
             return None
         # any other object is a value
-    return args, deps
+    return args, deps or None
 
 
 def submit_graph(client, dsk, keys: list):

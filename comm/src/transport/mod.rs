@@ -22,6 +22,8 @@ pub(crate) mod batch;
 pub(crate) mod head;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(any(feature = "mpi", feature = "ucx"))]
+pub(crate) mod progress_thread;
 pub mod stream;
 pub mod tcp;
 #[cfg(feature = "ucx")]

@@ -16,12 +16,13 @@ mod progress;
 pub mod tag;
 
 use crate::frame::{Limits, RawMessage};
+use crate::transport::progress_thread::ProgressThread;
 use crate::transport::{MessageRead, MessageWrite};
 use crate::CommError;
 use progress::{Accepted, Command, Engine, Inbox, RawComm};
 pub use progress::{MAX_MESSAGE, MAX_MESSAGE_VAR};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc};
 pub use tag::Service;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,7 +34,7 @@ pub struct MpiFabric {
     next_number: AtomicU32,
     numbers: u32,
     peer_lost: AtomicBool,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: ProgressThread,
 }
 
 /// Why the fabric cannot start.
@@ -97,7 +98,7 @@ impl MpiFabric {
             peer_lost: AtomicBool::new(false),
             // SAFETY: valid communicator.
             numbers: tag::numbers_below(unsafe { tag_upper_bound(comm) }),
-            thread: Mutex::new(Some(thread)),
+            thread: ProgressThread::new(thread),
         }))
     }
 
@@ -180,10 +181,7 @@ impl MpiFabric {
     /// Connections fail from then on.
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        self.thread.join();
     }
 }
 

@@ -26,11 +26,12 @@ mod peer;
 pub mod wire;
 
 use crate::frame::{Limits, RawMessage};
+use crate::transport::progress_thread::ProgressThread;
 use crate::transport::{MessageRead, MessageWrite, Service};
 use crate::CommError;
 use engine::{Command, Delivery, Engine};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc};
 use tokio::sync::{mpsc, oneshot};
 use wire::ConnKey;
 
@@ -51,7 +52,7 @@ pub struct UcxFabric {
     id: u64,
     address: Vec<u8>,
     next_number: AtomicU64,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: ProgressThread,
 }
 
 impl UcxFabric {
@@ -96,7 +97,7 @@ impl UcxFabric {
             id,
             address,
             next_number: AtomicU64::new(1),
-            thread: Mutex::new(Some(thread)),
+            thread: ProgressThread::new(thread),
         }))
     }
 
@@ -184,10 +185,7 @@ impl UcxFabric {
     /// Connections fail from then on. Also done when the last handle is dropped.
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        self.thread.join();
     }
 }
 
