@@ -194,14 +194,14 @@ pub struct KeyUpdate {
     pub state: KeyState,
 }
 
-/// Where a client can fetch a key's result.
+/// Where a client can fetch a key's result (one per key asked about, in order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyLocation {
-    pub key: String,
     /// The id the holders store the result under.
     pub task: Option<TaskId>,
-    /// Data-server addresses of the workers holding it (empty if not in memory).
-    pub holders: Vec<String>,
+    /// The workers holding it, as indices into the reply's data-server addresses
+    /// (empty if not in memory).
+    pub holders: Vec<u32>,
     /// The current state, if the key is finished.
     pub state: Option<KeyState>,
     /// The key is being computed (again, after its holder left): its result is coming.
@@ -385,9 +385,11 @@ pub enum ToClient {
     SubmitReply { request: u64, error: Option<String> },
     /// Wanted keys that reached a final state.
     Updates(Vec<KeyUpdate>),
-    /// Answer to `WhoHas`.
+    /// Answer to `WhoHas`: a location per key asked about, in order; holders refer to
+    /// `addresses`, each data-server address once.
     WhoHasReply {
         request: u64,
+        addresses: Vec<String>,
         locations: Vec<KeyLocation>,
     },
     /// Answer to `Status`.

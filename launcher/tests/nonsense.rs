@@ -124,6 +124,7 @@ fn a_client_sending_nonsense_is_answered_and_others_are_served() {
             ToClient::WhoHasReply {
                 request: 1,
                 locations,
+                ..
             } => {
                 assert!(locations.iter().all(|l| l.task.is_none()), "{locations:?}");
             }

@@ -88,6 +88,13 @@ impl Drop for Client {
     }
 }
 
+/// A who-has answer: a location per key asked about, holders as indices into
+/// `addresses`.
+struct Located {
+    addresses: Vec<String>,
+    locations: Vec<KeyLocation>,
+}
+
 impl Client {
     /// Connect to `address` with the cluster `secret`.
     ///
@@ -313,17 +320,18 @@ impl Client {
     /// Where `keys` are held. A key whose holder left after it finished is being
     /// recomputed from its lineage: wait for it (up to [`RECOMPUTE_WAIT`]) instead of
     /// failing, so a worker leaving between "done" and "gather" loses nothing.
-    async fn locate_held(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
+    async fn locate_held(&self, keys: &[String]) -> Result<Located, ClientError> {
         let deadline = Instant::now() + RECOMPUTE_WAIT;
         loop {
-            let locations = self.locate(keys).await?;
-            let recomputing: Vec<String> = locations
+            let located = self.locate(keys).await?;
+            let recomputing: Vec<String> = keys
                 .iter()
-                .filter(|l| l.computing)
-                .map(|l| l.key.clone())
+                .zip(&located.locations)
+                .filter(|(_, l)| l.computing)
+                .map(|(key, _)| key.clone())
                 .collect();
             if recomputing.is_empty() {
-                return Ok(locations);
+                return Ok(located);
             }
             {
                 let mut shared = self.lock();
@@ -358,8 +366,8 @@ impl Client {
         // will have noticed and be recomputing), a bounded number of times.
         let mut attempt = 0;
         loop {
-            let locations = self.locate_held(keys).await?;
-            match self.fetch_from(keys, &locations).await {
+            let located = self.locate_held(keys).await?;
+            match self.fetch_from(keys, &located).await {
                 Err(ClientError::Fetch { key, cause }) if attempt < FETCH_ATTEMPTS => {
                     attempt += 1;
                     tracing::info!(%key, %cause, attempt, "fetch failed; locating the result again");
@@ -373,20 +381,21 @@ impl Client {
     async fn fetch_from(
         &self,
         keys: &[String],
-        locations: &[KeyLocation],
+        located: &Located,
     ) -> Result<Vec<Bytes>, ClientError> {
-        let mut by_holder: FxHashMap<String, Vec<(usize, TaskId)>> = FxHashMap::default();
-        for (i, loc) in locations.iter().enumerate() {
+        // The keys each holder is asked for, by index into `located.addresses`.
+        let mut by_holder: Vec<Vec<(usize, TaskId)>> = vec![Vec::new(); located.addresses.len()];
+        for (i, loc) in located.locations.iter().enumerate() {
             match (&loc.state, loc.task, loc.holders.first()) {
                 (Some(KeyState::Erred(e)), _, _) => {
                     return Err(ClientError::TaskFailed(Box::new(e.clone())))
                 }
-                (_, Some(task), Some(holder)) => {
-                    by_holder.entry(holder.clone()).or_default().push((i, task))
+                (_, Some(task), Some(&holder)) if (holder as usize) < by_holder.len() => {
+                    by_holder[holder as usize].push((i, task))
                 }
                 _ => {
                     return Err(ClientError::Fetch {
-                        key: loc.key.clone(),
+                        key: keys[i].clone(),
                         cause: "no worker holds it (not computed, released or lost)".into(),
                     })
                 }
@@ -394,8 +403,11 @@ impl Client {
         }
         // Every holder at once, each over its kept connection.
         let mut requests = tokio::task::JoinSet::new();
-        for (holder, wanted) in by_holder {
-            let pool = self.data.clone();
+        for (holder, wanted) in located.addresses.iter().zip(by_holder) {
+            if wanted.is_empty() {
+                continue;
+            }
+            let (pool, holder) = (self.data.clone(), holder.clone());
             requests.spawn(async move {
                 let ids: Vec<TaskId> = wanted.iter().map(|(_, t)| *t).collect();
                 let reply = pool.get(&holder, ids).await;
@@ -466,12 +478,22 @@ impl Client {
     /// # Errors
     /// The connection closed.
     pub async fn who_has(&self, keys: &[String]) -> Result<Vec<Vec<String>>, ClientError> {
-        let locations = self.locate(keys).await?;
-        Ok(locations.into_iter().map(|l| l.holders).collect())
+        let located = self.locate(keys).await?;
+        let addresses = &located.addresses;
+        Ok(located
+            .locations
+            .into_iter()
+            .map(|l| {
+                l.holders
+                    .iter()
+                    .filter_map(|&h| addresses.get(h as usize).cloned())
+                    .collect()
+            })
+            .collect())
     }
 
     /// One who-has round trip: where `keys` are now.
-    async fn locate(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
+    async fn locate(&self, keys: &[String]) -> Result<Located, ClientError> {
         let reply = self
             .request(
                 |request| FromClient::WhoHas {
@@ -481,10 +503,25 @@ impl Client {
                 Vec::new(),
             )
             .await?;
-        let ToClient::WhoHasReply { locations, .. } = reply else {
+        let ToClient::WhoHasReply {
+            addresses,
+            locations,
+            ..
+        } = reply
+        else {
             return Err(ClientError::Refused("unexpected reply to who-has".into()));
         };
-        Ok(locations)
+        if locations.len() != keys.len() {
+            return Err(ClientError::Refused(format!(
+                "the scheduler located {} keys of {}",
+                locations.len(),
+                keys.len()
+            )));
+        }
+        Ok(Located {
+            addresses,
+            locations,
+        })
     }
 
     /// Copy keys that are in memory to every worker (`scatter(broadcast=True)`).
