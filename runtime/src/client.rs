@@ -103,7 +103,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Connect {
                 address: address.into(),
-                cause: format!("{:#}", anyhow::Error::from(e)),
+                cause: crate::error::chain(&e),
             })
     }
 
@@ -163,7 +163,7 @@ impl Client {
             }
             Err(e) => Err(ClientError::Connect {
                 address: file.address.clone(),
-                cause: format!("{:#}", anyhow::Error::from(e)),
+                cause: crate::error::chain(&e),
             }),
         }
     }
@@ -413,7 +413,7 @@ impl Client {
             };
             let raw = raw.map_err(|e| {
                 self.data.forget(&holder);
-                fail(format!("{e:#}"))
+                fail(crate::error::chain(&e))
             })?;
             let reply: DataReply = raw.decode().map_err(|e| fail(e.to_string()))?;
             let frames: FxHashMap<TaskId, u32> = reply.found.into_iter().collect();
