@@ -12,7 +12,12 @@ pub enum ClientError {
     SchedulerFile(#[from] SchedulerFileError),
     /// Connecting or authenticating failed.
     #[error("cannot connect to the scheduler at {address}: {cause}")]
-    Connect { address: String, cause: String },
+    Connect {
+        /// The address dialled.
+        address: String,
+        /// The error and its causes.
+        cause: String,
+    },
     /// The connection to the scheduler closed.
     #[error("the connection to the scheduler closed: {0}")]
     Closed(String),
@@ -30,5 +35,10 @@ pub enum ClientError {
     Cancelled(String),
     /// A result could not be fetched from any worker.
     #[error("cannot fetch {key:?}: {cause}")]
-    Fetch { key: String, cause: String },
+    Fetch {
+        /// The key asked for.
+        key: String,
+        /// Why no holder delivered it.
+        cause: String,
+    },
 }

@@ -52,12 +52,15 @@ pub struct SchedulerOptions {
     pub listen: SocketAddr,
     /// Host or IP written into the scheduler file for others to connect to.
     pub contact_host: String,
+    /// The cluster secret peers must know.
     pub secret: Secret,
+    /// Where to write the scheduler file, if anywhere.
     pub scheduler_file: Option<PathBuf>,
     /// Exit after this long with no clients and no work.
     pub idle_timeout: Option<Duration>,
     /// How often the scheduler and workers send heartbeats.
     pub heartbeat: Duration,
+    /// The scheduling core's settings.
     pub core: CoreConfig,
     /// Other ports of this scheduler by service name (`dashboard`), written into the
     /// scheduler file's `services` and shown by `shoal status`.

@@ -10,7 +10,12 @@ pub enum GraphError {
     #[error(
         "task {task:?} depends on {dep:?}, which is neither in this graph nor held by the cluster"
     )]
-    UnknownDependency { task: String, dep: String },
+    UnknownDependency {
+        /// The depending task's key.
+        task: String,
+        /// The key it names.
+        dep: String,
+    },
     /// The submitted tasks depend on each other in a cycle.
     #[error("the graph has a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
@@ -22,8 +27,11 @@ pub enum GraphError {
         "task {task:?} refers to payload frame {index}, but the message carries {frames} frames"
     )]
     BadPayload {
+        /// The task's key.
         task: String,
+        /// The frame index it names.
         index: u32,
+        /// Frames the message carries.
         frames: usize,
     },
     /// A resource request is not a positive finite amount.
@@ -31,8 +39,11 @@ pub enum GraphError {
         "task {task:?} requests {amount} of resource {name:?}: amounts must be positive numbers"
     )]
     BadResource {
+        /// The task's key.
         task: String,
+        /// The resource's name.
         name: String,
+        /// The amount requested.
         amount: f64,
     },
     /// An empty key.
