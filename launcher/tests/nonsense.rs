@@ -2,6 +2,9 @@
 //! answered with an error or dropped, and the scheduler keeps serving everyone else (a
 //! graph submitted by an ordinary client afterwards computes on the cluster's worker).
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use bytes::Bytes;
