@@ -20,9 +20,9 @@ pub struct PyValue {
 }
 
 /// First bytes of a frame that carries an encoding failure instead of a value
-/// (`shoal._serialize.ERROR_MAGIC`): readers raise it, but it must never replace the
+/// (`shoal._native.ERROR_MAGIC`, which `shoal._serialize` writes): readers raise it, but it must never replace the
 /// value on disk.
-const ERROR_MAGIC: &[u8] = b"SHLE";
+pub const ERROR_MAGIC: &[u8] = b"SHLE";
 
 impl NativeValue for PyValue {
     fn to_bytes(&self) -> Result<Bytes, String> {
@@ -101,6 +101,19 @@ fn task_error(
         message,
         traceback,
         exception,
+    }
+}
+
+/// What the launcher runs workers with here: [`run`] for Python tasks and the built-in
+/// kinds; `worker_command` starts further worker processes (`python -m shoal`), `None`
+/// where no command starts any.
+pub fn hooks(worker_command: Option<Vec<String>>) -> shoal_launcher::Hooks {
+    let mut executors = builtin::KINDS.to_vec();
+    executors.push(shoal_comm::message::ExecutorKind::Python);
+    shoal_launcher::Hooks {
+        runner: Some(Arc::new(run)),
+        executors,
+        worker_command: worker_command.map(|words| words.into_iter().map(Into::into).collect()),
     }
 }
 
