@@ -4,7 +4,7 @@ typed modules' calls against. Keep each signature beside its ``#[pyfunction]``."
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Literal, Optional, Sequence, Tuple, Union, overload
 
 _Path = Union[str, "os.PathLike[str]"]
 #: ``(type name, message, traceback, pickled exception or None, pickled exception bytes)``
@@ -48,6 +48,7 @@ def mpi_finalize() -> None: ...
 
 # ----- jobqueue.rs -----
 
+@overload
 def jobqueue_script(
     system: str,
     params: Sequence[tuple[str, str]],
@@ -56,14 +57,18 @@ def jobqueue_script(
     worker_command: Sequence[str],
     config: _Path | None = None,
     scheduler: bool = False,
+    json: Literal[False] = False,
 ) -> str: ...
-def jobqueue_figures(
+@overload
+def jobqueue_script(
     system: str,
     params: Sequence[tuple[str, str]],
     *,
     scheduler_file: _Path,
     worker_command: Sequence[str],
     config: _Path | None = None,
+    scheduler: bool = False,
+    json: Literal[True],
 ) -> dict[str, Any]: ...
 def jobqueue_submit(
     system: str,

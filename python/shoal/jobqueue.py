@@ -209,7 +209,7 @@ class JobQueueCluster:
         # The scheduler file does not change what is validated; the real one is not made yet.
         # Warnings are about the parameters: shown once, by the constructor.
         try:
-            return _native.jobqueue_figures(**self._job(), scheduler_file="/scheduler.json")
+            return _native.jobqueue_script(**self._job(), scheduler_file="/scheduler.json", json=True)
         except RuntimeError as e:
             raise ValueError(f"{type(self).__name__}: {e}") from None
 
@@ -271,7 +271,8 @@ class JobQueueCluster:
     def job_script(self) -> str:
         """The worker job's script (HTCondor: submit description and script), as it
         would be submitted."""
-        return _native.jobqueue_script(**self._job(), scheduler_file=self.scheduler_file)
+        script: str = _native.jobqueue_script(**self._job(), scheduler_file=self.scheduler_file)
+        return script
 
     @property
     def processes(self) -> int:

@@ -59,9 +59,13 @@ fn report(py: Python<'_>, out: &JobqueueOutput) -> PyResult<Py<PyAny>> {
 }
 
 /// The worker job's script (`scheduler=True`: the scheduler job's) as it would be
-/// submitted; HTCondor: submit description and script.
+/// submitted (HTCondor: submit description and script); `json=True`: its validated figures
+/// as `shoal jobqueue script --json` gives them, a dict (`cores`, `processes`, `nthreads`,
+/// `memory`, `worker_memory`, `walltime_s`, `lifetime_s`, `lifetime_stagger_s`, `script`,
+/// `warnings`, ...).
 #[pyfunction]
-#[pyo3(signature = (system, params, *, scheduler_file, worker_command, config=None, scheduler=false))]
+#[pyo3(signature = (system, params, *, scheduler_file, worker_command, config=None, scheduler=false, json=false))]
+#[allow(clippy::too_many_arguments)]
 fn jobqueue_script(
     py: Python<'_>,
     system: &str,
@@ -70,38 +74,21 @@ fn jobqueue_script(
     worker_command: Vec<String>,
     config: Option<PathBuf>,
     scheduler: bool,
-) -> PyResult<String> {
-    let command = JobqueueCommand::Script(ScriptArgs {
-        params: param_args(system, params, config)?,
-        scheduler_file: Some(scheduler_file),
-        jobs: 1,
-        scheduler,
-        json: false,
-    });
-    Ok(run(py, command, Some(worker_command))?.text)
-}
-
-/// The validated figures of a worker job (`shoal jobqueue script --json`): `cores`,
-/// `processes`, `nthreads`, `memory`, `worker_memory`, `walltime_s`, `lifetime_s`,
-/// `lifetime_stagger_s`, `script`, `warnings`, ...
-#[pyfunction]
-#[pyo3(signature = (system, params, *, scheduler_file, worker_command, config=None))]
-fn jobqueue_figures(
-    py: Python<'_>,
-    system: &str,
-    params: Vec<(String, String)>,
-    scheduler_file: PathBuf,
-    worker_command: Vec<String>,
-    config: Option<PathBuf>,
+    json: bool,
 ) -> PyResult<Py<PyAny>> {
     let command = JobqueueCommand::Script(ScriptArgs {
         params: param_args(system, params, config)?,
         scheduler_file: Some(scheduler_file),
         jobs: 1,
-        scheduler: false,
-        json: true,
+        scheduler,
+        json,
     });
-    report(py, &run(py, command, Some(worker_command))?)
+    let out = run(py, command, Some(worker_command))?;
+    if json {
+        report(py, &out)
+    } else {
+        Ok(out.text.into_pyobject(py)?.into_any().unbind())
+    }
 }
 
 /// Submit `jobs` worker jobs as one array; what `shoal jobqueue submit` prints.
@@ -167,7 +154,6 @@ fn jobqueue_cancel(py: Python<'_>, scheduler_file: PathBuf, all: bool) -> PyResu
 /// Adds this module's functions to `shoal._native`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(jobqueue_script, m)?)?;
-    m.add_function(wrap_pyfunction!(jobqueue_figures, m)?)?;
     m.add_function(wrap_pyfunction!(jobqueue_submit, m)?)?;
     m.add_function(wrap_pyfunction!(jobqueue_scale, m)?)?;
     m.add_function(wrap_pyfunction!(jobqueue_status, m)?)?;

@@ -40,7 +40,7 @@ def test_memory_sizes_follow_the_job_parameters_grammar():
 
 def test_jobqueue_figures_and_status_are_python_objects(tmp_path):
     params = [("cores", "4"), ("memory", "8GiB"), ("processes", "2"), ("walltime", "01:00:00")]
-    figures = _native.jobqueue_figures("slurm", params, scheduler_file="/shared/s.json", worker_command=WORKER)
+    figures = _native.jobqueue_script("slurm", params, scheduler_file="/shared/s.json", worker_command=WORKER, json=True)
     assert isinstance(figures, dict)
     assert (figures["cores"], figures["processes"], figures["nthreads"]) == (4, 2, 2)
     assert figures["memory"] == 8 * 2**30 and figures["walltime_s"] == 3600
@@ -49,10 +49,10 @@ def test_jobqueue_figures_and_status_are_python_objects(tmp_path):
     script = _native.jobqueue_script("slurm", params, scheduler_file="/shared/s.json", worker_command=WORKER)
     assert script == figures["script"]
     with pytest.raises(ValueError, match="nosuch"):
-        _native.jobqueue_figures("nosuch", params, scheduler_file="/s.json", worker_command=WORKER)
+        _native.jobqueue_script("nosuch", params, scheduler_file="/s.json", worker_command=WORKER)
     with pytest.raises(RuntimeError, match='"10 GB"'):
-        _native.jobqueue_figures("slurm", [("cores", "1"), ("memory", "10 GB")], scheduler_file="/s.json",
-                                 worker_command=WORKER)
+        _native.jobqueue_script("slurm", [("cores", "1"), ("memory", "10 GB")], scheduler_file="/s.json",
+                                worker_command=WORKER)
     with pytest.raises(RuntimeError, match="no jobs were submitted"):
         _native.jobqueue_status(scheduler_file=str(tmp_path / "s.json"))
 
