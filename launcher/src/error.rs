@@ -4,17 +4,9 @@
 /// Why a library entry point failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// The arguments do not parse (clap's message, naming the flag and the accepted forms).
-    #[error("{0}")]
-    Usage(String),
-    /// The entry point runs another subcommand than the one given.
-    #[error("{entry} runs the `{subcommand}` subcommand")]
-    WrongCommand {
-        /// The entry point.
-        entry: &'static str,
-        /// The subcommand it runs.
-        subcommand: &'static str,
-    },
+    /// A setting is refused before anything starts; the chain names the value and the fix.
+    #[error("{0:#}")]
+    Settings(anyhow::Error),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -1,11 +1,17 @@
 //! The `shoal` command as a library, so the Python package can run the same CLI inside the
-//! interpreter (with workers that run Python tasks).
+//! interpreter (with workers that run Python tasks), and its typed entry points
+//! ([`mpi_batch`], [`jobqueue`]), which the Python API calls with settings, not argv.
 //!
 //! # Layout
 //!
-//! - [`cli`]: flags (clap); [`parse`]: flag value parsers.
+//! - [`cli`]: flags (clap, with the `cli` feature) and the settings they fill;
+//!   [`parse`]: flag value parsers.
 //! - `cmd/`: one module per subcommand.
 //! - [`Hooks`]: what a host process (the Python package) plugs in.
+
+// Without the command line (the Python API's build) only `mpi` and `jobqueue` are reached,
+// through the typed entry points; the other subcommands and their helpers stay compiled.
+#![cfg_attr(not(feature = "cli"), allow(dead_code))]
 
 mod advice;
 mod cli;
@@ -26,12 +32,15 @@ mod worker_process;
 pub use advice::task_error_message;
 pub use error::LaunchError;
 
+#[cfg(feature = "cli")]
 use cli::Command;
+#[cfg(feature = "cli")]
 use settings::Checked;
 use shoal_comm::message::ExecutorKind;
 use shoal_runtime::executor::builtin;
 use shoal_runtime::executor::pool::Runner;
 use std::ffi::OsString;
+#[cfg(feature = "cli")]
 use std::process::ExitCode;
 
 /// What a host process plugs into the CLI. The default is the pure-Rust binary.
@@ -69,30 +78,35 @@ pub enum BatchRole {
     },
 }
 
-/// The batch-script mode behind `shoal.mpi.initialize()`: `args` is a `shoal mpi` command
-/// line with `--client-rank`. Scheduler and worker ranks return when the cluster ends; the
-/// client rank returns at once, with MPI initialised until [`mpi_finalize`].
+pub use cli::{MpiArgs, SchedulerTuning, WorkerSettings};
+pub use cmd::jobqueue::args::{
+    CancelArgs, JobqueueCommand, JobsStatusArgs, ParamArgs, ScaleArgs, ScriptArgs, SubmitArgs,
+};
+pub use cmd::jobqueue::Output as JobqueueOutput;
+
+/// Flag value parsers the typed entry points share with the command line: a host checks
+/// its arguments with the same rules and messages as the flags.
+pub mod values {
+    pub use crate::parse::{count, seconds};
+}
+
+/// The batch-script mode behind `shoal.mpi.initialize()`: `args` as `shoal mpi` takes them,
+/// with `client_rank` set. Scheduler and worker ranks return when the cluster ends; the
+/// client rank returns at once, with MPI initialised until [`mpi_finalize`]. `quiet`: only
+/// warnings and errors are logged (as `shoal -q`).
 ///
 /// # Errors
-/// Bad flags or world, or a rank that could not start; the message says which.
-pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, LaunchError> {
-    let cli = cli::parse(args).map_err(|e| LaunchError::Usage(e.to_string()))?;
-    let Command::Mpi(mpi_args) = &cli.command else {
-        return Err(LaunchError::WrongCommand {
-            entry: "mpi_batch",
-            subcommand: "mpi",
-        });
-    };
-    logging::init(cli.verbose, cli.quiet);
-    progress::set_quiet(cli.quiet);
-    settings::check_mpi(mpi_args).map_err(LaunchError::failed)?;
-    let mpi_args = mpi_args.clone();
-    cmd::mpi::prefer_fast_start(&mpi_args);
+/// A bad setting or world, or a rank that could not start; the message says which.
+pub fn mpi_batch(args: MpiArgs, quiet: bool, hooks: Hooks) -> Result<BatchRole, LaunchError> {
+    logging::init(0, quiet);
+    progress::set_quiet(quiet);
+    settings::check_mpi(&args).map_err(LaunchError::Settings)?;
+    cmd::mpi::prefer_fast_start(&args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(LaunchError::Runtime)?;
-    let outcome = runtime.block_on(cmd::mpi::run_rank(mpi_args, &hooks));
+    let outcome = runtime.block_on(cmd::mpi::run_rank(args, &hooks));
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome.map_err(LaunchError::failed)? {
         cmd::mpi::RankOutcome::Exited(code) => Ok(BatchRole::Exit(code)),
@@ -103,17 +117,15 @@ pub fn mpi_batch(args: Vec<String>, hooks: Hooks) -> Result<BatchRole, LaunchErr
     }
 }
 
-pub use cmd::jobqueue::Output as JobqueueOutput;
-
-/// `shoal jobqueue ARGS` (without the program name and `jobqueue`) with its output returned
-/// instead of printed: the Python API's cluster classes run the CLI's code through this.
-/// Job scripts start shoal with `hooks.worker_command` (e.g. `python -m shoal`).
+/// One `shoal jobqueue` subcommand with its output returned instead of printed: the
+/// Python API's cluster classes run the CLI's code through this. Job scripts start shoal
+/// with `hooks.worker_command` (e.g. `python -m shoal`).
 ///
 /// # Errors
-/// Bad flags or parameters, an unusable state file, or a failing batch command: one
-/// message naming the value or command and the fix.
-pub fn jobqueue(args: Vec<String>, hooks: &Hooks) -> Result<JobqueueOutput, LaunchError> {
-    cmd::jobqueue::capture(args, hooks)
+/// Bad parameters, an unusable state file, or a failing batch command: one message naming
+/// the value or command and the fix.
+pub fn jobqueue(command: JobqueueCommand, hooks: &Hooks) -> Result<JobqueueOutput, LaunchError> {
+    cmd::jobqueue::capture(command, hooks)
 }
 
 /// Finalise MPI on the client rank of a batch script (idempotent).
@@ -122,14 +134,17 @@ pub fn mpi_finalize() {
 }
 
 /// Exit status of a command refused for a bad flag or config value (as clap's own).
+#[cfg(feature = "cli")]
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// Run the CLI with `args` (the program name first) and return the exit status.
+#[cfg(feature = "cli")]
 pub fn main_with(args: Vec<String>, hooks: Hooks) -> ExitCode {
     ExitCode::from(run_with(args, hooks))
 }
 
 /// As [`main_with`], with the exit status as a number (for hosts that exit themselves).
+#[cfg(feature = "cli")]
 pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
     let args = parse::split_resources(args);
     let cli = match cli::parse(args) {
@@ -201,11 +216,33 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
 }
 
 /// [`cmd::start_failure::report`] on a runtime of its own.
+#[cfg(feature = "cli")]
 fn report_failure(to: &cmd::start_failure::ReportTo, message: &str) {
     if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         rt.block_on(cmd::start_failure::report(to, message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpi_batch_refuses_a_bad_setting_before_mpi_starts() {
+        let args = MpiArgs {
+            scheduler_rank: -1,
+            client_rank: Some(1),
+            ..MpiArgs::default()
+        };
+        match mpi_batch(args, true, Hooks::default()) {
+            Err(e @ LaunchError::Settings(_)) => {
+                assert!(e.to_string().contains("--scheduler-rank -1"), "{e}");
+            }
+            Err(e) => panic!("not a settings error: {e:?}"),
+            Ok(_) => panic!("a negative scheduler rank was accepted"),
+        }
     }
 }

@@ -200,7 +200,7 @@ pub fn policy(args: &MemoryArgs, file: Option<&Path>) -> anyhow::Result<MemoryPo
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
     use clap::Parser;

@@ -79,7 +79,8 @@ pub fn node_info() -> anyhow::Result<NodeInfo> {
 }
 
 /// How a rank's worker is pinned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Bind {
     /// This rank's contiguous share of the node's cores.
     Cores,

@@ -18,13 +18,15 @@ import ctypes
 import pickle
 import struct
 import sys
+from typing import IO, Any, Callable
 
 import cloudpickle
 
 from . import _native
 
 MAGIC = b"SHL1"
-ERROR_MAGIC = b"SHLE"
+#: An error frame's first bytes; the worker's Rust side checks for them too.
+ERROR_MAGIC: bytes = _native.ERROR_MAGIC
 ALIGN = 64
 _HEAD = struct.Struct("<4sIQ")
 
@@ -45,7 +47,8 @@ def by_value_needed(data: bytes, embedded: bytes = b"") -> bool:
     return data.count(b"__main__") > (embedded.count(b"__main__") if embedded else 0)
 
 
-def dump_with(obj, plain, cloud):
+def dump_with(obj: object, plain: Callable[[IO[bytes]], pickle.Pickler],
+              cloud: Callable[[IO[bytes]], pickle.Pickler]) -> tuple[bytes, pickle.Pickler]:
     """``obj`` pickled by a pickler ``plain(file)`` makes, or by ``cloud(file)``'s when the
     plain one cannot (lambdas, local classes) or must not (:func:`by_value_needed`);
     returns ``(bytes, the pickler that wrote them)``."""
@@ -67,24 +70,29 @@ def dump_with(obj, plain, cloud):
     raise AssertionError("unreachable")
 
 
-def _pickle(obj, buffer_callback):
-    buffers: list = []
+def _cloudpickle(obj: object, buffer_callback: Callable[[pickle.PickleBuffer], None] | None) -> bytes:
+    data: bytes = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    return data
+
+
+def _pickle(obj: object, buffer_callback: Callable[[pickle.PickleBuffer], None] | None) -> bytes:
+    buffers: list[pickle.PickleBuffer] = []
     try:
         data = pickle.dumps(obj, protocol=5, buffer_callback=None if buffer_callback is None else buffers.append)
     except Exception:  # noqa: BLE001 - lambdas, local classes: cloudpickle handles them
-        return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        return _cloudpickle(obj, buffer_callback)
     if by_value_needed(data):
-        return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        return _cloudpickle(obj, buffer_callback)
     if buffer_callback is not None:
         for b in buffers:
             buffer_callback(b)
     return data
 
 
-def dumps(obj) -> bytes:
+def dumps(obj: object) -> bytes:
     """One frame for ``obj``; buffers are copied once, into the frame."""
     try:
-        buffers: list = []
+        buffers: list[pickle.PickleBuffer] = []
         data = _pickle(obj, buffers.append)
         try:
             views = [b.raw() for b in buffers]
@@ -97,7 +105,7 @@ def dumps(obj) -> bytes:
     if not views:
         return _HEAD.pack(MAGIC, 0, len(data)) + data
     head = _HEAD.pack(MAGIC, len(views), len(data)) + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
-    parts = [head, data]
+    parts: list[bytes | memoryview] = [head, data]
     offset = len(head) + len(data)
     for v in views:
         pad = _pad(offset)
@@ -108,7 +116,7 @@ def dumps(obj) -> bytes:
     return b"".join(parts)
 
 
-def _view(frame) -> memoryview:
+def _view(frame: Any) -> memoryview:
     """A memoryview over a native frame that keeps the frame alive."""
     if not isinstance(frame, _native.Frame):
         return memoryview(frame)
@@ -116,12 +124,12 @@ def _view(frame) -> memoryview:
     if length == 0:
         return memoryview(b"")
     array = (ctypes.c_char * length).from_address(address)
-    array._shoal_owner = frame  # the memory lives as long as the frame
+    setattr(array, "_shoal_owner", frame)  # the memory lives as long as the frame
     view = memoryview(array).cast("B")
     return view if writable else view.toreadonly()
 
 
-def loads(frame):
+def loads(frame: Any) -> Any:
     """The value in a frame (``bytes``, or a native frame: then without copying)."""
     if type(frame) is bytes and frame[:4] == MAGIC:
         _, nbuf, plen = _HEAD.unpack_from(frame)
@@ -149,26 +157,28 @@ def loads(frame):
     return pickle.loads(data, buffers=buffers)
 
 
-_sizeof = None
+_sizeof: Callable[[Any], Any] | None = None
 
 
-def sizeof(obj) -> int:
+def sizeof(obj: object) -> int:
     """Memory held by ``obj``: ``dask.sizeof`` when dask is importable."""
     global _sizeof
-    if _sizeof is None:
+    measure = _sizeof
+    if measure is None:
         try:
             from dask.sizeof import sizeof as dask_sizeof
 
-            _sizeof = dask_sizeof
+            measure = dask_sizeof
         except ImportError:
-            _sizeof = _fallback_sizeof
+            measure = _fallback_sizeof
+        _sizeof = measure
     try:
-        return int(_sizeof(obj))
+        return int(measure(obj))
     except Exception:  # noqa: BLE001 - a size is an estimate
         return _fallback_sizeof(obj)
 
 
-def _fallback_sizeof(obj) -> int:
+def _fallback_sizeof(obj: object) -> int:
     nbytes = getattr(obj, "nbytes", None)
     if isinstance(nbytes, int):
         return nbytes

@@ -10,7 +10,6 @@ import gc
 import contextvars
 import warnings
 import hashlib
-import json
 import os
 import pickle
 import struct
@@ -775,7 +774,7 @@ class Client:
         ``type``, ``workers`` as ``{address: {"name", "nthreads", "memory_limit", "host",
         "resources", "metrics", ...}}``; plus shoal's ``tasks`` (counts by state),
         ``clients`` and ``tasks_finished``."""
-        status = json.loads(self._native.status())
+        status = self._native.status()
         status["id"] = status.get("scheduler_id")
         status["type"] = "Scheduler"
         workers = {}

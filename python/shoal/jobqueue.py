@@ -3,9 +3,10 @@
 ``SLURMCluster``, ``PBSCluster``, ``TorqueCluster``, ``SGECluster``, ``LSFCluster`` and
 ``HTCondorCluster`` take dask-jobqueue's parameter names (``cores``, ``memory``,
 ``processes``, ``queue``, ``account``, ``walltime``, ``job_extra_directives``, ...). They
-run the same Rust code as ``shoal jobqueue``: the parameters are validated there, the
-scripts rendered there, and the jobs kept in the same state file, so ``shoal jobqueue
-status --scheduler-file F`` works on a cluster made here too.
+run the same Rust code as ``shoal jobqueue`` (called with typed arguments through
+``shoal._native``): the parameters are validated there, the scripts rendered there, and
+the jobs kept in the same state file, so ``shoal jobqueue status --scheduler-file F``
+works on a cluster made here too.
 
 A cluster starts a scheduler (``python -m shoal scheduler``, a subprocess stopped by pid
 on ``close()`` and at exit) that writes its scheduler file into a private (0700)
@@ -22,7 +23,6 @@ computation keeps its workers across walltimes.
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import os
 import re
@@ -36,6 +36,7 @@ import threading
 import time
 import warnings
 import weakref
+from typing import IO, Any
 
 from . import _native
 
@@ -49,7 +50,7 @@ __all__ = [
     "TorqueCluster",
 ]
 
-# List-valued parameters: each element is passed as its own `--param key=element`.
+# List-valued parameters: each element is its own `(key, element)` pair (`--param key=element`).
 _LIST_KEYS = frozenset(
     {
         "job_extra_directives",
@@ -78,31 +79,30 @@ def _close_all() -> None:
             print(f"shoal.jobqueue: closing {cluster!r} at exit failed: {e}", file=sys.stderr)
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
 
 
-def _param_args(params: dict) -> list[str]:
-    """``--param key=value`` arguments; lists become one pair per element, an empty list
-    clears the key."""
-    out: list[str] = []
+def _param_pairs(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(key, value)`` pairs as ``--param key=value`` takes them; lists become one pair
+    per element, an empty list clears the key."""
+    out: list[tuple[str, str]] = []
     for key, value in params.items():
         if value is None:
             continue
         if key in _LIST_KEYS or isinstance(value, (list, tuple)):
             values = [value] if isinstance(value, str) else list(value)
             if not values:
-                out += ["--param", f"{key}="]
-            for v in values:
-                out += ["--param", f"{key}={_text(v)}"]
+                out.append((key, ""))
+            out.extend((key, _text(v)) for v in values)
         else:
-            out += ["--param", f"{key}={_text(value)}"]
+            out.append((key, _text(value)))
     return out
 
 
-def _worker_command(params: dict) -> list[str]:
+def _worker_command(params: dict[str, Any]) -> list[str]:
     """How job scripts start shoal. dask-jobqueue's ``python`` is an interpreter path
     (``/opt/env/bin/python``, or ``srun -n 1 python3``): when its last word is a Python
     interpreter it replaces this interpreter; any other value stays a command prefix."""
@@ -138,29 +138,30 @@ class JobQueueCluster:
     """
 
     system: str = ""
+    scheduler_file: str
 
     def __init__(
         self,
-        cores=None,
-        memory=None,
-        processes=None,
+        cores: int | str | None = None,
+        memory: int | str | None = None,
+        processes: int | str | None = None,
         *,
-        scheduler_file=None,
-        shared_directory=None,
-        scheduler_options: dict | None = None,
-        config_file=None,
+        scheduler_file: str | os.PathLike[str] | None = None,
+        shared_directory: str | os.PathLike[str] | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
         n_workers: int = 0,
         start_timeout: float = 30.0,
-        **params,
-    ):
+        **params: Any,
+    ) -> None:
         if not self.system:
             raise TypeError("JobQueueCluster is abstract: use SLURMCluster, PBSCluster, SGECluster, LSFCluster or HTCondorCluster")
         self._closed = True
         self._lock = threading.RLock()
         self._adaptive: _Adaptive | None = None
-        self._scheduler_proc: subprocess.Popen | None = None
-        self._scheduler_log = None
-        self._status_client = None
+        self._scheduler_proc: subprocess.Popen[bytes] | None = None
+        self._scheduler_log: IO[bytes] | None = None
+        self._status_client: Any = None
         self._private_dir: str | None = None
         params = {"cores": cores, "memory": memory, "processes": processes, **params}
         self._worker_cmd = _worker_command(params)
@@ -171,10 +172,11 @@ class JobQueueCluster:
         for w in self._figures.get("warnings", []):
             warnings.warn(w, FutureWarning if "deprecated" in w else UserWarning, stacklevel=2)
 
-        self._owns_scheduler = not (scheduler_file is not None and os.path.exists(scheduler_file))
-        if not self._owns_scheduler:
+        if scheduler_file is not None and os.path.exists(scheduler_file):
+            self._owns_scheduler = False
             self.scheduler_file = os.path.abspath(os.fspath(scheduler_file))
         else:
+            self._owns_scheduler = True
             if scheduler_file is None:
                 base = shared_directory or os.environ.get("SHOAL_JOBQUEUE_DIR") or os.path.join(os.path.expanduser("~"), ".shoal", "jobqueue")
                 base = os.path.abspath(os.fspath(base))
@@ -198,29 +200,22 @@ class JobQueueCluster:
 
     # ----- the CLI's code -----
 
-    def _cli(self, args: list[str]) -> str:
-        # Warnings are about the parameters: shown once, by the constructor.
-        text, _warnings = _native.jobqueue(args, self._worker_cmd)
-        return text
+    def _job(self) -> dict[str, Any]:
+        """The job's arguments of `shoal jobqueue script` and `submit`."""
+        return {"system": self.system, "params": _param_pairs(self._params), "config": self._config,
+                "worker_command": self._worker_cmd}
 
-    def _param_args(self) -> list[str]:
-        args = [self.system, *_param_args(self._params)]
-        if self._config is not None:
-            args += ["--config", self._config]
-        return args
-
-    def _validate(self) -> dict:
+    def _validate(self) -> dict[str, Any]:
         # The scheduler file does not change what is validated; the real one is not made yet.
-        args = ["script", *self._param_args(), "--scheduler-file", "/scheduler.json", "--json"]
+        # Warnings are about the parameters: shown once, by the constructor.
         try:
-            text, _ = _native.jobqueue(args, self._worker_cmd)
+            return _native.jobqueue_script(**self._job(), scheduler_file="/scheduler.json", json=True)
         except RuntimeError as e:
             raise ValueError(f"{type(self).__name__}: {e}") from None
-        return json.loads(text)
 
     # ----- the scheduler -----
 
-    def _start_scheduler(self, options: dict, timeout: float) -> None:
+    def _start_scheduler(self, options: dict[str, Any], timeout: float) -> None:
         cmd = [sys.executable, "-m", "shoal", "scheduler", "--scheduler-file", self.scheduler_file]
         for key in ("host", "interface", "port"):
             if options.get(key) is not None:
@@ -276,7 +271,8 @@ class JobQueueCluster:
     def job_script(self) -> str:
         """The worker job's script (HTCondor: submit description and script), as it
         would be submitted."""
-        return self._cli(["script", *self._param_args(), "--scheduler-file", self.scheduler_file])
+        script: str = _native.jobqueue_script(**self._job(), scheduler_file=self.scheduler_file)
+        return script
 
     @property
     def processes(self) -> int:
@@ -297,11 +293,12 @@ class JobQueueCluster:
             self._check_open()
             if not os.path.exists(self._state_file):
                 if jobs:
-                    self._cli(["submit", *self._param_args(), "--scheduler-file", self.scheduler_file, "--jobs", str(jobs)])
+                    _native.jobqueue_submit(**self._job(), scheduler_file=self.scheduler_file, jobs=jobs)
             else:
-                self._cli(["scale", "--scheduler-file", self.scheduler_file, str(jobs)])
+                _native.jobqueue_scale(scheduler_file=self.scheduler_file, jobs=jobs)
 
-    def scale(self, n: int | None = None, jobs: int | None = None, memory=None, cores=None) -> None:
+    def scale(self, n: int | None = None, jobs: int | None = None, memory: int | str | None = None,
+              cores: int | None = None) -> None:
         """Submit or cancel worker jobs: ``scale(n)`` for ``n`` workers (``ceil(n /
         processes)`` jobs), ``scale(jobs=j)``, or ``scale(cores=c)`` / ``scale(memory=m)``.
         Waiting jobs are cancelled first, then the newest. Stops adaptive scaling."""
@@ -314,6 +311,7 @@ class JobQueueCluster:
             elif cores is not None:
                 jobs = math.ceil(int(cores) / int(self._figures["cores"]))
             else:
+                assert memory is not None  # exactly one of the four is given
                 jobs = math.ceil(_bytes(memory) / int(self._figures["memory"]))
         self._stop_adapt()
         self._scale_jobs(int(jobs))
@@ -323,23 +321,24 @@ class JobQueueCluster:
         (``pending``, ``running`` or the system's own word)."""
         return {j["id"]: j["state"] for j in self._worker_jobs() if j["state"] != "finished"}
 
-    def _worker_jobs(self) -> list[dict]:
+    def _worker_jobs(self) -> list[dict[str, Any]]:
         with self._lock:
             if not os.path.exists(self._state_file):
                 return []
-            data = json.loads(self._cli(["status", "--json", "--scheduler-file", self.scheduler_file]))
+            data = _native.jobqueue_status(scheduler_file=self.scheduler_file)
         return [j for j in data["jobs"] if j["role"] == "worker"]
 
-    def _scheduler_status(self) -> dict:
+    def _scheduler_status(self) -> dict[str, Any]:
         if self._status_client is None:
             self._status_client = _native.Client(None, self.scheduler_file, 10.0)
         try:
-            return json.loads(self._status_client.status())
+            status: dict[str, Any] = self._status_client.status()
+            return status
         except Exception:
             self._status_client = None
             raise
 
-    def scheduler_info(self) -> dict:
+    def scheduler_info(self) -> dict[str, Any]:
         """The scheduler's view: workers and task counts."""
         return self._scheduler_status()
 
@@ -398,8 +397,7 @@ class JobQueueCluster:
             if os.path.exists(self._state_file):
                 # A scheduler found running (its file given) is not ours: only the worker
                 # jobs are cancelled, a scheduler job submitted for it stays.
-                everything = ["--all"] if self._owns_scheduler else []
-                self._cli(["cancel", *everything, "--scheduler-file", self.scheduler_file])
+                _native.jobqueue_cancel(scheduler_file=self.scheduler_file, all=self._owns_scheduler)
         except RuntimeError as e:
             error = e
         self._status_client = None
@@ -409,32 +407,30 @@ class JobQueueCluster:
         if error is not None:
             raise RuntimeError(f"cancelling the jobs of {self.scheduler_file} failed (retry with `shoal jobqueue cancel --all --scheduler-file {self.scheduler_file}`): {error}")
 
-    def __enter__(self):
+    def __enter__(self) -> JobQueueCluster:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._closed else f"scheduler_file={self.scheduler_file!r}"
         return f"<{type(self).__name__} cores={self._figures['cores']} processes={self.processes} {state}>"
 
 
-def _bytes(memory) -> int:
+def _bytes(memory: int | str) -> int:
+    """Bytes of ``memory``: an int as given, a size by the grammar of the ``memory=``
+    parameter (Rust's, ``_native.parse_memory``)."""
     if isinstance(memory, int):
         return memory
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?", str(memory).strip(), re.IGNORECASE)
-    if not m:
-        raise ValueError(f"memory {memory!r} is not a size; use e.g. '100GB' or '96GiB'")
-    number, prefix, binary = m.groups()
-    power = "KMGTP".find(prefix.upper()) + 1 if prefix else 0
-    return int(float(number) * (1024 if binary else 1000) ** power)
+    return _native.parse_memory(str(memory))
 
 
 class _Adaptive:
     """The adaptive loop: a daemon thread, stopped by ``stop()`` (bounded join)."""
 
-    def __init__(self, cluster: JobQueueCluster, minimum: int, maximum: int, interval: float, wait_count: int, replace_before):
+    def __init__(self, cluster: JobQueueCluster, minimum: int, maximum: int, interval: float, wait_count: int,
+                 replace_before: float | None):
         self.cluster = weakref.proxy(cluster)
         self.minimum, self.maximum = minimum, maximum
         self.interval, self.wait_count = interval, wait_count
@@ -479,11 +475,11 @@ class _Adaptive:
         demand = sum(counts.get(s, 0) for s in ("ready", "queued", "running"))
         if demand == 0 and counts.get("waiting", 0):
             demand = 1
-        return min(self.maximum, max(self.minimum, math.ceil(demand / self.threads_per_job)))
+        return int(min(self.maximum, max(self.minimum, math.ceil(demand / self.threads_per_job))))
 
     def expiring(self, live: list[dict], now: float) -> list[str]:
         """Running jobs whose workers leave within ``replace_before`` seconds."""
-        if self.earliest_exit is None:
+        if self.earliest_exit is None or self.replace_before is None:
             return []
         return [
             j["id"]

@@ -15,39 +15,28 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from typing import Any, Callable, TypeVar
 
 from . import _native
 
 _CLIENT_RANK = 1
-_state = {"address": None, "done": False}
+_state: dict[str, Any] = {"address": None, "done": False}
 
 
-def _argv(nthreads, memory_limit, local_directory, interface, name, scheduler_file, death_timeout,
-          scheduler_rank, client_rank, inclusive_workers) -> list[str]:
-    argv = ["shoal", "-q", "mpi", "--client-rank", str(client_rank), "--scheduler-rank", str(scheduler_rank),
-            "--name", name, "--memory-limit", str(memory_limit), "--death-timeout", str(death_timeout)]
-    if nthreads is not None:
-        argv += ["--nthreads", str(nthreads)]
-    if local_directory is not None:
-        argv += ["--local-directory", str(local_directory)]
-    if interface is not None:
-        argv += ["--interface", interface]
-    if scheduler_file is not None:
-        argv += ["--scheduler-file", os.fspath(scheduler_file)]
-    if inclusive_workers:
-        argv.append("--inclusive-workers")
-    return argv
-
-
-def initialize(nthreads=None, memory_limit="auto", local_directory=None, interface=None, name="shoal-mpi",
-               scheduler_file=None, death_timeout=60, scheduler_rank=0, client_rank=_CLIENT_RANK,
-               inclusive_workers=False, exit=True) -> bool:
+def initialize(nthreads: int | str | None = None, memory_limit: int | float | str = "auto",
+               local_directory: str | os.PathLike[str] | None = None, interface: str | None = None,
+               name: str = "shoal-mpi", scheduler_file: str | os.PathLike[str] | None = None,
+               death_timeout: float | str = 60, scheduler_rank: int = 0, client_rank: int = _CLIENT_RANK,
+               inclusive_workers: bool = False, exit: bool = True) -> bool:
     """Turn this MPI job into a shoal cluster. Returns True on the client rank. On the
     scheduler and worker ranks it runs until the cluster ends, then exits the process (or
-    returns False when ``exit=False``)."""
-    argv = _argv(nthreads, memory_limit, local_directory, interface, name, scheduler_file, death_timeout,
-                 scheduler_rank, client_rank, inclusive_workers)
-    code, contact = _native.mpi_initialize(argv)
+    returns False when ``exit=False``). A value ``shoal mpi`` would refuse raises
+    ValueError naming it, before MPI starts."""
+    code, contact = _native.mpi_initialize(
+        nthreads=nthreads, memory_limit=memory_limit, local_directory=local_directory, interface=interface,
+        name=name, scheduler_file=scheduler_file, death_timeout=death_timeout, scheduler_rank=scheduler_rank,
+        client_rank=client_rank, inclusive_workers=inclusive_workers, quiet=True,
+    )
     if contact is None:
         if exit:
             sys.stdout.flush()
@@ -78,7 +67,10 @@ def _end_of_script() -> None:
     _native.mpi_finalize()
 
 
-def execute(fn, *args, **kwargs):
+_T = TypeVar("_T")
+
+
+def execute(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """Run ``fn(*args, **kwargs)`` as the client of this job's cluster and return its
     result on the client rank; the other ranks serve and then exit."""
     initialize()

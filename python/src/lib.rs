@@ -7,12 +7,17 @@
 //! - [`worker`]: the Python task runner and Python results kept in the worker's store.
 //! - [`frame`]: received bytes exposed to Python without a copy.
 //! - [`error`]: the one mapping from Rust errors to Python exceptions.
+//! - [`mpi`], [`jobqueue`]: the launcher's typed entry points, called with keyword
+//!   arguments; [`args`]: those arguments checked by the command line's parsers.
+//! - `cli_main` (feature `cli`): the whole `shoal` command line, for `python -m shoal`.
 
+mod args;
 mod client;
 mod coordination;
 mod error;
 mod frame;
 mod jobqueue;
+mod json;
 mod keys;
 mod mpi;
 mod values;
@@ -23,10 +28,7 @@ use error::to_py;
 use frame::Frame;
 use keys::KeyState;
 use pyo3::prelude::*;
-use shoal_comm::message::ExecutorKind;
-use shoal_runtime::executor::builtin;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Results up to this size reach Python as `bytes` rather than as shared frames.
@@ -56,15 +58,10 @@ fn seconds(s: f64) -> Duration {
 
 /// Run the `shoal` command line in this interpreter; workers it starts run Python tasks.
 /// `worker_command` is how `shoal local` starts worker processes (e.g. `python -m shoal`).
+#[cfg(feature = "cli")]
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>, worker_command: Vec<String>) -> u8 {
-    let mut executors = builtin::KINDS.to_vec();
-    executors.push(ExecutorKind::Python);
-    let hooks = shoal_launcher::Hooks {
-        runner: Some(Arc::new(worker::run)),
-        executors,
-        worker_command: Some(worker_command.into_iter().map(Into::into).collect()),
-    };
+    let hooks = worker::hooks(Some(worker_command));
     py.detach(|| shoal_launcher::run_with(argv, hooks))
 }
 
@@ -358,11 +355,12 @@ impl PyClient {
         self.0.client.replicate(keys).map_err(to_py)
     }
 
-    /// The cluster state as JSON.
-    fn status(&self, py: Python<'_>) -> PyResult<String> {
+    /// The cluster state as dicts and lists (`workers`, `tasks`, ...).
+    fn status(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let status = py.detach(|| self.0.status()).map_err(to_py)?;
-        serde_json::to_string(&status)
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        let value = serde_json::to_value(&status)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        json::to_py(py, &value)
     }
 
     /// The dashboard's link with its token, or None when the scheduler runs none.
@@ -442,6 +440,7 @@ impl PyClient {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(feature = "cli")]
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(secede, m)?)?;
     m.add_function(wrap_pyfunction!(depth_first_order, m)?)?;
@@ -454,6 +453,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
+    m.add_function(wrap_pyfunction!(args::parse_memory, m)?)?;
+    m.add(
+        "ERROR_MAGIC",
+        pyo3::types::PyBytes::new(m.py(), values::ERROR_MAGIC),
+    )?;
     jobqueue::register(m)?;
     shoal_runtime::executor::pool::set_batch_scope(worker::batch_scope);
     m.add_class::<PyClient>()?;

@@ -107,6 +107,19 @@ fn task_error(
     }
 }
 
+/// What the launcher runs workers with here: [`run`] for Python tasks and the built-in
+/// kinds; `worker_command` starts further worker processes (`python -m shoal`), `None`
+/// where no command starts any.
+pub fn hooks(worker_command: Option<Vec<String>>) -> shoal_launcher::Hooks {
+    let mut executors = builtin::KINDS.to_vec();
+    executors.push(shoal_comm::message::ExecutorKind::Python);
+    shoal_launcher::Hooks {
+        runner: Some(Arc::new(run)),
+        executors,
+        worker_command: worker_command.map(|words| words.into_iter().map(Into::into).collect()),
+    }
+}
+
 /// Run a job: Python tasks in the interpreter, built-in kinds as the Rust worker does.
 ///
 /// # Errors

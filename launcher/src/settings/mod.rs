@@ -12,9 +12,11 @@ pub mod worker;
 
 pub use worker::ValidWorker;
 
+#[cfg(feature = "cli")]
 use crate::cli::{self, Command};
 
 /// A command after phase one: its flags, with the validated settings it acts on.
+#[cfg(feature = "cli")]
 #[derive(Debug)]
 pub enum Checked {
     Scheduler(cli::SchedulerArgs),
@@ -36,6 +38,7 @@ pub enum Checked {
 ///
 /// # Errors
 /// The first bad value, naming it, its flag or key, the accepted forms and the fix.
+#[cfg(feature = "cli")]
 pub fn check(command: Command) -> anyhow::Result<Checked> {
     Ok(match command {
         Command::Worker(a) => {
@@ -106,6 +109,7 @@ pub fn check(command: Command) -> anyhow::Result<Checked> {
 ///
 /// # Errors
 /// `--transport mpi`.
+#[cfg(feature = "cli")]
 fn outside_mpi(transport: crate::cli::Transport) -> anyhow::Result<()> {
     if transport == crate::cli::Transport::Mpi {
         anyhow::bail!(

@@ -137,7 +137,7 @@ fn check_minimum(text: &str, limit: u64) -> anyhow::Result<()> {
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
     use clap::Parser;

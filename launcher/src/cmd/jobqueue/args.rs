@@ -1,24 +1,20 @@
 //! The flags of `shoal jobqueue` and their value parsers.
 
-use clap::{Args, Parser, Subcommand};
+#[cfg(feature = "cli")]
+use clap::{Args, Subcommand};
 use shoal_jobqueue::{Layer, System};
 use std::path::PathBuf;
 
+#[cfg(feature = "cli")]
 #[derive(Debug, Args)]
 pub struct JobqueueArgs {
     #[command(subcommand)]
     pub command: JobqueueCommand,
 }
 
-/// `shoal jobqueue` on its own, for hosts that run it without the rest of the CLI.
-#[derive(Debug, Parser)]
-#[command(name = "shoal jobqueue")]
-pub struct JobqueueCli {
-    #[command(subcommand)]
-    pub command: JobqueueCommand,
-}
-
-#[derive(Debug, Subcommand)]
+/// A `shoal jobqueue` subcommand with its settings.
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(Subcommand))]
 pub enum JobqueueCommand {
     /// Print the job script (HTCondor: submit description and script); submits nothing.
     Script(ScriptArgs),
@@ -33,97 +29,110 @@ pub enum JobqueueCommand {
 }
 
 /// Job parameters, by dask-jobqueue's names.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Args))]
 pub struct ParamArgs {
     /// Batch system: slurm, pbs, torque, sge, lsf, htcondor.
-    #[arg(value_parser = parse_system)]
+    #[cfg_attr(feature = "cli", arg(value_parser = parse_system))]
     pub system: System,
     /// A parameter as KEY=VALUE, repeatable (cores, memory, processes, name, queue,
     /// account, walltime, job_extra_directives, job_directives_skip, job_script_prologue,
     /// log_directory, local_directory, interface, python, lifetime, ...).
-    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_param)]
+    #[cfg_attr(feature = "cli", arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_param))]
     pub params: Vec<(String, String)>,
     /// Cores per job (= --param cores=N).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub cores: Option<String>,
     /// Memory per job, e.g. 100GB (decimal) or 96GiB (binary) (= --param memory=M).
-    #[arg(long, allow_hyphen_values = true)]
+    #[cfg_attr(feature = "cli", arg(long, allow_hyphen_values = true))]
     pub memory: Option<String>,
     /// Walltime, HH:MM:SS (LSF HH:MM) (= --param walltime=T).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub walltime: Option<String>,
     /// Queue or partition (= --param queue=Q).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub queue: Option<String>,
     /// Account or project (= --param account=A).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub account: Option<String>,
     /// Config file with per-system defaults (default ~/.config/shoal/jobqueue.toml).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub config: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `script`: print a job script.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Args))]
 pub struct ScriptArgs {
-    #[command(flatten)]
+    /// The job's parameters (cores, memory, walltime, queue, ...).
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub params: ParamArgs,
     /// The scheduler file the workers read (default ./scheduler.json).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub scheduler_file: Option<PathBuf>,
     /// Number of worker jobs, as one array.
-    #[arg(long, default_value_t = 1, value_parser = crate::parse::count)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1, value_parser = crate::parse::count))]
     pub jobs: u32,
     /// Print the scheduler job's script instead.
-    #[arg(long, conflicts_with = "jobs")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "jobs"))]
     pub scheduler: bool,
     /// Print JSON: the script and the validated figures (cores, processes, memory,
     /// walltime, worker lifetime).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `submit`: submit worker jobs or the scheduler job.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Args))]
 pub struct SubmitArgs {
-    #[command(flatten)]
+    /// The job's parameters (cores, memory, walltime, queue, ...).
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub params: ParamArgs,
     /// The scheduler file (on a file system the compute nodes see).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub scheduler_file: PathBuf,
     /// Number of worker jobs, submitted as one array.
-    #[arg(long, default_value_t = 1, value_parser = crate::parse::count)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1, value_parser = crate::parse::count))]
     pub jobs: u32,
     /// Submit the scheduler itself as a batch job (`shoal scheduler --scheduler-file F`).
-    #[arg(long, conflicts_with = "jobs")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "jobs"))]
     pub scheduler: bool,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `scale`: submit or cancel worker jobs to a count.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Args))]
 pub struct ScaleArgs {
     /// The scheduler file given to `submit`.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub scheduler_file: PathBuf,
     /// Worker jobs wanted (queued or running).
     pub jobs: u32,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `status`: the jobs of a scheduler file.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Args))]
 pub struct JobsStatusArgs {
     /// The scheduler file given to `submit`.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub scheduler_file: PathBuf,
     /// Print JSON.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `cancel`: cancel the jobs of a scheduler file.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Args))]
 pub struct CancelArgs {
     /// The scheduler file given to `submit`.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub scheduler_file: PathBuf,
     /// Also cancel the scheduler job, and forget the cluster's jobs (the state file, its
     /// lock and the job scripts are removed).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub all: bool,
 }
 

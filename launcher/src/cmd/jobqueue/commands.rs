@@ -1,9 +1,11 @@
 //! The `shoal jobqueue` subcommands. Each writes what it reports into an [`Output`]:
 //! the CLI prints it, the Python API returns it.
 
+#[cfg(feature = "cli")]
+use super::args::JobqueueArgs;
 use super::args::{
-    explicit_layer, CancelArgs, JobqueueArgs, JobqueueCli, JobqueueCommand, JobsStatusArgs,
-    ParamArgs, ScaleArgs, ScriptArgs, SubmitArgs,
+    explicit_layer, CancelArgs, JobqueueCommand, JobsStatusArgs, ParamArgs, ScaleArgs, ScriptArgs,
+    SubmitArgs,
 };
 use super::state::{
     load_state, lock_state, now, remove_state, save_state, scripts_dir, state_path, JobRecord,
@@ -12,7 +14,6 @@ use super::state::{
 use crate::worker_process::WorkerCommand;
 use crate::LaunchError;
 use anyhow::{bail, Context};
-use clap::Parser;
 use shoal_jobqueue::shell::quote;
 use shoal_jobqueue::{
     render, render_scheduler, Config, JobId, JobParams, JobScript, JobState, Layer, ProcessRunner,
@@ -27,8 +28,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// names, the system's remarks) for the host to show its own way.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
-    /// What the CLI prints on stdout.
+    /// What the CLI prints on stdout (besides `json`).
     pub text: String,
+    /// The report of `--json` (`script`, `status`), which the CLI prints after `text` and a
+    /// host takes as data.
+    pub json: Option<serde_json::Value>,
     /// One line each; the CLI logs them as warnings.
     pub warnings: Vec<String>,
 }
@@ -62,6 +66,7 @@ fn check_client_tools(system: System) -> anyhow::Result<()> {
 /// # Errors
 /// Bad parameters, an unusable config or state file, or a failing batch command (its
 /// command line, exit status, stdout and stderr).
+#[cfg(feature = "cli")]
 pub fn run(args: JobqueueArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
     let mut out = Output::default();
     let result = execute(args.command, hooks, &mut out);
@@ -69,21 +74,20 @@ pub fn run(args: JobqueueArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
         tracing::warn!("{w}");
     }
     print!("{}", out.text);
+    if let Some(json) = &out.json {
+        println!("{}", serde_json::to_string_pretty(json)?);
+    }
     result.map(|()| 0)
 }
 
-/// Runs `shoal jobqueue ARGS` (`args` without the program name) and returns what it
-/// would print.
+/// Runs one `shoal jobqueue` subcommand and returns what it would print.
 ///
 /// # Errors
-/// Bad flags (clap's message) or anything [`run`] fails with, as one message; warnings
-/// given before the failure are appended to it.
-pub fn capture(args: Vec<String>, hooks: &crate::Hooks) -> Result<Output, LaunchError> {
-    let cli =
-        JobqueueCli::try_parse_from(std::iter::once("shoal jobqueue".to_string()).chain(args))
-            .map_err(|e| LaunchError::Usage(e.render().to_string()))?;
+/// Bad parameters, an unusable config or state file, or a failing batch command, as one
+/// message; warnings given before the failure are appended to it.
+pub fn capture(command: JobqueueCommand, hooks: &crate::Hooks) -> Result<Output, LaunchError> {
     let mut out = Output::default();
-    match execute(cli.command, hooks, &mut out) {
+    match execute(command, hooks, &mut out) {
         Ok(()) => Ok(out),
         Err(error) => Err(LaunchError::Failed {
             error,
@@ -214,7 +218,7 @@ fn script(a: &ScriptArgs, hooks: &crate::Hooks, out: &mut Output) -> anyhow::Res
             "jobs": valid.array(),
             "warnings": out.warnings,
         });
-        writeln!(out.text, "{}", serde_json::to_string_pretty(&figures)?)?;
+        out.json = Some(figures);
         return Ok(());
     }
     match job.submit_description("job.sh") {
@@ -434,8 +438,8 @@ fn status(a: &JobsStatusArgs, out: &mut Output) -> anyhow::Result<()> {
             .zip(&records)
             .filter(|(s, (role, _))| *role == "worker" && **s != JobState::Finished)
             .count();
-        let json = serde_json::json!({"system": state.system, "worker_jobs": live, "jobs": jobs});
-        writeln!(out.text, "{}", serde_json::to_string_pretty(&json)?)?;
+        out.json =
+            Some(serde_json::json!({"system": state.system, "worker_jobs": live, "jobs": jobs}));
         return Ok(());
     }
     writeln!(out.text, "{} jobs for {}", state.system, file.display())?;
@@ -505,6 +509,20 @@ mod tests {
         assert_eq!(ids, ["1_2", "2_2", "2_1"]);
     }
 
+    /// `shoal jobqueue ARGS` parsed as the CLI parses it.
+    #[cfg(feature = "cli")]
+    fn parse(args: &[&str]) -> Result<JobqueueCommand, clap::Error> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: JobqueueCommand,
+        }
+        Cli::try_parse_from(std::iter::once("shoal jobqueue").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[cfg(feature = "cli")]
     #[test]
     fn capture_returns_the_script_and_figures_as_json() {
         let hooks = crate::Hooks {
@@ -530,10 +548,10 @@ mod tests {
             "/shared/s.json",
             "--json",
         ];
-        let out = capture(args.iter().map(ToString::to_string).collect(), &hooks)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let v: serde_json::Value =
-            serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {}", out.text));
+        let command = parse(&args).unwrap_or_else(|e| panic!("{e}"));
+        let out = capture(command, &hooks).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.text, "");
+        let v = out.json.unwrap_or_else(|| panic!("no JSON"));
         assert_eq!(v["processes"], 2);
         assert_eq!(v["nthreads"], 2);
         assert_eq!(v["walltime_s"], 3600);
@@ -546,21 +564,16 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "cli")]
     #[test]
     fn capture_reports_bad_values_and_bad_flags() {
         let hooks = crate::Hooks::default();
-        let err = capture(
-            ["script", "slurm", "--cores", "1", "--memory", "10 GB"]
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            &hooks,
-        )
-        .expect_err("bad memory");
+        let command = parse(&["script", "slurm", "--cores", "1", "--memory", "10 GB"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = capture(command, &hooks).expect_err("bad memory");
         assert!(matches!(err, LaunchError::Failed { .. }), "{err:?}");
         assert!(err.to_string().contains("\"10 GB\""), "{err}");
-        let err = capture(vec!["script".into(), "nosuch".into()], &hooks).expect_err("system");
-        assert!(matches!(err, LaunchError::Usage(_)), "{err:?}");
+        let err = parse(&["script", "nosuch"]).expect_err("system");
         assert!(err.to_string().contains("nosuch"), "{err}");
     }
 }

@@ -17,5 +17,8 @@ pub mod args;
 pub mod commands;
 pub mod state;
 
+#[cfg(feature = "cli")]
 pub use args::JobqueueArgs;
-pub use commands::{capture, run, Output};
+#[cfg(feature = "cli")]
+pub use commands::run;
+pub use commands::{capture, Output};
