@@ -14,6 +14,7 @@ PROTOCOL_VERSION: int
 PLUGIN_DATASET_PREFIX: str
 #: First bytes of a frame that carries an encoding failure instead of a value.
 ERROR_MAGIC: bytes
+VALUE_MAGIC: bytes
 
 # ----- lib.rs -----
 

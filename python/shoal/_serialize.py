@@ -24,8 +24,9 @@ import cloudpickle
 
 from . import _native
 
-MAGIC = b"SHL1"
-#: An error frame's first bytes; the worker's Rust side checks for them too.
+#: A value frame's first bytes, and an error frame's: defined once, in Rust
+#: (``python/src/values.rs``), which reads and writes plain frames itself.
+MAGIC: bytes = _native.VALUE_MAGIC
 ERROR_MAGIC: bytes = _native.ERROR_MAGIC
 ALIGN = 64
 _HEAD = struct.Struct("<4sIQ")

@@ -458,6 +458,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ERROR_MAGIC",
         pyo3::types::PyBytes::new(m.py(), values::ERROR_MAGIC),
     )?;
+    m.add(
+        "VALUE_MAGIC",
+        pyo3::types::PyBytes::new(m.py(), values::MAGIC),
+    )?;
     jobqueue::register(m)?;
     shoal_runtime::executor::pool::set_batch_scope(worker::batch_scope);
     m.add_class::<PyClient>()?;
