@@ -2,6 +2,10 @@
 //!
 //! Payloads never appear inline: fields named `payload`/`frame` are indices into the data
 //! frames of the [`crate::RawMessage`] that carries the control message.
+//!
+//! Over 600 lines: this is the protocol's whole vocabulary, every message of every
+//! direction, kept in one file so that a change to the wire format is read in one place;
+//! each type is short and documented field by field.
 
 use crate::coordination::{CoordReply, CoordRequest};
 use crate::ids::{TaskId, WorkerId};

@@ -3,6 +3,11 @@
 //!
 //! One background task reads the scheduler's messages; key states land in a shared map
 //! and waiters are woken through a generation counter.
+//!
+//! - this module: connecting, requests and their replies, submitting, waiting, commands;
+//! - `results`: where keys are held and fetching them from their holders;
+//! - `reader`: the task reading the scheduler's messages;
+//! - `error`: [`ClientError`].
 
 mod error;
 mod reader;

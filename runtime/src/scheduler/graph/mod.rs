@@ -15,6 +15,9 @@
 //!
 //! Submissions are [`Job`]s: releases and cancels arriving meanwhile wait behind them,
 //! so they apply to what was submitted before them.
+//!
+//! This module holds the acceptance steps (`impl Core`); `submission` the graph being
+//! accepted and its tables; `error` [`GraphError`].
 
 mod error;
 mod submission;

@@ -15,6 +15,11 @@
 //! worker exits. A worker that is killed cannot clean up, so its directory stays locked
 //! only for as long as its process lives, and the next worker started on the node removes
 //! directories whose lock is free.
+//!
+//! - `base`: choosing and checking the base directory;
+//! - `worker_dir`: the worker's own directory, its lock and the removal of stale ones;
+//! - `fs_kind`: which file system a path is on;
+//! - `error`: [`ScratchError`].
 
 mod base;
 mod error;
