@@ -8,7 +8,8 @@
 //! - [`frame`]: received bytes exposed to Python without a copy.
 //! - [`error`]: the one mapping from Rust errors to Python exceptions.
 //! - [`mpi`], [`jobqueue`]: the launcher's typed entry points, called with keyword
-//!   arguments; [`args`]: those arguments checked by the command line's parsers.
+//!   arguments; [`args`]: those arguments checked by the command line's parsers;
+//!   [`json`]: reports built with serde handed over as Python objects.
 //! - `cli_main` (feature `cli`): the whole `shoal` command line, for `python -m shoal`.
 
 mod args;
