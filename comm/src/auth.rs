@@ -73,6 +73,7 @@ enum Handshake {
 /// What the acceptor learns about an authenticated peer.
 #[derive(Debug, Clone)]
 pub struct PeerHello {
+    /// What the peer is (scheduler, worker, client, peer worker).
     pub role: Role,
     /// The name the peer gave (worker name, client label); informational only.
     pub name: String,

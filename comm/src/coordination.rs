@@ -13,6 +13,7 @@ pub const PLUGIN_DATASET_PREFIX: &str = "__shoal_plugin__/";
 /// A value held by the scheduler: opaque bytes and the keys they refer to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HeldValue {
+    /// The value itself (a pickle the scheduler never unpickles).
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Keys of results the value refers to (futures inside it).
@@ -25,60 +26,118 @@ pub struct HeldValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CoordRequest {
     /// Set a variable (replacing its value).
-    VariableSet { name: String, value: HeldValue },
+    VariableSet {
+        /// The variable's name.
+        name: String,
+        /// Its new value.
+        value: HeldValue,
+    },
     /// A variable's value, waiting until it has one.
-    VariableGet { name: String, wait: bool },
+    VariableGet {
+        /// The variable's name.
+        name: String,
+        /// Wait for a value (else answer `NotReady`).
+        wait: bool,
+    },
     /// Forget a variable.
-    VariableDelete { name: String },
+    VariableDelete {
+        /// The variable's name.
+        name: String,
+    },
     /// Append to a queue, waiting while it holds `maxsize` items (0: unbounded).
     QueuePut {
+        /// The queue's name.
         name: String,
+        /// The item to append.
         value: HeldValue,
+        /// Most items the queue holds (0: unbounded).
         maxsize: u64,
+        /// Wait for room (else answer `NotReady`).
         wait: bool,
     },
     /// Take `count` items (at least 1) from a queue, waiting until there are that many;
     /// `count == 0` takes every item there is now, without waiting.
     QueueGet {
+        /// The queue's name.
         name: String,
+        /// How many items to take (0: every item there is now).
         count: u64,
+        /// Wait for the items (else answer `NotReady`).
         wait: bool,
     },
     /// Items in a queue.
-    QueueSize { name: String },
+    QueueSize {
+        /// The queue's name.
+        name: String,
+    },
     /// Set an event: its waiters return, later waits return at once.
-    EventSet { name: String },
+    EventSet {
+        /// The event's name.
+        name: String,
+    },
     /// Clear an event.
-    EventClear { name: String },
+    EventClear {
+        /// The event's name.
+        name: String,
+    },
     /// Wait until an event is set.
-    EventWait { name: String, wait: bool },
+    EventWait {
+        /// The event's name.
+        name: String,
+        /// Wait for it (else answer `NotReady`).
+        wait: bool,
+    },
     /// Whether an event is set.
-    EventIsSet { name: String },
+    EventIsSet {
+        /// The event's name.
+        name: String,
+    },
     /// Take one lease on each of `names` at once (each allows `max_leases` holders),
     /// waiting in arrival order until all are free. Leases belong to the requesting
     /// connection and are released when it closes.
     Acquire {
+        /// The semaphores to take a lease on.
         names: Vec<String>,
+        /// Holders each allows at once.
         max_leases: u32,
+        /// The lease's id, chosen by the client.
         lease: String,
+        /// Wait until every one is free (else answer `NotReady`).
         wait: bool,
     },
     /// Give back the leases `lease` holds on `names`.
-    Release { names: Vec<String>, lease: String },
+    Release {
+        /// The semaphores.
+        names: Vec<String>,
+        /// The lease's id.
+        lease: String,
+    },
     /// How many leases are held on a name.
-    Leases { name: String },
+    Leases {
+        /// The semaphore's name.
+        name: String,
+    },
     /// Publish a dataset; an existing name is an error unless `replace`.
     DatasetPublish {
+        /// The dataset's name.
         name: String,
+        /// Its value.
         value: HeldValue,
+        /// Replace a dataset of that name (else it is an error).
         replace: bool,
     },
     /// A published dataset.
-    DatasetGet { name: String },
+    DatasetGet {
+        /// The dataset's name.
+        name: String,
+    },
     /// Names of the published datasets, sorted.
     DatasetList,
     /// Unpublish a dataset.
-    DatasetDelete { name: String },
+    DatasetDelete {
+        /// The dataset's name.
+        name: String,
+    },
 }
 
 /// Answer to a [`CoordRequest`].

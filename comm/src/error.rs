@@ -12,14 +12,22 @@ pub enum CommError {
     /// before anything is allocated.
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
+        /// What was announced (a control part, a data frame).
         what: &'static str,
+        /// Its announced size in bytes.
         size: u64,
+        /// The most this connection accepts.
         limit: u64,
     },
     /// Memory for an announced part could not be had: the connection is closed instead
     /// of the process aborting.
     #[error("cannot allocate {size} bytes for a {what} the peer announced")]
-    OutOfMemory { what: &'static str, size: u64 },
+    OutOfMemory {
+        /// What was announced.
+        what: &'static str,
+        /// Its announced size in bytes.
+        size: u64,
+    },
     /// The control part did not decode as the expected message.
     #[error("malformed message: {0}")]
     Decode(String),
@@ -34,7 +42,12 @@ pub enum CommError {
     ClosedDuringHandshake,
     /// The peer speaks another protocol version.
     #[error("protocol version mismatch: this side speaks version {ours}, the peer speaks version {theirs}; run the same shoal release everywhere")]
-    VersionMismatch { ours: u32, theirs: u32 },
+    VersionMismatch {
+        /// The version this side speaks.
+        ours: u32,
+        /// The version the peer speaks.
+        theirs: u32,
+    },
     /// The peer does not know the cluster secret.
     #[error("authentication failed: the peer does not know the cluster secret (use the scheduler file written by the running scheduler)")]
     AuthFailed,

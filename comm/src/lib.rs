@@ -35,4 +35,4 @@ pub use secret::Secret;
 
 /// Version of the protocol spoken by this build. Peers with another version are refused
 /// during the handshake, with both versions named.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

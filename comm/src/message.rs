@@ -39,7 +39,9 @@ impl ExecutorKind {
 /// A named amount of an abstract resource (`GPU = 1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
+    /// The resource's name, as workers declare it (`GPU`).
     pub name: String,
+    /// How much of it.
     pub amount: f64,
 }
 
@@ -51,6 +53,7 @@ pub struct TaskSpec {
     /// Keys whose results are this task's inputs, in order. They may name tasks of the same
     /// submission or results already held by the cluster.
     pub deps: Vec<String>,
+    /// How the task is executed.
     pub kind: ExecutorKind,
     /// Data frame holding the opaque payload, if any.
     pub payload: Option<u32>,
@@ -180,7 +183,10 @@ mod task_error_kind_tests {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum KeyState {
     /// The result is held in the cluster; `size` is its size in bytes.
-    Memory { size: u64 },
+    Memory {
+        /// Size of the result in bytes.
+        size: u64,
+    },
     /// The task failed.
     Erred(TaskError),
     /// The key was cancelled or released before it finished.
@@ -190,18 +196,20 @@ pub enum KeyState {
 /// Update about one wanted key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyUpdate {
+    /// The key this update is about.
     pub key: String,
+    /// Its final state.
     pub state: KeyState,
 }
 
-/// Where a client can fetch a key's result.
+/// Where a client can fetch a key's result (one per key asked about, in order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyLocation {
-    pub key: String,
     /// The id the holders store the result under.
     pub task: Option<TaskId>,
-    /// Data-server addresses of the workers holding it (empty if not in memory).
-    pub holders: Vec<String>,
+    /// The workers holding it, as indices into the reply's data-server addresses
+    /// (empty if not in memory).
+    pub holders: Vec<u32>,
     /// The current state, if the key is finished.
     pub state: Option<KeyState>,
     /// The key is being computed (again, after its holder left): its result is coming.
@@ -231,9 +239,13 @@ pub struct WorkerMetrics {
 /// Results a worker fetched from its peers since it started, by transport.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TransferMetrics {
+    /// Results fetched over TCP.
     pub tcp_count: u64,
+    /// Bytes of the results fetched over TCP.
     pub tcp_bytes: u64,
+    /// Results fetched over MPI.
     pub mpi_count: u64,
+    /// Bytes of the results fetched over MPI.
     pub mpi_bytes: u64,
 }
 
@@ -248,13 +260,17 @@ pub struct MemoryMetrics {
     pub spilled_count: u64,
     /// The worker is paused: memory above the pause threshold.
     pub paused: bool,
-    /// Values written to disk since the worker started, their bytes and the seconds spent.
+    /// Values written to disk since the worker started.
     pub spill_count: u64,
+    /// Bytes written to disk.
     pub spill_bytes: u64,
+    /// Seconds spent writing them.
     pub spill_seconds: f64,
-    /// Values read back from disk, their bytes and the seconds spent.
+    /// Values read back from disk since the worker started.
     pub unspill_count: u64,
+    /// Bytes read back from disk.
     pub unspill_bytes: u64,
+    /// Seconds spent reading them back.
     pub unspill_seconds: f64,
     /// The target, spill, pause and terminate thresholds as fractions of the memory
     /// limit (0: off).
@@ -265,12 +281,19 @@ pub struct MemoryMetrics {
 /// One worker as `shoal status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {
+    /// The worker's id at this scheduler.
     pub id: WorkerId,
+    /// The worker's name.
     pub name: String,
+    /// Its data-server address.
     pub address: String,
+    /// Threads running tasks.
     pub nthreads: u32,
+    /// Its memory limit in bytes (0: none).
     pub memory_limit: u64,
+    /// Abstract resources it offers.
     pub resources: Vec<Resource>,
+    /// Its figures from the latest heartbeat.
     pub metrics: WorkerMetrics,
     /// Tasks the scheduler has assigned to the worker and not yet heard back about.
     pub assigned: u64,
@@ -285,11 +308,15 @@ pub struct WorkerInfo {
 /// The cluster as `shoal status` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
+    /// The scheduler's unique id for this run.
     pub scheduler_id: String,
+    /// The address clients and workers connect to.
     pub address: String,
+    /// Every connected worker.
     pub workers: Vec<WorkerInfo>,
     /// Task counts by state name (`waiting`, `ready`, `queued`, `running`, `memory`, `erred`, `released`).
     pub tasks: Vec<(String, u64)>,
+    /// Clients connected now.
     pub clients: u32,
     /// Tasks finished since the scheduler started.
     pub tasks_finished: u64,
@@ -307,8 +334,11 @@ pub struct ClusterStatus {
 /// never came.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartFailure {
+    /// The worker's name.
     pub name: String,
+    /// The host it tried to start on.
     pub host: String,
+    /// Its process id there.
     pub pid: u32,
     /// The worker's error message.
     pub error: String,
@@ -322,45 +352,84 @@ pub enum FromClient {
     /// Add tasks; the client wants to hear about (and keeps alive) the `wants` keys, which
     /// may also name keys already in the cluster.
     Submit {
+        /// Request id the reply carries.
         request: u64,
+        /// The tasks, in any order.
         tasks: Vec<TaskSpec>,
+        /// Keys the client wants to hear about.
         wants: Vec<String>,
     },
     /// The client no longer needs these keys; data nobody else needs is freed.
-    Release { keys: Vec<String> },
+    Release {
+        /// Keys to release.
+        keys: Vec<String>,
+    },
     /// Stop computing these keys (and what only they need); they end as `Cancelled`.
-    Cancel { keys: Vec<String> },
+    Cancel {
+        /// Keys to cancel.
+        keys: Vec<String>,
+    },
     /// Where are these keys held?
-    WhoHas { request: u64, keys: Vec<String> },
+    WhoHas {
+        /// Request id the reply carries.
+        request: u64,
+        /// Keys to locate.
+        keys: Vec<String>,
+    },
     /// Copy these keys (in memory now) to every worker (`scatter(broadcast=True)`).
-    Replicate { keys: Vec<String> },
+    Replicate {
+        /// Keys to copy.
+        keys: Vec<String>,
+    },
     /// Report the cluster state.
-    Status { request: u64 },
+    Status {
+        /// Request id the reply carries.
+        request: u64,
+    },
     /// Stop the whole cluster: workers, then the scheduler.
     Shutdown,
     /// I am alive.
     Heartbeat,
     /// Compute these failed keys again, with the failed inputs they need.
-    Retry { keys: Vec<String> },
+    Retry {
+        /// Failed keys to compute again.
+        keys: Vec<String>,
+    },
     /// A request on the named coordination state, answered by `CoordReply`.
-    Coord { request: u64, op: CoordRequest },
+    Coord {
+        /// Request id the reply carries.
+        request: u64,
+        /// The operation.
+        op: CoordRequest,
+    },
     /// Stop waiting on an earlier `Coord` request (answered `Cancelled` if it was still
     /// waiting; its real answer otherwise).
-    CoordCancel { request: u64 },
+    CoordCancel {
+        /// The id of the `Coord` request to stop waiting on.
+        request: u64,
+    },
     /// Restart these workers (names or addresses; empty: all) in their process; with
     /// `cancel_all`, every key of every client is cancelled first (`Client.restart`).
     Restart {
+        /// Workers to restart.
         workers: Vec<String>,
+        /// Cancel every key first.
         cancel_all: bool,
     },
     /// Retire these workers (names or addresses) without losing data: results only they
     /// hold are copied elsewhere first, then they shut down.
-    RetireWorkers { workers: Vec<String> },
+    RetireWorkers {
+        /// Workers to retire.
+        workers: Vec<String>,
+    },
     /// The most recent task runs that ended at or after `since` (Unix seconds), at most
     /// `limit`.
     TaskStream {
+        /// Request id the reply carries.
         request: u64,
+        /// Earliest end time of a run to report (Unix seconds).
         since: f64,
+        /// Most runs to report.
         limit: u32,
     },
 }
@@ -368,11 +437,13 @@ pub enum FromClient {
 /// One task run as the task stream reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    /// The task's key.
     pub key: String,
     /// The data address of the worker that ran it.
     pub worker: String,
-    /// Unix seconds at which its worker reported it started and ended.
+    /// Unix seconds at which its worker reported it started.
     pub start: f64,
+    /// Unix seconds at which its worker reported it ended.
     pub stop: f64,
     /// Finished (else failed).
     pub ok: bool,
@@ -382,28 +453,50 @@ pub struct TaskRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToClient {
     /// Answer to `Submit`; on error nothing of the submission was added.
-    SubmitReply { request: u64, error: Option<String> },
+    SubmitReply {
+        /// The request answered.
+        request: u64,
+        /// Why the submission was refused, if it was.
+        error: Option<String>,
+    },
     /// Wanted keys that reached a final state.
     Updates(Vec<KeyUpdate>),
-    /// Answer to `WhoHas`.
+    /// Answer to `WhoHas`: a location per key asked about, in order; holders refer to
+    /// `addresses`, each data-server address once.
     WhoHasReply {
+        /// The request answered.
         request: u64,
+        /// The holders' data-server addresses, each once.
+        addresses: Vec<String>,
+        /// One location per key asked about, in order.
         locations: Vec<KeyLocation>,
     },
     /// Answer to `Status`.
     StatusReply {
+        /// The request answered.
         request: u64,
+        /// The cluster's state.
         status: Box<ClusterStatus>,
     },
     /// Answer to `Coord`.
-    CoordReply { request: u64, reply: CoordReply },
+    CoordReply {
+        /// The request answered.
+        request: u64,
+        /// The answer.
+        reply: CoordReply,
+    },
     /// Answer to `TaskStream`, oldest first.
     TaskStreamReply {
+        /// The request answered.
         request: u64,
+        /// The task runs.
         records: Vec<TaskRecord>,
     },
     /// A message the scheduler could not accept (malformed, unknown); it kept serving.
-    Error { message: String },
+    Error {
+        /// What was wrong with the message.
+        message: String,
+    },
     /// I am alive.
     Heartbeat,
 }
@@ -411,13 +504,19 @@ pub enum ToClient {
 /// A worker's first message after the handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
+    /// The worker's name (unique in the cluster).
     pub name: String,
+    /// Threads running tasks.
     pub nthreads: u32,
+    /// Memory limit in bytes (0: none).
     pub memory_limit: u64,
+    /// Abstract resources it offers.
     pub resources: Vec<Resource>,
     /// Address of the worker's data server (`tcp://host:port`).
     pub data_address: String,
+    /// The machine's host name.
     pub host: String,
+    /// The worker's process id.
     pub pid: u32,
     /// Executor kinds this worker can run.
     pub executors: Vec<ExecutorKind>,
@@ -426,13 +525,16 @@ pub struct Registration {
 /// A task result a worker reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskFinished {
+    /// The task.
     pub id: TaskId,
+    /// Size of its result in bytes.
     pub size: u64,
 }
 
 /// A task failure a worker reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskFailed {
+    /// The task.
     pub id: TaskId,
     /// `key` is filled in by the scheduler; workers leave it empty.
     pub error: TaskError,
@@ -454,8 +556,11 @@ pub enum FromWorker {
     StealReply(Vec<(TaskId, bool)>),
     /// An input could not be fetched from any holder the scheduler named.
     MissingData {
+        /// The task that needed the input.
         task: TaskId,
+        /// The input no holder delivered.
         missing: TaskId,
+        /// The holders that were tried.
         holders: Vec<WorkerId>,
     },
     /// I am alive; here are my figures.
@@ -467,7 +572,12 @@ pub enum FromWorker {
     /// under it (`false`).
     Paused(bool),
     /// These results moved to disk here (`true`) or back into memory (`false`).
-    Spilled { ids: Vec<TaskId>, on_disk: bool },
+    Spilled {
+        /// The results.
+        ids: Vec<TaskId>,
+        /// `true`: now on disk; `false`: back in memory.
+        on_disk: bool,
+    },
     /// Copies asked for by `Replicate` are held here now.
     Replicated(Vec<TaskId>),
     /// Instead of `Register`: this worker failed to start, and why; it exits.
@@ -477,6 +587,7 @@ pub enum FromWorker {
 /// An input of a task to compute: its id and where it is held.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Input {
+    /// The input's task.
     pub id: TaskId,
     /// Workers holding it; may include the receiving worker itself.
     pub holders: Vec<WorkerId>,
@@ -488,13 +599,17 @@ pub struct Input {
 /// One task a worker must run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputeTask {
+    /// The task.
     pub id: TaskId,
+    /// How to execute it.
     pub kind: ExecutorKind,
     /// Data frame holding the payload.
     pub payload: Option<u32>,
+    /// Higher runs first.
     pub priority: i32,
     /// Inputs in dependency order.
     pub inputs: Vec<Input>,
+    /// Resources one run occupies.
     pub resources: Vec<Resource>,
 }
 
@@ -503,8 +618,11 @@ pub struct ComputeTask {
 pub enum ToWorker {
     /// Answer to `Register`: the worker's id, the heartbeat period and its peers.
     Registered {
+        /// The worker's id.
         id: WorkerId,
+        /// Heartbeat period in milliseconds.
         heartbeat_ms: u64,
+        /// Every other worker's id and data address.
         peers: Vec<(WorkerId, String)>,
     },
     /// Run these tasks.

@@ -2,6 +2,9 @@
 //! (built by `cargo test` with the tests). Each mpirun runs in its own process group, killed
 //! when its guard drops, so nothing outlives a failed test.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

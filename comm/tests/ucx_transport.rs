@@ -3,6 +3,9 @@
 //! over its TCP transport (`UCX_TLS=tcp`). Every process runs in its own process group,
 //! killed when its guard drops, so nothing outlives a failed test.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

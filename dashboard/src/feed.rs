@@ -23,18 +23,31 @@ pub const RECENT_RUNS: usize = 5_000;
 /// One point of the cluster's history.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Point {
+    /// When the snapshot was taken (Unix seconds).
     pub at: f64,
+    /// Bytes of results in workers' memory, summed over workers.
     pub managed: u64,
+    /// Workers' resident memory beyond their results, summed.
     pub unmanaged: u64,
+    /// Bytes of results spilled to disk, summed over workers.
     pub spilled: u64,
+    /// The workers' memory limits, summed.
     pub memory_limit: u64,
+    /// Tasks finished since the scheduler started.
     pub finished_total: u64,
+    /// Tasks failed since the scheduler started.
     pub failed_total: u64,
+    /// Bytes workers fetched from peers over TCP, summed.
     pub tcp_bytes: u64,
+    /// Bytes workers fetched from peers over MPI, summed.
     pub mpi_bytes: u64,
+    /// CPU seconds the scheduler process used.
     pub cpu_seconds: f64,
+    /// The scheduler's resident memory.
     pub rss_bytes: u64,
+    /// How late the scheduler's loop answered the snapshot tick.
     pub loop_lag_seconds: f64,
+    /// Workers connected.
     pub workers: u32,
 }
 

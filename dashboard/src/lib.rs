@@ -68,7 +68,10 @@ impl Dashboard {
     }
 
     /// Serve until the task is aborted (the scheduler stopped).
-    pub async fn serve(self, snapshots: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    /// Accepting connections failed.
+    pub async fn serve(self, snapshots: watch::Receiver<Arc<Snapshot>>) -> std::io::Result<()> {
         let port = self.port();
         let feed = feed::Feed::start(snapshots.clone());
         let state = Arc::new(AppState {
@@ -78,8 +81,7 @@ impl Dashboard {
         });
         let app = router(state);
         tracing::info!(port, "dashboard listening");
-        axum::serve(self.listener, app).await?;
-        Ok(())
+        axum::serve(self.listener, app).await
     }
 }
 

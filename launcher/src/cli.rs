@@ -131,6 +131,7 @@ pub struct SchedulerTuning {
     /// network round trip; 0 when root tasks are long or make large results).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 256, value_parser = crate::parse::whole))]
     pub min_worker_queue: u32,
+    /// The dashboard.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub dashboard: DashboardArgs,
 }
@@ -155,6 +156,7 @@ pub struct DashboardArgs {
     pub metrics_token: Option<String>,
 }
 
+/// The settings every worker-starting command shares.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct WorkerSettings {
@@ -186,6 +188,7 @@ pub struct WorkerSettings {
         arg(long, alias = "protocol", value_enum, default_value = "auto")
     )]
     pub transport: Transport,
+    /// Memory management.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub memory: MemoryArgs,
 }
@@ -364,6 +367,7 @@ impl Transport {
     }
 }
 
+/// `shoal mpi` (and `shoal.mpi.initialize()`): a whole cluster as one MPI job.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct MpiArgs {
@@ -397,8 +401,10 @@ pub struct MpiArgs {
     /// Scheduler exits after this many seconds without clients or work.
     #[cfg_attr(feature = "cli", arg(long, value_parser = parse::seconds))]
     pub idle_timeout: Option<Duration>,
+    /// The workers' settings.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub worker: WorkerSettings,
+    /// The scheduler's settings.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub tuning: SchedulerTuning,
 }

@@ -70,7 +70,12 @@ pub enum BatchRole {
     /// This rank ran the scheduler or a worker and the cluster has ended: exit with this.
     Exit(u8),
     /// This rank is the client: connect to `address` with the hex `secret`.
-    Client { address: String, secret_hex: String },
+    Client {
+        /// The scheduler's address.
+        address: String,
+        /// The cluster secret, hex-encoded.
+        secret_hex: String,
+    },
 }
 
 pub use cli::{MpiArgs, SchedulerTuning, WorkerSettings};

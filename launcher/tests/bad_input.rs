@@ -8,6 +8,9 @@
 //! `XDG_CONFIG_HOME` (`{d}/config`), so its config files are the row's and anything the
 //! command would create lands in `{d}`.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

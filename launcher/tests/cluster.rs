@@ -1,5 +1,8 @@
 //! A real scheduler and real workers on loopback computing real graphs.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{sum, Cluster};

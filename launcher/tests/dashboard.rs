@@ -3,6 +3,9 @@
 //! cookie that opens the pages, `/metrics` takes the token or `--metrics-token` as a bearer
 //! token and counts a graph's tasks exactly, and `--no-dashboard` runs none.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Cluster;

@@ -1,6 +1,9 @@
 //! Bad input and failures: each gives a clear error, the cluster keeps serving, nothing
 //! hangs.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{run, spawn, sum, Cluster};

@@ -2,6 +2,9 @@
 //! workers' memory, pausing when spilling is off, a full spill disk, and the nanny
 //! restarting a worker above the terminate threshold.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{spawn, Cluster};

@@ -1,6 +1,9 @@
 //! `shoal mpi` under a real `mpirun` (oversubscribed on this small machine). Every mpirun
 //! runs in its own process group, killed as a group when its guard drops.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::SHOAL;

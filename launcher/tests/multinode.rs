@@ -4,6 +4,9 @@
 //! saying why, where namespaces cannot be made (not root); as root they must run.
 //! Each test has its own prefix and subnet, so they run in parallel.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::testbed::{pattern_sum, TestBed};

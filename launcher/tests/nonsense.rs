@@ -2,6 +2,9 @@
 //! answered with an error or dropped, and the scheduler keeps serving everyone else (a
 //! graph submitted by an ordinary client afterwards computes on the cluster's worker).
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use bytes::Bytes;
@@ -124,6 +127,7 @@ fn a_client_sending_nonsense_is_answered_and_others_are_served() {
             ToClient::WhoHasReply {
                 request: 1,
                 locations,
+                ..
             } => {
                 assert!(locations.iter().all(|l| l.task.is_none()), "{locations:?}");
             }

@@ -4,6 +4,9 @@
 //! Without SLURM installed the SLURM tests print "skipped" and pass, unless
 //! `SHOAL_REQUIRE_SLURM` is set (`scripts/test` sets it where setup installed SLURM).
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::slurm::{Slurm, Unavailable};

@@ -2,6 +2,9 @@
 //! worker fails at start or when all workers are gone, and the nanny does not restart a
 //! worker that died before it registered. Real processes, each stopped by pid.
 
+// Tests may unwrap: a failed unwrap is a failed test (see the workspace's lints).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{spawn, Proc};

@@ -12,6 +12,8 @@ _ErrorOut = Tuple[str, str, str, Optional[str], bytes]
 
 PROTOCOL_VERSION: int
 PLUGIN_DATASET_PREFIX: str
+#: First bytes of a value frame.
+MAGIC: bytes
 #: First bytes of a frame that carries an encoding failure instead of a value.
 ERROR_MAGIC: bytes
 

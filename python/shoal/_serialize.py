@@ -24,8 +24,8 @@ import cloudpickle
 
 from . import _native
 
-MAGIC = b"SHL1"
-#: An error frame's first bytes; the worker's Rust side checks for them too.
+#: A value frame's and an error frame's first bytes (Rust reads and writes them too).
+MAGIC: bytes = _native.MAGIC
 ERROR_MAGIC: bytes = _native.ERROR_MAGIC
 ALIGN = 64
 _HEAD = struct.Struct("<4sIQ")

@@ -87,6 +87,17 @@ def _run_mapped(payload):
     return fn(*pickle.loads(payload[21 + n :]))
 
 
+#: For the native runner's compact calls (``python/src/worker.rs``): the function of a
+#: payload, worker plugins set up once, and the size of a simple result.
+load_function = cloudpickle.loads
+simple_size = sys.getsizeof
+
+
+def ensure_plugins() -> None:
+    if not _plugins.checked:
+        _plugins.ensure()
+
+
 def _function(data: bytes):
     fn = _functions.get(data)
     if fn is None:

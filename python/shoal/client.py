@@ -217,6 +217,9 @@ class Client:
         self._closed = True
         self._native = _native.Client(address, None if scheduler_file is None else os.fspath(scheduler_file),
                                       float(timeout), from_worker=_from_worker)
+        # What Future.__del__ calls: the native method itself, one Python frame less
+        # per released future.
+        self._drop = self._native.drop_key
         self._closed = False
         # Key states live in the native client (fed by the scheduler's updates without
         # the interpreter); Python keeps only the done-callbacks, run by this thread.
@@ -271,9 +274,6 @@ class Client:
 
     def _retain(self, key: str) -> KeyState:
         return self._native.retain([key])[0]
-
-    def _drop(self, key: str) -> None:
-        self._native.drop_key(key)
 
     def _flush_releases(self) -> None:
         """Send the keys dropped since the last flush (the native client also does so
@@ -341,14 +341,13 @@ class Client:
             raise self._exception(key, state)
 
     def _fetch(self, keys: list[str]) -> list:
-        frames = self._native.fetch(keys)
-        out = []
-        for key, frame in zip(keys, frames):
+        values, undecoded = self._native.fetch(keys)  # plain small values decoded natively
+        for i in undecoded:
             try:
-                out.append(_loads_value(frame))
+                values[i] = _loads_value(values[i])
             except TypeError as e:
-                raise type(e)(f"the result of {key!r} cannot be transferred: {e}") from None
-        return out
+                raise type(e)(f"the result of {keys[i]!r} cannot be transferred: {e}") from None
+        return values
 
     # ----- building tasks -----
 
@@ -406,23 +405,20 @@ class Client:
             cached = self._heads[data] = (MAPPED + digest + _U32.pack(len(data)) + data, digest)
         return cached
 
-    def _plain_tasks(self, fn, arg_tuples, keys, pure):
-        """Keys and compact payloads of calls whose arguments are all plain values."""
+    def _submit_calls(self, fn, calls, keys, pure, priority, retries, workers, resources) -> list[Future]:
+        """Submit calls of ``fn`` whose arguments are all plain values, in compact form
+        (the function once per worker, the arguments alone), and return their futures.
+        Keys: ``keys``, else a hash of the function and the arguments (``pure``), else
+        random."""
+        self._check_open()
         head, digest = self._function_head(fn)
         name = _funcname(fn)
-        dumps, blake = pickle.dumps, hashlib.blake2b
-        out_keys, payloads = [], []
-        for i, args in enumerate(arg_tuples):
-            a = dumps(args, 5)
-            if keys is not None:
-                k = keys[i]
-            elif pure:
-                k = f"{name}-{blake(digest + a, digest_size=16).hexdigest()}"
-            else:
-                k = f"{name}-{uuid.uuid4().hex}"
-            out_keys.append(k)
-            payloads.append(head + a)
-        return out_keys, payloads
+        if keys is None and not pure:
+            keys = [f"{name}-{uuid.uuid4().hex}" for _ in calls]
+        keys, states = self._native.submit_calls(
+            head, digest, name, calls, keys, int(priority), int(retries), _workers(workers), _resources(resources))
+        client = self
+        return [Future(k, client, st) for k, st in zip(keys, states)]
 
     def _adopt(self, keys: list[str]) -> list[Future]:
         """Futures for keys the scheduler just made this client hold (a value taken out
@@ -451,10 +447,8 @@ class Client:
                 "submit(allow_other_workers=True): shoal treats workers= as a strict restriction; "
                 "leave workers= out to let the scheduler choose (it prefers workers holding the inputs)")
         if not kwargs and all(type(a) in _PLAIN for a in args):
-            keys, payloads = self._plain_tasks(fn, [args], None if key is None else [key], pure)
-            task = (keys[0], [], payloads[0], int(priority), int(retries), _workers(workers), _resources(resources))
-        else:
-            task, _ = self._call_task(self._function_bytes(fn), fn, args, kwargs, key, pure, priority, retries, workers, resources)
+            return self._submit_calls(fn, [args], None if key is None else [key], pure, priority, retries, workers, resources)[0]
+        task, _ = self._call_task(self._function_bytes(fn), fn, args, kwargs, key, pure, priority, retries, workers, resources)
         return self._submit([task], [task[0]])[0]
 
     def map(self, fn, *iterables, key=None, pure=True, retries=0, resources=None, workers=None, priority=0, **kwargs) -> list[Future]:
@@ -474,8 +468,8 @@ class Client:
             raise ValueError(f"map() got {len(keys)} keys for {len(calls)} calls")
         if not kwargs and all(type(a) in _PLAIN for args in calls for a in args):
             # The common case: one compact payload per call, built and sent in bulk.
-            all_keys, payloads = self._plain_tasks(fn, calls, keys, pure)
-            return self._submit_plain(all_keys, payloads, priority, retries, workers, resources)
+            return self._submit_calls(fn, calls, keys[: len(calls)] if keys else None, pure, priority, retries,
+                                      workers, resources)
         fn_bytes = self._function_bytes(fn)
         tasks, all_keys, seen = [], [], set()
         for i, args in enumerate(calls):
@@ -486,13 +480,6 @@ class Client:
                 seen.add(task[0])
                 tasks.append(task)
         return self._submit(tasks, all_keys)
-
-    def _submit_plain(self, keys, payloads, priority, retries, workers, resources) -> list[Future]:
-        """Submit dependency-free tasks given as parallel lists of keys and payloads."""
-        self._check_open()
-        futures = self._futures(keys)
-        self._native.submit_plain(keys, payloads, int(priority), int(retries), _workers(workers), _resources(resources))
-        return futures
 
     @_async_capable
     def gather(self, futures, errors: str = "raise", timeout: float | None = None):

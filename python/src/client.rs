@@ -222,21 +222,18 @@ impl NativeClient {
     }
 
     /// Submit dependency-free tasks sharing priority, retries, workers and resources;
-    /// payloads are copied into one buffer. A key given twice is one task.
+    /// task `i`'s payload is the next `lengths[i]` bytes of `payloads`. A key given twice
+    /// is one task.
     ///
     /// # Errors
     /// The scheduler refused the graph or the connection closed.
     pub fn submit_plain(
         &self,
         keys: Vec<String>,
-        payloads: &[&[u8]],
+        mut payloads: Bytes,
+        lengths: &[usize],
         common: TaskIn,
     ) -> Result<(), ClientError> {
-        let mut buffer = bytes::BytesMut::with_capacity(payloads.iter().map(|p| p.len()).sum());
-        for p in payloads {
-            buffer.extend_from_slice(p);
-        }
-        let mut buffer = buffer.freeze();
         let resources: Vec<Resource> = common
             .resources
             .into_iter()
@@ -245,8 +242,8 @@ impl NativeClient {
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
         let mut frames = Vec::with_capacity(keys.len());
         let mut specs = Vec::with_capacity(keys.len());
-        for (key, p) in keys.iter().zip(payloads) {
-            let frame = buffer.split_to(p.len());
+        for (key, &len) in keys.iter().zip(lengths) {
+            let frame = payloads.split_to(len);
             if !seen.insert(key.as_str()) {
                 continue;
             }

@@ -21,6 +21,7 @@ mod jobqueue;
 mod json;
 mod keys;
 mod mpi;
+mod values;
 mod worker;
 
 use client::{NativeClient, TaskIn};
@@ -33,6 +34,24 @@ use std::time::Duration;
 
 /// Results up to this size reach Python as `bytes` rather than as shared frames.
 const SMALL_FRAME: usize = 16 * 1024;
+
+/// The key of a pure call: `NAME-` and 32 hex digits of a hash of the function's digest
+/// and the pickled arguments.
+fn call_key(name: &str, digest: &[u8], args: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let hash = Sha256::new()
+        .chain_update(digest)
+        .chain_update(args)
+        .finalize();
+    let mut key = String::with_capacity(name.len() + 33);
+    key.push_str(name);
+    key.push('-');
+    for byte in &hash[..16] {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
+}
 
 fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
@@ -168,23 +187,46 @@ impl PyClient {
             .map_err(to_py)
     }
 
-    /// Submit dependency-free tasks (`map` of plain arguments) as parallel lists.
+    /// Submit calls of one function on plain arguments (`map`) and retain their keys:
+    /// task `i`'s payload is `head` (the function, see `shoal._worker.MAPPED`) followed by
+    /// the pickled tuple `calls[i]`; its key is `keys[i]`, or without `keys`
+    /// `NAME-HASH`, a hash of the function's `digest` and the arguments (a pure call).
+    /// Returns the keys in call order and their states.
     #[allow(clippy::too_many_arguments)]
-    fn submit_plain(
+    #[pyo3(signature = (head, digest, name, calls, keys, priority, retries, workers, resources))]
+    fn submit_calls(
         &self,
         py: Python<'_>,
-        keys: Vec<String>,
-        payloads: Vec<pyo3::pybacked::PyBackedBytes>,
+        head: &[u8],
+        digest: &[u8],
+        name: &str,
+        calls: Vec<Bound<'_, PyAny>>,
+        keys: Option<Vec<String>>,
         priority: i32,
         retries: u32,
         workers: Vec<String>,
         resources: Vec<(String, f64)>,
-    ) -> PyResult<()> {
-        if keys.len() != payloads.len() {
+    ) -> PyResult<(Vec<String>, Vec<Py<KeyState>>)> {
+        if keys.as_ref().is_some_and(|k| k.len() != calls.len()) {
             return Err(pyo3::exceptions::PyValueError::new_err(
-                "submit_plain needs one payload per key",
+                "submit_calls needs one key per call",
             ));
         }
+        let mut buffer = bytes::BytesMut::with_capacity(calls.len() * (head.len() + 16));
+        let mut lengths = Vec::with_capacity(calls.len());
+        let mut pure_keys = Vec::with_capacity(if keys.is_some() { 0 } else { calls.len() });
+        for call in &calls {
+            let args = values::pickle(call)?;
+            let args = args.as_bytes();
+            buffer.extend_from_slice(head);
+            buffer.extend_from_slice(args);
+            lengths.push(head.len() + args.len());
+            if keys.is_none() {
+                pure_keys.push(call_key(name, digest, args));
+            }
+        }
+        let keys = keys.unwrap_or(pure_keys);
+        let states = self.0.keys.retain(py, &keys, None)?;
         let common = TaskIn {
             key: String::new(),
             deps: Vec::new(),
@@ -194,9 +236,11 @@ impl PyClient {
             workers,
             resources,
         };
-        let slices: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-        py.detach(|| self.0.submit_plain(keys, &slices, common))
-            .map_err(to_py)
+        let buffer = buffer.freeze();
+        let wants = keys.clone();
+        py.detach(|| self.0.submit_plain(wants, buffer, &lengths, common))
+            .map_err(to_py)?;
+        Ok((keys, states))
     }
 
     /// The states of `keys`, one more reference each; `adopt=True`: new states start
@@ -265,20 +309,31 @@ impl PyClient {
         self.0.keys.state(py, key)
     }
 
-    /// Results of finished keys: small ones as `bytes` (one cheap copy), large ones as
-    /// frames Python decodes without copying.
-    fn fetch(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Py<PyAny>>> {
+    /// Results of finished keys, and the positions of those left to Python: small values
+    /// without out-of-band buffers are decoded here; the others come as `bytes` (small,
+    /// one cheap copy) or as frames Python decodes without copying.
+    fn fetch(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<(Vec<Py<PyAny>>, Vec<usize>)> {
         let frames = py.detach(|| self.0.fetch(&keys)).map_err(to_py)?;
-        frames
+        let mut undecoded = Vec::new();
+        let values = frames
             .into_iter()
-            .map(|f| {
-                if f.len() <= SMALL_FRAME {
-                    Ok(pyo3::types::PyBytes::new(py, &f).into_any().unbind())
-                } else {
-                    Ok(Py::new(py, Frame::owned(f))?.into_any())
+            .enumerate()
+            .map(|(i, f)| {
+                if f.len() > SMALL_FRAME {
+                    undecoded.push(i);
+                    return Ok(Py::new(py, Frame::owned(f))?.into_any());
+                }
+                match values::decode_plain(py, &f) {
+                    Some(Ok(value)) => Ok(value),
+                    // Python decodes it again and says what is wrong, naming the key.
+                    Some(Err(_)) | None => {
+                        undecoded.push(i);
+                        Ok(pyo3::types::PyBytes::new(py, &f).into_any().unbind())
+                    }
                 }
             })
-            .collect()
+            .collect::<PyResult<_>>()?;
+        Ok((values, undecoded))
     }
 
     fn release(&self, keys: Vec<String>) -> PyResult<()> {
@@ -400,9 +455,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
     m.add_function(wrap_pyfunction!(args::parse_memory, m)?)?;
+    m.add("MAGIC", pyo3::types::PyBytes::new(m.py(), values::MAGIC))?;
     m.add(
         "ERROR_MAGIC",
-        pyo3::types::PyBytes::new(m.py(), worker::ERROR_MAGIC),
+        pyo3::types::PyBytes::new(m.py(), values::ERROR_MAGIC),
     )?;
     jobqueue::register(m)?;
     shoal_runtime::executor::pool::set_batch_scope(worker::batch_scope);

@@ -2,16 +2,19 @@
 //! Python part), and results kept as Python objects until a peer or client asks for them.
 
 use crate::frame::Frame;
+use crate::values;
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use rustc_hash::FxHashMap;
 use shoal_comm::message::TaskError;
 use shoal_runtime::executor::builtin;
 use shoal_runtime::executor::pool::Job;
 use shoal_runtime::worker::store::{NativeValue, Value};
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A result held as a Python object.
 pub struct PyValue {
@@ -19,15 +22,14 @@ pub struct PyValue {
     size: u64,
 }
 
-/// First bytes of a frame that carries an encoding failure instead of a value
-/// (`shoal._native.ERROR_MAGIC`, which `shoal._serialize` writes): readers raise it, but it must never replace the
-/// value on disk.
-pub const ERROR_MAGIC: &[u8] = b"SHLE";
-
 impl NativeValue for PyValue {
     fn to_bytes(&self) -> Result<Bytes, String> {
         Python::attach(|py| {
-            let frame = helper(py, "dumps")?.call1((self.obj.bind(py),))?;
+            let obj = self.obj.bind(py);
+            if values::is_simple(obj) {
+                return values::encode_simple(obj);
+            }
+            let frame = helper(py, "dumps")?.call1((obj,))?;
             let frame = frame.cast_into::<PyBytes>()?;
             Ok(bytes_of(frame.unbind(), py))
         })
@@ -36,7 +38,8 @@ impl NativeValue for PyValue {
 
     fn to_spill_bytes(&self) -> Result<Bytes, String> {
         let bytes = self.to_bytes()?;
-        match bytes.strip_prefix(ERROR_MAGIC) {
+        // An error frame raises for readers, but must never replace the value on disk.
+        match bytes.strip_prefix(values::ERROR_MAGIC) {
             Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
             None => Ok(bytes),
         }
@@ -136,7 +139,92 @@ pub fn run(job: &Job) -> Result<Value, TaskError> {
     })
 }
 
+/// First byte of a compact call payload (`shoal._worker.MAPPED`): `MAPPED | 16-byte
+/// digest of the function | u32 length | function (cloudpickle) | args (pickled tuple)`.
+const MAPPED: u8 = b'M';
+
+/// Functions of compact calls, decoded once per worker, by digest.
+static MAPPED_FUNCTIONS: Mutex<Option<FxHashMap<[u8; 16], Py<PyAny>>>> = Mutex::new(None);
+
+/// Set once worker plugins were set up (`shoal._worker._plugins.ensure`).
+static PLUGINS_CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// The parts of a compact call payload: (digest, function bytes, argument bytes).
+fn mapped_parts(payload: &[u8]) -> Option<([u8; 16], &[u8], &[u8])> {
+    let (&MAPPED, rest) = payload.split_first()? else {
+        return None;
+    };
+    let digest: [u8; 16] = rest.get(..16)?.try_into().ok()?;
+    let len = u32::from_le_bytes(rest.get(16..20)?.try_into().ok()?) as usize;
+    let function = rest.get(20..20usize.checked_add(len)?)?;
+    Some((digest, function, &rest[20 + len..]))
+}
+
+fn mapped_function<'py>(
+    py: Python<'py>,
+    digest: [u8; 16],
+    data: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut cache = MAPPED_FUNCTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(FxHashMap::default);
+    if let Some(f) = cache.get(&digest) {
+        return Ok(f.bind(py).clone());
+    }
+    let f = helper(py, "load_function")?.call1((PyBytes::new(py, data),))?;
+    if cache.len() > 1000 {
+        cache.clear();
+    }
+    cache.insert(digest, f.clone().unbind());
+    Ok(f)
+}
+
+/// A compact call without inputs, run without `shoal._worker.execute`'s Python frames;
+/// `None` for any other payload.
+fn run_mapped(py: Python<'_>, job: &Job) -> Option<PyResult<Result<Value, TaskError>>> {
+    if !job.inputs.is_empty() {
+        return None;
+    }
+    let (digest, function, args) = mapped_parts(job.payload.as_deref()?)?;
+    Some((|| -> PyResult<Result<Value, TaskError>> {
+        if !PLUGINS_CHECKED.load(Ordering::Relaxed) {
+            helper(py, "ensure_plugins")?.call0()?;
+            PLUGINS_CHECKED.store(true, Ordering::Relaxed);
+        }
+        // Failures to decode the function or its arguments are the task's, as in Python.
+        let call = mapped_function(py, digest, function).and_then(|f| {
+            let args = values::unpickle(py, args)?.cast_into::<PyTuple>()?;
+            f.call1(args)
+        });
+        match call {
+            Ok(result) => {
+                let size = if values::is_simple(&result) {
+                    helper(py, "simple_size")?.call1((&result,))?.extract()?
+                } else {
+                    helper(py, "sizeof")?.call1((&result,))?.extract()?
+                };
+                Ok(Ok(Value::Native(Arc::new(PyValue {
+                    obj: result.unbind(),
+                    size,
+                }))))
+            }
+            Err(e) => {
+                let info = helper(py, "error_info")?.call1((e.into_value(py),))?;
+                let (kind, message, traceback, exception): (
+                    String,
+                    String,
+                    Option<String>,
+                    Vec<u8>,
+                ) = info.extract()?;
+                Ok(Err(task_error(&kind, message, traceback, exception)))
+            }
+        }
+    })())
+}
+
 fn run_python(py: Python<'_>, job: &Job) -> PyResult<Result<Value, TaskError>> {
+    if let Some(outcome) = run_mapped(py, job) {
+        return outcome;
+    }
     let payload = PyBytes::new(py, job.payload.as_deref().unwrap_or_default());
     let inputs = PyList::empty(py);
     for input in &job.inputs {

@@ -10,9 +10,11 @@
 //! - [`order`]: depth-first task priorities for graphs that come without any.
 //! - [`net`]: authenticated connections and batching writers shared by every role.
 //! - [`sys`]: process and machine facts.
+//! - [`error`]: typed errors rendered with their causes.
 
 pub mod client;
 pub mod dashboard_link;
+pub mod error;
 pub mod executor;
 pub mod net;
 pub mod order;

@@ -15,16 +15,26 @@ use std::time::{Duration, Instant};
 /// What a scheduler file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchedulerFile {
+    /// Always `Scheduler` (the field Dask's scheduler files call `type`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The scheduler's unique id for this run.
     pub id: String,
+    /// The address workers and clients connect to.
     pub address: String,
+    /// Other ports by service name (`dashboard`).
     pub services: serde_json::Map<String, serde_json::Value>,
+    /// When the scheduler started (Unix seconds).
     pub started: f64,
+    /// Dask's worker count: 0, the file is written once, before any worker joins.
     pub n_workers: u64,
+    /// Dask's thread total: 0, as `n_workers`.
     pub total_threads: u64,
+    /// Dask's memory total: 0, as `n_workers`.
     pub total_memory: u64,
+    /// Dask's workers by address: empty, as `n_workers`.
     pub workers: serde_json::Map<String, serde_json::Value>,
+    /// The wire protocol version the scheduler speaks.
     pub protocol_version: u32,
     /// Hex-encoded cluster secret.
     pub secret: String,
@@ -70,29 +80,48 @@ impl SchedulerFile {
 pub enum SchedulerFileError {
     /// The file did not appear within the timeout.
     #[error("scheduler file {} does not exist (waited {waited:?}): start the scheduler first (`shoal scheduler --scheduler-file {}`), or check the path", path.display(), path.display())]
-    Missing { path: PathBuf, waited: Duration },
+    Missing {
+        /// The file's path.
+        path: PathBuf,
+        /// How long it was waited for.
+        waited: Duration,
+    },
     /// The file exists but never became valid JSON within the timeout.
     #[error("scheduler file {} is not valid JSON after waiting {waited:?} ({problem}); a scheduler that crashed while writing it may have left it: delete it and restart the scheduler", path.display())]
     NotJson {
+        /// The file's path.
         path: PathBuf,
+        /// How long it was waited for.
         waited: Duration,
+        /// What the JSON parser said.
         problem: String,
     },
     /// Valid JSON without the fields shoal needs.
     #[error("scheduler file {} is malformed: {problem}; it was not written by a running shoal scheduler (Dask's scheduler files carry no secret): restart the scheduler to rewrite it", path.display())]
-    Malformed { path: PathBuf, problem: String },
+    Malformed {
+        /// The file's path.
+        path: PathBuf,
+        /// What is missing or wrong.
+        problem: String,
+    },
     /// The file describes a scheduler that no longer runs.
     #[error("scheduler file {} is stale: {problem}; the scheduler that wrote it (id {id}) is gone: delete the file and start a new scheduler", path.display())]
     Stale {
+        /// The file's path.
         path: PathBuf,
+        /// The id of the scheduler that wrote it.
         id: String,
+        /// How it was found stale.
         problem: String,
     },
     /// Reading or writing failed.
     #[error("cannot {action} scheduler file {}: {source}", path.display())]
     Io {
+        /// What was being done (`read`, `write`).
         action: &'static str,
+        /// The file's path.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
 }

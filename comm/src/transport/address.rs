@@ -21,7 +21,12 @@ pub enum Alternative {
     /// `host:port`, for connecting.
     Tcp(String),
     /// A rank of an MPI job.
-    Mpi { job: String, rank: i32 },
+    Mpi {
+        /// The job's id.
+        job: String,
+        /// The rank within the job.
+        rank: i32,
+    },
     /// A UCX worker address.
     Ucx(Vec<u8>),
 }

@@ -83,18 +83,24 @@ impl Service {
 
 /// The receiving half of a connection of any backend.
 pub enum Reader {
+    /// Over TCP.
     Tcp(TcpReader),
+    /// Over MPI.
     #[cfg(feature = "mpi")]
     Mpi(mpi::MpiReader),
+    /// Over UCX.
     #[cfg(feature = "ucx")]
     Ucx(ucx::UcxReader),
 }
 
 /// The sending half of a connection of any backend.
 pub enum Writer {
+    /// Over TCP.
     Tcp(TcpWriter),
+    /// Over MPI.
     #[cfg(feature = "mpi")]
     Mpi(mpi::MpiWriter),
+    /// Over UCX.
     #[cfg(feature = "ucx")]
     Ucx(ucx::UcxWriter),
 }
@@ -164,19 +170,29 @@ pub enum ConnectError {
     Address(String),
     /// Nothing answered in time.
     #[error("connecting to {address} timed out after {timeout:?}")]
-    Timeout { address: String, timeout: Duration },
+    Timeout {
+        /// The address dialled.
+        address: String,
+        /// How long the connection was given.
+        timeout: Duration,
+    },
     /// The operating system (or the fabric) refused or failed the connection.
     #[error("cannot connect to {address}")]
     Io {
+        /// The address dialled.
         address: String,
+        /// What the operating system (or fabric) said.
         #[source]
         source: std::io::Error,
     },
     /// Connected, but the authentication handshake failed.
     #[error("handshake with {address} over {transport} failed")]
     Handshake {
+        /// The address dialled.
         address: String,
+        /// The transport it was reached over (`tcp`, `mpi`, `ucx`).
         transport: &'static str,
+        /// Why the handshake failed.
         #[source]
         source: CommError,
     },
@@ -373,7 +389,9 @@ fn unusable() -> ConnectError {
 
 /// A connection accepted by a [`Listener`], not yet authenticated.
 pub struct Incoming {
+    /// Where the peer's messages arrive.
     pub reader: Reader,
+    /// Where messages to the peer go.
     pub writer: Writer,
     /// Who connected, for logs: a socket address, `MPI rank N`, `UCX peer ...`.
     pub peer: String,

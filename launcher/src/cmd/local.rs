@@ -83,13 +83,13 @@ pub async fn run(
             }
         }
     };
-    let result = scheduler.run(shutdown).await.map(drop);
+    scheduler.run(shutdown).await;
     let _ = stop_tx.send(true);
     while workers.join_next().await.is_some() {}
     if let Some(message) = failure.into_inner().ok().flatten() {
         anyhow::bail!("{message}; the cluster was stopped and its scheduler file removed");
     }
-    result.map(|()| 0)
+    Ok(0)
 }
 
 /// Where `shoal local` writes its scheduler file without `--scheduler-file`.

@@ -421,7 +421,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     let code = match scheduler {
         Some(s) => {
             let scheduler = async {
-                let summary = s.run(crate::signals::terminated()).await?;
+                let summary = s.run(crate::signals::terminated()).await;
                 let rank_name = |r: i32| format!("{}-{r}", args.name);
                 let unseen: Vec<i32> = (0..size)
                     .filter(|r| *r != rank || runs_worker)
@@ -429,9 +429,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
                     .filter(|r| !summary.workers_seen.contains(&rank_name(*r)))
                     .collect();
                 send_stop(&world, &unseen);
-                Ok::<_, anyhow::Error>(
-                    (0..size).any(|r| summary.workers_lost.contains(&rank_name(r))),
-                )
+                (0..size).any(|r| summary.workers_lost.contains(&rank_name(r)))
             };
             // This rank's own worker (--inclusive-workers) failing at start stops the job
             // as any worker rank's does.
@@ -443,7 +441,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
                 },
                 sched = &mut scheduler => (sched, worker_future.await?),
             };
-            rank_lost = sched?;
+            rank_lost = sched;
             worker
         }
         None => match worker_future.await {

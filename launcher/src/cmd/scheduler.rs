@@ -112,5 +112,6 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     )?;
     let (scheduler, _dashboard) =
         bind_with_dashboard(options, &args.tuning, "shoal scheduler").await?;
-    scheduler.run(crate::signals::terminated()).await.map(drop)
+    scheduler.run(crate::signals::terminated()).await;
+    Ok(())
 }

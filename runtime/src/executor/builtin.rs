@@ -11,13 +11,16 @@ use shoal_comm::message::{ExecutorKind, TaskError, TaskErrorKind};
 /// Arguments of [`ExecutorKind::Sleep`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SleepArgs {
+    /// How long to sleep, in milliseconds.
     pub ms: u64,
 }
 
 /// Arguments of [`ExecutorKind::Bytes`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BytesArgs {
+    /// Length of the result in bytes.
     pub size: u64,
+    /// The value of every byte (the seed of the pattern with `pattern`).
     #[serde(default)]
     pub fill: u8,
     /// Instead of `fill` everywhere, byte `i` is [`pattern_byte`]`(i, fill)`: any byte
@@ -35,6 +38,7 @@ pub fn pattern_byte(i: u64, seed: u8) -> u8 {
 /// Arguments of [`ExecutorKind::Sum`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SumArgs {
+    /// Added to the sum of the inputs.
     #[serde(default)]
     pub add: u64,
     /// Sleep this long first (slow tasks with checkable results, for tests).
@@ -45,6 +49,7 @@ pub struct SumArgs {
 /// Arguments of [`ExecutorKind::Fail`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FailArgs {
+    /// The task error's message.
     pub message: String,
 }
 

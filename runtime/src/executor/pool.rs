@@ -19,15 +19,21 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// A task ready to run, with its inputs in dependency order.
 pub struct Job {
+    /// The task.
     pub id: TaskId,
+    /// How to run it.
     pub kind: ExecutorKind,
+    /// Its payload, if it has one.
     pub payload: Option<Bytes>,
+    /// Its inputs' values.
     pub inputs: Vec<Value>,
 }
 
 /// What a job produced.
 pub struct JobResult {
+    /// The task that ran.
     pub id: TaskId,
+    /// Its value, or why it failed.
     pub result: Result<Value, TaskError>,
     /// How long the job ran.
     pub elapsed: Duration,

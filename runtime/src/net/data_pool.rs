@@ -2,18 +2,37 @@
 //! a `result()` per future would otherwise pay a TCP connect and a handshake each.
 
 use super::connection::connect;
-use anyhow::Context;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
 use shoal_comm::ids::TaskId;
 use shoal_comm::message::DataRequest;
-use shoal_comm::transport::{MessageRead, MessageWrite, Reader, Writer};
-use shoal_comm::{RawMessage, Secret};
+use shoal_comm::transport::{ConnectError, MessageRead, MessageWrite, Reader, Writer};
+use shoal_comm::{CommError, RawMessage, Secret};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long opening a data connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a worker's data could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The request did not encode (a bug).
+    #[error(transparent)]
+    Encode(CommError),
+    /// The worker could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The request or its reply failed on a fresh connection.
+    #[error("{holder}")]
+    Exchange {
+        /// The worker's address.
+        holder: String,
+        /// What failed.
+        #[source]
+        source: CommError,
+    },
+}
 
 /// One open connection; a request and its reply hold it (one request at a time).
 type Slot = Arc<tokio::sync::Mutex<Option<(Reader, Writer)>>>;
@@ -26,6 +45,7 @@ pub struct DataPool {
 }
 
 impl DataPool {
+    /// No connections yet; they authenticate with `secret`.
     pub fn new(secret: Secret) -> DataPool {
         DataPool {
             secret,
@@ -43,10 +63,11 @@ impl DataPool {
     ///
     /// # Errors
     /// The worker cannot be reached or the exchange failed on a fresh connection.
-    pub async fn get(&self, holder: &str, ids: Vec<TaskId>) -> anyhow::Result<RawMessage> {
+    pub async fn get(&self, holder: &str, ids: Vec<TaskId>) -> Result<RawMessage, DataError> {
         let slot = self.slot(holder);
         let mut conn = slot.lock().await;
-        let request = RawMessage::encode(&DataRequest::Get(ids), Vec::new())?;
+        let request =
+            RawMessage::encode(&DataRequest::Get(ids), Vec::new()).map_err(DataError::Encode)?;
         let reused = conn.is_some();
         for fresh in [!reused, true] {
             if fresh {
@@ -60,14 +81,17 @@ impl DataPool {
             let exchange = async {
                 writer.send(&request).await?;
                 writer.flush().await?;
-                reader.recv().await?.ok_or(shoal_comm::CommError::Truncated)
+                reader.recv().await?.ok_or(CommError::Truncated)
             };
             match exchange.await {
                 Ok(reply) => return Ok(reply),
                 Err(e) => {
                     *conn = None;
                     if fresh {
-                        return Err(e).with_context(|| holder.to_owned());
+                        return Err(DataError::Exchange {
+                            holder: holder.to_owned(),
+                            source: e,
+                        });
                     }
                     tracing::debug!(%holder, error = %e, "a kept data connection failed; opening another");
                 }

@@ -7,6 +7,6 @@ pub mod connection;
 pub mod data_pool;
 
 pub use connection::{connect, spawn_writer, Outbox};
-pub use data_pool::DataPool;
+pub use data_pool::{DataError, DataPool};
 pub use shoal_comm::transport::address::{format_address, mpi_alternative, parse_address};
 pub use shoal_comm::transport::ConnectError;

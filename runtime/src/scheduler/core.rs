@@ -97,6 +97,7 @@ pub struct Core {
 }
 
 impl Core {
+    /// A core without workers, clients or tasks.
     pub fn new(config: CoreConfig) -> Self {
         Core {
             config,
@@ -141,6 +142,7 @@ impl Core {
         WorkerId(self.next_worker)
     }
 
+    /// The id for a client that just connected.
     pub fn new_client_id(&mut self) -> ClientId {
         self.next_client += 1;
         ClientId(self.next_client)

@@ -57,9 +57,15 @@ impl ServerState {
             FromClient::Replicate { keys } => self.core.on_replicate(&keys, &mut self.comm),
             FromClient::Cancel { keys } => self.core.on_cancel(&keys, &mut self.comm),
             FromClient::WhoHas { request, keys } => {
-                let locations = keys.into_iter().map(|key| self.core.locate(key)).collect();
-                self.comm
-                    .send_client(id, ToClient::WhoHasReply { request, locations });
+                let (addresses, locations) = self.core.locate(&keys);
+                self.comm.send_client(
+                    id,
+                    ToClient::WhoHasReply {
+                        request,
+                        addresses,
+                        locations,
+                    },
+                );
             }
             FromClient::Status { request } => {
                 let status = Box::new(self.status());

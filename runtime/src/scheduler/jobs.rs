@@ -14,12 +14,20 @@ pub enum Job {
     Submit(Box<Submission>),
     /// `client` drops its futures on `keys[pos..]`.
     Release {
+        /// The client.
         client: ClientId,
+        /// Keys it released.
         keys: Vec<String>,
+        /// How many of `keys` are done.
         pos: usize,
     },
     /// `keys[pos..]` are cancelled for everyone.
-    Cancel { keys: Vec<String>, pos: usize },
+    Cancel {
+        /// Keys cancelled.
+        keys: Vec<String>,
+        /// How many of `keys` are done.
+        pos: usize,
+    },
 }
 
 impl Core {

@@ -3,40 +3,53 @@
 
 use super::core::Core;
 use super::task::TaskState;
-use shoal_comm::ids::ClientId;
+use rustc_hash::FxHashMap;
+use shoal_comm::ids::{ClientId, WorkerId};
 use shoal_comm::message::{ClusterStatus, KeyLocation, KeyState};
 
 impl Core {
-    /// Where the result of `key` is held (data addresses), and its state if final.
-    pub fn locate(&self, key: String) -> KeyLocation {
-        let Some(id) = self.find_key(&key) else {
-            return KeyLocation {
-                key,
-                task: None,
-                holders: Vec::new(),
-                state: None,
-                computing: false,
-            };
-        };
-        let task = self.task(id);
-        let (holders, state) = match &task.state {
-            TaskState::Memory(h) => (
-                h.iter()
-                    .filter_map(|w| self.workers.get(w))
-                    .map(|w| w.registration.data_address.clone())
-                    .collect(),
-                Some(KeyState::Memory { size: task.size }),
-            ),
-            TaskState::Erred(e) => (Vec::new(), Some(KeyState::Erred((**e).clone()))),
-            _ => (Vec::new(), None),
-        };
-        KeyLocation {
-            key,
-            task: Some(id),
-            holders,
-            state,
-            computing: task.state.is_unfinished(),
-        }
+    /// Where the results of `keys` are held and their states if final: the holders'
+    /// data addresses (each once) and a location per key, in order, referring to them.
+    pub fn locate(&self, keys: &[String]) -> (Vec<String>, Vec<KeyLocation>) {
+        let mut addresses = Vec::new();
+        let mut index: FxHashMap<WorkerId, u32> = FxHashMap::default();
+        let locations = keys
+            .iter()
+            .map(|key| {
+                let Some(id) = self.find_key(key) else {
+                    return KeyLocation {
+                        task: None,
+                        holders: Vec::new(),
+                        state: None,
+                        computing: false,
+                    };
+                };
+                let task = self.task(id);
+                let (holders, state) = match &task.state {
+                    TaskState::Memory(h) => (
+                        h.iter()
+                            .filter_map(|w| {
+                                let worker = self.workers.get(w)?;
+                                Some(*index.entry(*w).or_insert_with(|| {
+                                    addresses.push(worker.registration.data_address.clone());
+                                    (addresses.len() - 1) as u32
+                                }))
+                            })
+                            .collect(),
+                        Some(KeyState::Memory { size: task.size }),
+                    ),
+                    TaskState::Erred(e) => (Vec::new(), Some(KeyState::Erred((**e).clone()))),
+                    _ => (Vec::new(), None),
+                };
+                KeyLocation {
+                    task: Some(id),
+                    holders,
+                    state,
+                    computing: task.state.is_unfinished(),
+                }
+            })
+            .collect();
+        (addresses, locations)
     }
 
     /// Workers, task counts by state and tasks finished; the server fills in who it is,

@@ -74,6 +74,7 @@ impl RootQueue {
         self.len
     }
 
+    /// Nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -11,7 +11,7 @@ use super::retirement::Retirements;
 use super::snapshot::{self, Publisher, Snapshot};
 use super::task_stream::{self, TaskStream};
 use crate::net::{format_address, spawn_writer, Outbox};
-use crate::scheduler_file::{self, SchedulerFile};
+use crate::scheduler_file::{self, SchedulerFile, SchedulerFileError};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
@@ -52,16 +52,36 @@ pub struct SchedulerOptions {
     pub listen: SocketAddr,
     /// Host or IP written into the scheduler file for others to connect to.
     pub contact_host: String,
+    /// The cluster secret peers must know.
     pub secret: Secret,
+    /// Where to write the scheduler file, if anywhere.
     pub scheduler_file: Option<PathBuf>,
     /// Exit after this long with no clients and no work.
     pub idle_timeout: Option<Duration>,
     /// How often the scheduler and workers send heartbeats.
     pub heartbeat: Duration,
+    /// The scheduling core's settings.
     pub core: CoreConfig,
     /// Other ports of this scheduler by service name (`dashboard`), written into the
     /// scheduler file's `services` and shown by `shoal status`.
     pub services: Vec<(String, u16)>,
+}
+
+/// Why a scheduler could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address asked for.
+        address: SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The scheduler file could not be written.
+    #[error(transparent)]
+    SchedulerFile(#[from] SchedulerFileError),
 }
 
 /// A bound scheduler, ready to run.
@@ -79,12 +99,17 @@ impl Scheduler {
     ///
     /// # Errors
     /// The address is in use or the scheduler file cannot be written.
-    pub async fn bind(options: SchedulerOptions) -> anyhow::Result<Self> {
+    pub async fn bind(options: SchedulerOptions) -> Result<Self, SchedulerError> {
+        let listen_error = |source| SchedulerError::Listen {
+            address: options.listen,
+            source,
+        };
         let listener = TcpListener::bind(options.listen)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
-        let port = listener.local_addr()?.port();
-        let listener = Listener::new(listener, &Connector::tcp(), Service::Scheduler)?;
+            .map_err(listen_error)?;
+        let port = listener.local_addr().map_err(listen_error)?.port();
+        let listener =
+            Listener::new(listener, &Connector::tcp(), Service::Scheduler).map_err(listen_error)?;
         let address = format!("tcp://{}:{port}", options.contact_host);
         let id = format!("Scheduler-{}", hex::encode(rand::random::<[u8; 8]>()));
         if let Some(path) = &options.scheduler_file {
@@ -126,7 +151,7 @@ impl Scheduler {
     /// passes. Workers are told to exit; the scheduler file is removed. Returns which
     /// workers registered and which were lost on the way (a launcher can then reach those
     /// that never registered, and knows whether a peer process may have died).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> RunSummary {
         let (events_tx, events) = mpsc::unbounded_channel();
         let acceptor = tokio::spawn(accept_loop(
             self.listener,
@@ -155,7 +180,7 @@ impl Scheduler {
             publisher: self.publisher,
             services: self.options.services.clone(),
         };
-        let result = state
+        state
             .main_loop(events, shutdown, self.options.idle_timeout)
             .await;
         acceptor.abort();
@@ -164,7 +189,7 @@ impl Scheduler {
             scheduler_file::remove_if_ours(path, &self.id);
         }
         tracing::info!("scheduler stopped");
-        result.map(|()| state.summary)
+        state.summary
     }
 }
 
@@ -355,7 +380,7 @@ impl ServerState {
         mut events: mpsc::UnboundedReceiver<Event>,
         shutdown: impl Future<Output = ()>,
         idle_timeout: Option<Duration>,
-    ) -> anyhow::Result<()> {
+    ) {
         tokio::pin!(shutdown);
         let mut balance = tokio::time::interval(Duration::from_millis(100));
         let mut heartbeat = tokio::time::interval(self.heartbeat);
@@ -412,7 +437,6 @@ impl ServerState {
             }
             self.comm.flush();
         }
-        Ok(())
     }
 
     /// Publish a snapshot for the dashboard; `due` is when this tick was due, so how

@@ -27,13 +27,15 @@ pub struct Snapshot {
     pub at: f64,
     /// Increases by one with every snapshot.
     pub sequence: u64,
+    /// The scheduler process itself.
     pub scheduler: SchedulerView,
     /// The state names the counts below are indexed by.
     pub states: [&'static str; 7],
     /// Tasks the scheduler holds, by state.
     pub tasks: StateCounts,
-    /// Runs that ended in memory, and tasks that failed, since the start.
+    /// Runs that ended in memory since the start.
     pub finished_total: u64,
+    /// Tasks that failed since the start.
     pub failed_total: u64,
     /// By task prefix, in the order first seen.
     pub prefixes: Vec<PrefixView>,
@@ -41,16 +43,20 @@ pub struct Snapshot {
     pub workers: Vec<WorkerView>,
     /// Task runs that ended since the previous snapshot (at most [`MAX_RUNS`]).
     pub runs: Vec<TaskRecord>,
+    /// Clients connected now.
     pub clients: u32,
-    /// Workers that registered, and whose connection closed, since the start.
+    /// Workers that registered since the start.
     pub workers_joined_total: u64,
+    /// Workers whose connection closed since the start.
     pub workers_lost_total: u64,
 }
 
 /// The scheduler process itself.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SchedulerView {
+    /// The scheduler's unique id for this run.
     pub id: String,
+    /// The address clients and workers connect to.
     pub address: String,
     /// Wall-clock seconds of the start.
     pub started: f64,
@@ -61,15 +67,20 @@ pub struct SchedulerView {
     pub loop_lag_max_seconds: f64,
     /// CPU time this process used (user + system) since it started.
     pub cpu_seconds: f64,
+    /// The scheduler's resident memory.
     pub rss_bytes: u64,
 }
 
 /// One task prefix.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PrefixView {
+    /// The prefix: task keys without the parts that tell siblings apart.
     pub name: String,
+    /// Tasks of the prefix the scheduler holds, by state.
     pub states: StateCounts,
+    /// Runs of the prefix that ended in memory since the start.
     pub finished: u64,
+    /// Tasks of the prefix that failed since the start.
     pub failed: u64,
 }
 
@@ -87,24 +98,37 @@ impl From<&PrefixTally> for PrefixView {
 /// One worker, as the workers table shows it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WorkerView {
+    /// The worker's id.
     pub id: u32,
+    /// The worker's name.
     pub name: String,
+    /// Its data-server address.
     pub address: String,
+    /// The host it runs on.
     pub host: String,
     /// The MPI rank of a worker of an `mpirun ... shoal mpi` job.
     pub mpi_rank: Option<u32>,
+    /// Threads running tasks.
     pub nthreads: u32,
+    /// Its memory limit in bytes (0: none).
     pub memory_limit: u64,
+    /// Its resident memory, from the latest heartbeat.
     pub rss: u64,
-    /// Tasks sent to it, and those it runs now.
+    /// Tasks sent to it and not yet reported back.
     pub assigned: u64,
+    /// Tasks it runs now.
     pub executing: u32,
     /// Tasks it holds waiting for inputs or a thread.
     pub queued: u32,
+    /// Tasks it finished since it joined.
     pub finished: u64,
+    /// Memory above its pause threshold: it starts nothing new.
     pub paused: bool,
+    /// Being retired: its results move elsewhere before it stops.
     pub retiring: bool,
+    /// Its memory figures (managed, spilled, spill traffic).
     pub memory: MemoryMetrics,
+    /// Results it fetched from peers, by transport.
     pub transfers: TransferMetrics,
     /// Seconds since its last message.
     pub last_seen_seconds: f64,
@@ -128,10 +152,15 @@ pub struct Publisher {
 
 /// What the server knows beyond the core.
 pub struct ServerFacts<'a> {
+    /// The scheduler's unique id for this run.
     pub id: &'a str,
+    /// The address clients and workers connect to.
     pub address: &'a str,
+    /// Clients connected now.
     pub clients: u32,
+    /// Workers that registered since the start.
     pub workers_joined: u64,
+    /// Workers whose connection closed since the start.
     pub workers_lost: u64,
 }
 

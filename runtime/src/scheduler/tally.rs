@@ -38,6 +38,7 @@ pub fn state_index(state: &TaskState) -> usize {
 /// The counts of one prefix.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrefixTally {
+    /// The prefix.
     pub name: Box<str>,
     /// Tasks the scheduler holds now, by state.
     pub states: StateCounts,

@@ -68,7 +68,9 @@ pub struct Constraints {
 /// One task.
 #[derive(Debug)]
 pub struct Task {
+    /// The key clients know the task by.
     pub key: Box<str>,
+    /// Where the task is in its life.
     pub state: TaskState,
     /// Inputs in the order the executor receives them (duplicates allowed).
     pub deps: Box<[TaskId]>,
@@ -80,14 +82,19 @@ pub struct Task {
     pub missing_deps: u32,
     /// Clients holding a future on this key.
     pub wanted_by: SmallVec<[ClientId; 1]>,
+    /// How a worker runs it.
     pub kind: ExecutorKind,
+    /// The payload the executor receives.
     pub payload: Option<Bytes>,
+    /// Higher runs first.
     pub priority: i32,
+    /// Failures still retried before the task errs.
     pub retries_left: u32,
     /// How many workers died while running it.
     pub worker_deaths: u32,
     /// Result size in bytes, once known.
     pub size: u64,
+    /// Resources and workers it needs, if any.
     pub constraints: Option<Box<Constraints>>,
     /// Its prefix in the core's [`super::tally::TaskTally`].
     pub prefix: u32,

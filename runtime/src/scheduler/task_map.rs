@@ -58,16 +58,19 @@ impl TaskMap {
             .copied()
     }
 
+    /// The task with this id.
     #[inline]
     pub fn get(&self, id: &TaskId) -> Option<&Task> {
         self.slots.get(slot(*id))
     }
 
+    /// The task with this id, for changing it.
     #[inline]
     pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut Task> {
         self.slots.get_mut(slot(*id))
     }
 
+    /// A task with this id exists.
     pub fn contains_key(&self, id: &TaskId) -> bool {
         self.slots.contains_key(slot(*id))
     }
@@ -90,18 +93,22 @@ impl TaskMap {
             .reserve(additional, |id| hash(&slots[slot(*id)].key));
     }
 
+    /// How many tasks there are.
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
+    /// There are no tasks.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
+    /// Every task, in slot order.
     pub fn values(&self) -> impl Iterator<Item = &Task> {
         self.slots.values()
     }
 
+    /// Every task and its id, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (TaskId, &Task)> {
         self.slots.iter().map(|(k, t)| (id_of(k), t))
     }

@@ -95,6 +95,7 @@ impl TaskStream {
         }
     }
 
+    /// `ids` started on `worker` at `now`.
     pub fn on_started(&mut self, worker: WorkerId, ids: &[TaskId], now: Instant) {
         let t = self.unix(now);
         for &id in ids {

@@ -992,3 +992,51 @@ fn retiring_a_worker_copies_what_only_it_holds_then_shuts_it_down() {
         TaskState::Memory(smallvec::smallvec![other])
     );
 }
+
+#[test]
+fn locate_names_each_holder_once_and_answers_every_key_in_order() {
+    let mut env = Env::new();
+    let w1 = env.worker("w1", 1);
+    let w2 = env.worker("w2", 1);
+    env.submit(
+        vec![t("a", &[]), t("b", &[]), t("c", &[])],
+        &["a", "b", "c"],
+    )
+    .unwrap();
+    let computes = env.take_computes();
+    assert_eq!(computes.len(), 3, "{computes:?}");
+    finish_all(&mut env, &computes);
+    let holder = |key: &str| {
+        computes
+            .iter()
+            .find(|(_, k)| k == key)
+            .map(|(w, _)| if *w == w1 { "tcp://w1" } else { "tcp://w2" })
+            .unwrap()
+    };
+    let keys: Vec<String> = ["c", "nothing", "a", "b", "a"].map(String::from).to_vec();
+    let (addresses, locations) = env.core.locate(&keys);
+    assert_eq!(locations.len(), keys.len());
+    let mut sorted = addresses.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        addresses.len(),
+        "each address once: {addresses:?}"
+    );
+    for (key, loc) in keys.iter().zip(&locations) {
+        if key == "nothing" {
+            assert!(loc.task.is_none() && loc.holders.is_empty() && loc.state.is_none());
+            continue;
+        }
+        assert_eq!(loc.task, Some(env.id(key)));
+        let named: Vec<&str> = loc
+            .holders
+            .iter()
+            .map(|&h| addresses[h as usize].as_str())
+            .collect();
+        assert_eq!(named, vec![holder(key)], "{key}");
+        assert!(matches!(loc.state, Some(KeyState::Memory { .. })));
+    }
+    let _ = w2;
+}

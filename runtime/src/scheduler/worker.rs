@@ -9,11 +9,15 @@ use std::time::Instant;
 /// The scheduler's view of one worker.
 #[derive(Debug)]
 pub struct WorkerState {
+    /// The worker's id.
     pub id: WorkerId,
+    /// What it registered with.
     pub registration: Registration,
     /// Tasks queued on or running on this worker.
     pub assigned: FxHashSet<TaskId>,
+    /// When it was last heard from.
     pub last_seen: Instant,
+    /// Its figures from the latest heartbeat.
     pub metrics: WorkerMetrics,
     /// Tasks finished here since the worker joined.
     pub finished: u64,
@@ -32,6 +36,7 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
+    /// A worker that just registered at `now`.
     pub fn new(id: WorkerId, registration: Registration, now: Instant) -> Self {
         WorkerState {
             id,
@@ -48,6 +53,7 @@ impl WorkerState {
         }
     }
 
+    /// Threads running tasks (at least one).
     pub fn nthreads(&self) -> u32 {
         self.registration.nthreads.max(1)
     }
@@ -121,6 +127,7 @@ impl WorkerState {
         names
     }
 
+    /// The worker as `shoal status` shows it.
     pub fn info(&self) -> WorkerInfo {
         WorkerInfo {
             id: self.id,

@@ -23,8 +23,11 @@ use std::collections::BTreeSet;
 /// rounding), ties broken by id.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadKey {
+    /// Tasks assigned to the worker.
     pub assigned: u32,
+    /// Its threads.
     pub nthreads: u32,
+    /// The worker.
     pub id: WorkerId,
 }
 

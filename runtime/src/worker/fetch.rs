@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The outcome of one batch fetched from one peer.
 pub struct FetchDone {
+    /// The peer asked.
     pub peer: WorkerId,
+    /// The results it delivered.
     pub found: Vec<(TaskId, Bytes)>,
     /// Ids the peer did not have, or could not deliver because the connection failed.
     pub failed: Vec<TaskId>,

@@ -25,6 +25,7 @@ impl Fetched {
         }
     }
 
+    /// The totals so far.
     pub fn metrics(&self) -> TransferMetrics {
         self.0
     }

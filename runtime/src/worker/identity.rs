@@ -15,7 +15,9 @@ pub struct WorkerIdentity {
     pub data_address: String,
     /// The scheduler it is connected to, and the cluster secret.
     pub scheduler_address: String,
+    /// The cluster secret.
     pub secret: Secret,
+    /// Threads running tasks.
     pub nthreads: u32,
 }
 

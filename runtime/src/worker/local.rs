@@ -11,10 +11,15 @@ use std::collections::BinaryHeap;
 
 /// A task accepted but not yet running.
 pub struct LocalTask {
+    /// How to run it.
     pub kind: ExecutorKind,
+    /// Its payload, if it has one.
     pub payload: Option<bytes::Bytes>,
+    /// Higher runs first.
     pub priority: i32,
+    /// Its inputs, in dependency order.
     pub inputs: Vec<TaskId>,
+    /// Resources one run occupies.
     pub resources: Vec<Resource>,
     /// Inputs not yet here.
     pub waiting_for: u32,
@@ -36,7 +41,9 @@ pub struct Fetch {
 
 /// The worker's task bookkeeping.
 pub struct Local {
+    /// This worker's id.
     pub me: WorkerId,
+    /// Tasks accepted and not yet running.
     pub tasks: FxHashMap<TaskId, LocalTask>,
     ready: BinaryHeap<(i32, Reverse<TaskId>)>,
     /// Running tasks and the resources they hold.
@@ -45,13 +52,16 @@ pub struct Local {
     pub seceded: FxHashSet<TaskId>,
     /// Running tasks the scheduler released: their results are dropped.
     pub discard: FxHashSet<TaskId>,
+    /// Inputs being fetched.
     pub fetching: FxHashMap<TaskId, Fetch>,
     /// Fetched copies and how many local tasks still read them.
     pub replicas: FxHashMap<TaskId, u32>,
     /// Tasks that may be running at once: the thread count, or a few per thread while
     /// tasks are short (see [`Local::set_depth`]).
     pub slots: u32,
+    /// Threads running tasks.
     pub nthreads: u32,
+    /// Resources not held by running tasks.
     pub free_resources: Vec<Resource>,
 }
 
@@ -65,6 +75,7 @@ pub struct Actions {
 }
 
 impl Local {
+    /// No tasks yet; `nthreads` threads and `resources` free.
     pub fn new(me: WorkerId, nthreads: u32, resources: Vec<Resource>) -> Self {
         Local {
             me,

@@ -31,4 +31,4 @@ pub mod transfers;
 mod tests;
 
 pub use options::{SchedulerSource, WorkerOptions};
-pub use session::{run_worker, WorkerExit};
+pub use session::{run_worker, WorkerError, WorkerExit};

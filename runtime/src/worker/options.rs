@@ -14,17 +14,26 @@ pub enum SchedulerSource {
     /// restarted scheduler is found again).
     File(PathBuf),
     /// A known address and secret.
-    Address { address: String, secret: Secret },
+    Address {
+        /// The scheduler's address.
+        address: String,
+        /// The cluster secret.
+        secret: Secret,
+    },
 }
 
 /// Worker configuration.
 #[derive(Clone)]
 pub struct WorkerOptions {
+    /// Where the scheduler is found.
     pub scheduler: SchedulerSource,
+    /// The worker's name (unique in the cluster).
     pub name: String,
+    /// Threads running tasks.
     pub nthreads: u32,
     /// Bytes; 0 = no memory management.
     pub memory_limit: u64,
+    /// Abstract resources it offers (`GPU = 1`).
     pub resources: Vec<Resource>,
     /// Exit non-zero after this long without the scheduler.
     pub death_timeout: Duration,

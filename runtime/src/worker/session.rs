@@ -8,24 +8,24 @@ use super::fetch::{FetchDone, PeerFetcher};
 use super::memory::ManagedStore;
 use super::options::{SchedulerSource, WorkerOptions};
 use super::reconnect::Reconnect;
-use super::scratch::{self, WorkerDir};
-use super::spill::SpillOptions;
+use super::scratch::{self, ScratchError, WorkerDir};
+use super::spill::{SpillError, SpillOptions};
 use super::store::DataStore;
 use crate::executor::builtin;
 use crate::executor::pool::{ExecutorPool, Job, PoolEvent, Runner};
 use crate::net::{connect, format_address, spawn_writer, Outbox};
-use crate::scheduler_file;
-use anyhow::Context;
+use crate::scheduler_file::{self, SchedulerFileError};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use shoal_comm::auth::Role;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{FromWorker, Registration, TaskFailed, TaskFinished, ToWorker};
 use shoal_comm::transport::{
-    Connector, Listener, MessageRead, MessageWrite, Reader, Service, Writer,
+    ConnectError, Connector, Listener, MessageRead, MessageWrite, Reader, Service, Writer,
 };
 use shoal_comm::{RawMessage, Secret};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -40,25 +40,76 @@ pub enum WorkerExit {
     SchedulerLost(String),
 }
 
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The data server's socket could not be opened.
+    #[error("cannot start the data server on {host}")]
+    DataServer {
+        /// The host or address it was to listen on.
+        host: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No scratch directory for spilling could be chosen or created.
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    /// The spill files could not be opened.
+    #[error("cannot spill into {}", path.display())]
+    Spill {
+        /// The worker's scratch directory.
+        path: PathBuf,
+        /// Why the spill files could not be opened.
+        #[source]
+        source: SpillError,
+    },
+}
+
+/// Why the scheduler could not be reached this time (the worker tries again).
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    /// The scheduler file is missing, malformed or stale.
+    #[error(transparent)]
+    File(#[from] SchedulerFileError),
+    /// The thread reading the scheduler file failed.
+    #[error("reading the scheduler file failed")]
+    Reading(#[from] tokio::task::JoinError),
+    /// Connecting or authenticating failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
 /// Run a worker until it is told to stop, `stop` resolves, or the scheduler is gone for
 /// longer than the death timeout.
 ///
 /// # Errors
-/// The data server cannot bind.
+/// The data server cannot bind, or spilling was asked for and cannot be set up.
 pub async fn run_worker(
     options: WorkerOptions,
     stop: impl Future<Output = ()>,
-) -> anyhow::Result<WorkerExit> {
+) -> Result<WorkerExit, WorkerError> {
+    let data_server_error = |host: &str| {
+        let host = host.to_owned();
+        move |source| WorkerError::DataServer { host, source }
+    };
     let listener = TcpListener::bind((options.host.as_str(), 0))
         .await
-        .with_context(|| format!("cannot start the data server on {}", options.host))?;
+        .map_err(data_server_error(&options.host))?;
     if options.memory_limit > 0 {
         // Reused receive buffers are unmanaged memory: a tenth of the limit at most, as for
         // transfers in flight.
         shoal_comm::buffer::set_pool_limit((options.memory_limit / 10) as usize);
     }
-    let tcp_address = format_address(listener.local_addr()?);
-    let mut listener = Some(Listener::new(listener, &options.transports, Service::Data)?);
+    let tcp_address = format_address(
+        listener
+            .local_addr()
+            .map_err(data_server_error(&options.host))?,
+    );
+    let mut listener = Some(
+        Listener::new(listener, &options.transports, Service::Data)
+            .map_err(data_server_error(&options.host))?,
+    );
     // tcp://... and, with fabrics, mpi://JOB/RANK and ucx://...: peers pick the best.
     let data_address = listener
         .as_ref()
@@ -79,7 +130,7 @@ pub async fn run_worker(
         let (reader, writer, secret, scheduler_address) = match connected {
             Ok(c) => c,
             Err(e) => {
-                let error = format!("{e:#}");
+                let error = crate::error::chain(&e);
                 tracing::debug!(%error, "cannot reach the scheduler; retrying");
                 reconnect.failed(error);
                 tokio::select! {
@@ -97,8 +148,12 @@ pub async fn run_worker(
                     if let Some((_, h)) = data_server.take() {
                         h.abort();
                     }
-                    let tcp = TcpListener::bind(tcp_address.trim_start_matches("tcp://")).await?;
-                    Listener::new(tcp, &options.transports, Service::Data)?
+                    let address = tcp_address.trim_start_matches("tcp://");
+                    let tcp = TcpListener::bind(address)
+                        .await
+                        .map_err(data_server_error(address))?;
+                    Listener::new(tcp, &options.transports, Service::Data)
+                        .map_err(data_server_error(address))?
                 }
             };
             let handle = tokio::spawn(data_server::serve(
@@ -157,7 +212,9 @@ pub async fn run_worker(
 
 /// The store for results: spilling into a fresh directory on node-local storage when a
 /// memory limit and a spill threshold are set, in memory only otherwise.
-fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc<ManagedStore>)> {
+fn open_store(
+    options: &WorkerOptions,
+) -> Result<(Option<WorkerDir>, Arc<ManagedStore>), WorkerError> {
     let policy = &options.memory;
     if options.memory_limit == 0 || !policy.thresholds.spills() {
         return Ok((None, Arc::new(ManagedStore::in_memory())));
@@ -172,8 +229,12 @@ fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc
         max_spill: policy.max_spill,
         ..SpillOptions::default()
     };
-    let store = ManagedStore::spilling(&dir.spill_dir(), spill_options)
-        .with_context(|| format!("cannot spill into {}", dir.path().display()))?;
+    let store = ManagedStore::spilling(&dir.spill_dir(), spill_options).map_err(|source| {
+        WorkerError::Spill {
+            path: dir.path().to_owned(),
+            source,
+        }
+    })?;
     tracing::info!(directory = %dir.path().display(), %filesystem, "results spill to node-local storage");
     Ok((Some(dir), Arc::new(store)))
 }
@@ -181,7 +242,7 @@ fn open_store(options: &WorkerOptions) -> anyhow::Result<(Option<WorkerDir>, Arc
 async fn connect_scheduler(
     options: &WorkerOptions,
     remaining: Duration,
-) -> anyhow::Result<(Reader, Writer, Secret, String)> {
+) -> Result<(Reader, Writer, Secret, String), Unreachable> {
     let (address, secret) = match &options.scheduler {
         SchedulerSource::Address { address, secret } => (address.clone(), secret.clone()),
         SchedulerSource::File(path) => {

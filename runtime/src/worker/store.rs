@@ -90,6 +90,7 @@ impl std::fmt::Debug for Value {
 
 /// Where a worker keeps results (see [`super::memory::ManagedStore`]).
 pub trait DataStore: Send + Sync {
+    /// Keep a value for a task.
     fn put(&self, id: TaskId, value: Value);
     /// The value for a task on this worker (brought back into memory if it was spilled).
     fn get(&self, id: TaskId) -> Option<Value>;
@@ -100,6 +101,7 @@ pub trait DataStore: Send + Sync {
     }
     /// Forget a value; whether it was held.
     fn remove(&self, id: TaskId) -> bool;
+    /// A value for the task is held (in memory or on disk).
     fn contains(&self, id: TaskId) -> bool;
     /// (number of values, bytes held in memory).
     fn usage(&self) -> (u64, u64);

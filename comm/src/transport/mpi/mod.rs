@@ -42,10 +42,20 @@ pub struct MpiFabric {
 pub enum FabricError {
     /// MPI does not allow calls from several threads at once.
     #[error("the MPI library provides thread level {provided} but the MPI transport needs MPI_THREAD_MULTIPLE ({needed}); use --transport tcp, or an MPI built with thread support (Open MPI and MPICH provide it by default)")]
-    NoThreadMultiple { provided: i32, needed: i32 },
+    NoThreadMultiple {
+        /// The thread level the library provides.
+        provided: i32,
+        /// `MPI_THREAD_MULTIPLE`'s level.
+        needed: i32,
+    },
     /// An MPI call failed.
     #[error("{call} failed with MPI error code {code}")]
-    Call { call: &'static str, code: i32 },
+    Call {
+        /// The MPI function.
+        call: &'static str,
+        /// The error code it returned.
+        code: i32,
+    },
     /// `SHOAL_MPI_MAX_MESSAGE` is not usable.
     #[error("{0}")]
     BadSetting(String),

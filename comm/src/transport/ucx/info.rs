@@ -7,7 +7,9 @@ use shoal_ucx_sys as ucx;
 /// One transport on one device, e.g. `rc_mlx5` on `mlx5_0:1`, or `tcp` on `eth0`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Resource {
+    /// The transport's name (`rc_mlx5`, `tcp`).
     pub transport: String,
+    /// The device it runs on (`mlx5_0:1`, `eth0`).
     pub device: String,
 }
 

@@ -40,7 +40,12 @@ use wire::ConnKey;
 pub enum UcxError {
     /// A UCX call failed.
     #[error("{call} failed: {status} (check UCX_TLS / UCX_NET_DEVICES, or use --transport tcp)")]
-    Call { call: &'static str, status: String },
+    Call {
+        /// The UCX function.
+        call: &'static str,
+        /// UCX's description of the status it returned.
+        status: String,
+    },
     /// The progress thread could not be started, or a system call failed.
     #[error("cannot start the UCX transport: {0}")]
     System(#[from] std::io::Error),

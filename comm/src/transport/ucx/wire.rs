@@ -35,8 +35,11 @@ pub struct ConnKey {
 /// One active message's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// What the message is.
     pub kind: Kind,
+    /// The service the connection is for.
     pub service: u8,
+    /// The connection it belongs to.
     pub conn: ConnKey,
     /// Message number within the direction.
     pub seq: u64,

@@ -64,6 +64,7 @@ pub struct ParamArgs {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct ScriptArgs {
+    /// The job parameters.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub params: ParamArgs,
     /// The scheduler file the workers read (default ./scheduler.json).
@@ -85,6 +86,7 @@ pub struct ScriptArgs {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct SubmitArgs {
+    /// The job parameters.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub params: ParamArgs,
     /// The scheduler file (on a file system the compute nodes see).

@@ -59,10 +59,13 @@ struct Traffic {
 /// Why a value could not be moved to disk.
 #[derive(Debug, thiserror::Error)]
 pub enum SpillFailure {
+    /// Spilling is not set up on this worker.
     #[error("spilling is switched off on this worker")]
     Disabled,
+    /// The value did not serialise (the message says why).
     #[error("the value cannot be serialised: {0}")]
     Encode(String),
+    /// Writing the spill file failed.
     #[error(transparent)]
     Disk(#[from] SpillError),
 }

@@ -37,6 +37,7 @@ impl Thresholds {
 /// How the worker manages its memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPolicy {
+    /// The target, spill, pause and terminate thresholds.
     pub thresholds: Thresholds,
     /// Most bytes on disk; `None`: no cap.
     pub max_spill: Option<u64>,

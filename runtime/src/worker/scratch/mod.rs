@@ -16,8 +16,12 @@
 //! only for as long as its process lives, and the next worker started on the node removes
 //! directories whose lock is free.
 
-mod directory;
+mod base;
+mod error;
 mod fs_kind;
+mod worker_dir;
 
-pub use directory::{candidates, check_base, choose_base, Rejected, ScratchError, WorkerDir};
+pub use base::{candidates, check_base, choose_base};
+pub use error::{Rejected, ScratchError};
 pub use fs_kind::FsKind;
+pub use worker_dir::WorkerDir;

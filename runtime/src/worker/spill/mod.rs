@@ -74,12 +74,20 @@ pub enum SpillError {
         "spilling {needed} more bytes would exceed the spill cap of {max_spill} bytes; \
          raise it with --max-spill (or max-spill in the worker's [memory] config)"
     )]
-    Full { max_spill: u64, needed: u64 },
+    Full {
+        /// The cap.
+        max_spill: u64,
+        /// Bytes the write would have added.
+        needed: u64,
+    },
     /// An I/O error, with the path and what was being done.
     #[error("cannot {action} spill file {}: {source}", path.display())]
     Io {
+        /// The spill file.
         path: PathBuf,
+        /// What was being done (`write`, `read`, ...).
         action: &'static str,
+        /// What the operating system said.
         source: io::Error,
     },
     /// Not on disk.
@@ -87,7 +95,12 @@ pub enum SpillError {
     Missing(TaskId),
     /// Data read back does not match what was written (checksum).
     #[error("spilled result {id} in {} is corrupt (checksum mismatch)", path.display())]
-    Corrupt { id: TaskId, path: PathBuf },
+    Corrupt {
+        /// The result's task.
+        id: TaskId,
+        /// The spill file it was read from.
+        path: PathBuf,
+    },
 }
 
 impl SpillError {

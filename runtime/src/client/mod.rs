@@ -4,68 +4,26 @@
 //! One background task reads the scheduler's messages; key states land in a shared map
 //! and waiters are woken through a generation counter.
 
+mod error;
+mod reader;
+mod results;
+
+pub use error::ClientError;
+pub use results::RECOMPUTE_WAIT;
+
 use crate::net::{connect, spawn_writer, ConnectError, DataPool, Outbox};
 use crate::scheduler_file::{self, SchedulerFileError};
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
+use reader::{read_loop, Shared};
 use shoal_comm::auth::Role;
 use shoal_comm::coordination::{CoordReply, CoordRequest};
-use shoal_comm::ids::TaskId;
-use shoal_comm::message::{
-    ClusterStatus, DataReply, FromClient, KeyLocation, KeyState, KeyUpdate, TaskError, TaskSpec,
-    ToClient,
-};
-use shoal_comm::transport::{MessageRead, Reader};
+use shoal_comm::message::{ClusterStatus, FromClient, KeyState, KeyUpdate, TaskSpec, ToClient};
 use shoal_comm::{RawMessage, Secret};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// How often `fetch` locates a result again after its holder failed to deliver it.
-const FETCH_ATTEMPTS: u32 = 10;
-
-/// How long `fetch` waits for results that are being recomputed after their worker left.
-pub const RECOMPUTE_WAIT: Duration = Duration::from_secs(600);
-
-/// What can go wrong for a client.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The scheduler file is missing, malformed or stale.
-    #[error(transparent)]
-    SchedulerFile(#[from] SchedulerFileError),
-    /// Connecting or authenticating failed.
-    #[error("cannot connect to the scheduler at {address}: {cause}")]
-    Connect { address: String, cause: String },
-    /// The connection to the scheduler closed.
-    #[error("the connection to the scheduler closed: {0}")]
-    Closed(String),
-    /// The scheduler refused a request.
-    #[error("the scheduler refused the request: {0}")]
-    Refused(String),
-    /// Waiting took longer than allowed.
-    #[error("timed out after {0:?} waiting for {1}")]
-    Timeout(Duration, String),
-    /// A task failed.
-    #[error("task {key:?} failed ({kind}): {message}", key = .0.key, kind = .0.kind, message = .0.message)]
-    TaskFailed(Box<TaskError>),
-    /// A key was cancelled.
-    #[error("key {0:?} was cancelled")]
-    Cancelled(String),
-    /// A result could not be fetched from any worker.
-    #[error("cannot fetch {key:?}: {cause}")]
-    Fetch { key: String, cause: String },
-}
-
-#[derive(Default)]
-struct Shared {
-    states: FxHashMap<String, KeyState>,
-    replies: FxHashMap<u64, oneshot::Sender<ToClient>>,
-    closed: Option<String>,
-    /// Where every update is forwarded as well, once someone subscribed.
-    subscriber: Option<mpsc::UnboundedSender<KeyUpdate>>,
-}
 
 /// A connection to a scheduler.
 pub struct Client {
@@ -103,7 +61,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Connect {
                 address: address.into(),
-                cause: format!("{:#}", anyhow::Error::from(e)),
+                cause: crate::error::chain(&e),
             })
     }
 
@@ -163,7 +121,7 @@ impl Client {
             }
             Err(e) => Err(ClientError::Connect {
                 address: file.address.clone(),
-                cause: format!("{:#}", anyhow::Error::from(e)),
+                cause: crate::error::chain(&e),
             }),
         }
     }
@@ -310,143 +268,6 @@ impl Client {
         self.lock().states.get(key).cloned()
     }
 
-    /// Where `keys` are held. A key whose holder left after it finished is being
-    /// recomputed from its lineage: wait for it (up to [`RECOMPUTE_WAIT`]) instead of
-    /// failing, so a worker leaving between "done" and "gather" loses nothing.
-    async fn locate_held(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
-        let deadline = Instant::now() + RECOMPUTE_WAIT;
-        loop {
-            let locations = self.locate(keys).await?;
-            let recomputing: Vec<String> = locations
-                .iter()
-                .filter(|l| l.computing)
-                .map(|l| l.key.clone())
-                .collect();
-            if recomputing.is_empty() {
-                return Ok(locations);
-            }
-            {
-                let mut shared = self.lock();
-                for key in &recomputing {
-                    shared.states.remove(key);
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(
-                    RECOMPUTE_WAIT,
-                    format!(
-                        "{} keys lost with their worker to be recomputed",
-                        recomputing.len()
-                    ),
-                ));
-            }
-            tracing::info!(
-                keys = recomputing.len(),
-                "results lost with their worker are being recomputed; waiting"
-            );
-            self.wait(&recomputing, Some(left)).await?;
-        }
-    }
-
-    /// Fetch the results of finished keys straight from the workers holding them.
-    ///
-    /// # Errors
-    /// A key failed, was cancelled, is unknown, or no holder could deliver it.
-    pub async fn fetch(&self, keys: &[String]) -> Result<Vec<Bytes>, ClientError> {
-        // A holder can die between "where is it" and the fetch: ask again (the scheduler
-        // will have noticed and be recomputing), a bounded number of times.
-        let mut attempt = 0;
-        loop {
-            let locations = self.locate_held(keys).await?;
-            match self.fetch_from(keys, &locations).await {
-                Err(ClientError::Fetch { key, cause }) if attempt < FETCH_ATTEMPTS => {
-                    attempt += 1;
-                    tracing::info!(%key, %cause, attempt, "fetch failed; locating the result again");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn fetch_from(
-        &self,
-        keys: &[String],
-        locations: &[KeyLocation],
-    ) -> Result<Vec<Bytes>, ClientError> {
-        let mut by_holder: FxHashMap<String, Vec<(usize, TaskId)>> = FxHashMap::default();
-        for (i, loc) in locations.iter().enumerate() {
-            match (&loc.state, loc.task, loc.holders.first()) {
-                (Some(KeyState::Erred(e)), _, _) => {
-                    return Err(ClientError::TaskFailed(Box::new(e.clone())))
-                }
-                (_, Some(task), Some(holder)) => {
-                    by_holder.entry(holder.clone()).or_default().push((i, task))
-                }
-                _ => {
-                    return Err(ClientError::Fetch {
-                        key: loc.key.clone(),
-                        cause: "no worker holds it (not computed, released or lost)".into(),
-                    })
-                }
-            }
-        }
-        // Every holder at once, each over its kept connection.
-        let mut requests = tokio::task::JoinSet::new();
-        for (holder, wanted) in by_holder {
-            let pool = self.data.clone();
-            requests.spawn(async move {
-                let ids: Vec<TaskId> = wanted.iter().map(|(_, t)| *t).collect();
-                let reply = pool.get(&holder, ids).await;
-                (holder, wanted, reply)
-            });
-        }
-        let mut out = vec![Bytes::new(); keys.len()];
-        while let Some(done) = requests.join_next().await {
-            let (holder, wanted, raw) =
-                done.map_err(|e| ClientError::Closed(format!("a fetch task failed: {e}")))?;
-            let first_key = keys[wanted[0].0].clone();
-            let fail = |cause: String| ClientError::Fetch {
-                key: first_key.clone(),
-                cause,
-            };
-            let raw = raw.map_err(|e| {
-                self.data.forget(&holder);
-                fail(format!("{e:#}"))
-            })?;
-            let reply: DataReply = raw.decode().map_err(|e| fail(e.to_string()))?;
-            let frames: FxHashMap<TaskId, u32> = reply.found.into_iter().collect();
-            for &(i, task) in &wanted {
-                let frame = frames.get(&task).ok_or_else(|| ClientError::Fetch {
-                    key: keys[i].clone(),
-                    cause: format!("{holder} no longer holds it"),
-                })?;
-                out[i] = raw.frame(*frame).map_err(|e| fail(e.to_string()))?.clone();
-            }
-        }
-        Ok(out)
-    }
-
-    /// Wait for keys and fetch their results; a failed key is an error.
-    ///
-    /// # Errors
-    /// As [`Client::wait`] and [`Client::fetch`]; a failed or cancelled key.
-    pub async fn gather(
-        &self,
-        keys: &[String],
-        timeout: Option<Duration>,
-    ) -> Result<Vec<Bytes>, ClientError> {
-        for (key, state) in keys.iter().zip(self.wait(keys, timeout).await?) {
-            match state {
-                KeyState::Erred(e) => return Err(ClientError::TaskFailed(Box::new(e))),
-                KeyState::Cancelled => return Err(ClientError::Cancelled(key.clone())),
-                KeyState::Memory { .. } => {}
-            }
-        }
-        self.fetch(keys).await
-    }
-
     /// Drop this client's interest in keys; data nobody needs is freed.
     ///
     /// # Errors
@@ -459,32 +280,6 @@ impl Client {
             }
         }
         self.send(&FromClient::Release { keys }, Vec::new())
-    }
-
-    /// The data-server addresses of the workers holding each key (empty if not in memory).
-    ///
-    /// # Errors
-    /// The connection closed.
-    pub async fn who_has(&self, keys: &[String]) -> Result<Vec<Vec<String>>, ClientError> {
-        let locations = self.locate(keys).await?;
-        Ok(locations.into_iter().map(|l| l.holders).collect())
-    }
-
-    /// One who-has round trip: where `keys` are now.
-    async fn locate(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
-        let reply = self
-            .request(
-                |request| FromClient::WhoHas {
-                    request,
-                    keys: keys.to_vec(),
-                },
-                Vec::new(),
-            )
-            .await?;
-        let ToClient::WhoHasReply { locations, .. } = reply else {
-            return Err(ClientError::Refused("unexpected reply to who-has".into()));
-        };
-        Ok(locations)
     }
 
     /// Copy keys that are in memory to every worker (`scatter(broadcast=True)`).
@@ -666,52 +461,4 @@ impl Client {
         }
         Ok(())
     }
-}
-
-async fn read_loop(mut reader: Reader, shared: Arc<Mutex<Shared>>, bump: watch::Sender<u64>) {
-    let reason = loop {
-        let raw = match reader.recv().await {
-            Ok(Some(raw)) => raw,
-            Ok(None) => break "the scheduler closed the connection".to_string(),
-            Err(e) => break format!("connection failed: {e}"),
-        };
-        let msg = match raw.decode::<ToClient>() {
-            Ok(msg) => msg,
-            Err(e) => break format!("the scheduler sent a malformed message: {e}"),
-        };
-        let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-        match msg {
-            ToClient::Updates(updates) => {
-                for u in updates {
-                    if let Some(tx) = &guard.subscriber {
-                        if tx.send(u.clone()).is_err() {
-                            guard.subscriber = None;
-                        }
-                    }
-                    guard.states.insert(u.key, u.state);
-                }
-                drop(guard);
-                bump.send_modify(|g| *g += 1);
-            }
-            ToClient::SubmitReply { request, .. }
-            | ToClient::WhoHasReply { request, .. }
-            | ToClient::StatusReply { request, .. }
-            | ToClient::CoordReply { request, .. }
-            | ToClient::TaskStreamReply { request, .. } => {
-                if let Some(tx) = guard.replies.remove(&request) {
-                    let _ = tx.send(msg);
-                }
-            }
-            ToClient::Error { message } => {
-                tracing::error!(%message, "the scheduler reported an error")
-            }
-            ToClient::Heartbeat => {}
-        }
-    };
-    let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-    guard.closed = Some(reason);
-    guard.replies.clear();
-    guard.subscriber = None;
-    drop(guard);
-    bump.send_modify(|g| *g += 1);
 }

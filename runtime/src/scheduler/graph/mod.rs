@@ -16,191 +16,22 @@
 //! Submissions are [`Job`]s: releases and cancels arriving meanwhile wait behind them,
 //! so they apply to what was submitted before them.
 
+mod error;
+mod submission;
+
+pub use error::GraphError;
+pub use submission::Submission;
+
 use super::comm::Comm;
 use super::core::Core;
 use super::jobs::Job;
 use super::task::{Constraints, Task, TaskState};
 use bytes::Bytes;
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 use shoal_comm::ids::{ClientId, TaskId};
 use shoal_comm::message::{KeyState, KeyUpdate, TaskSpec, ToClient};
 use smallvec::SmallVec;
-use std::hash::BuildHasher;
-
-/// Why a submission was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum GraphError {
-    /// Two tasks of the submission share a key.
-    #[error("duplicate key {0:?} in the submitted graph: every task needs its own key")]
-    DuplicateKey(String),
-    /// A dependency names a key that is neither in the submission nor in the cluster.
-    #[error(
-        "task {task:?} depends on {dep:?}, which is neither in this graph nor held by the cluster"
-    )]
-    UnknownDependency { task: String, dep: String },
-    /// The submitted tasks depend on each other in a cycle.
-    #[error("the graph has a cycle: {}", .0.join(" -> "))]
-    Cycle(Vec<String>),
-    /// A wanted key names nothing.
-    #[error("wanted key {0:?} is neither in this graph nor in the cluster")]
-    UnknownWanted(String),
-    /// A payload index points past the message's data frames.
-    #[error(
-        "task {task:?} refers to payload frame {index}, but the message carries {frames} frames"
-    )]
-    BadPayload {
-        task: String,
-        index: u32,
-        frames: usize,
-    },
-    /// A resource request is not a positive finite amount.
-    #[error(
-        "task {task:?} requests {amount} of resource {name:?}: amounts must be positive numbers"
-    )]
-    BadResource {
-        task: String,
-        name: String,
-        amount: f64,
-    },
-    /// An empty key.
-    #[error("a task has an empty key")]
-    EmptyKey,
-}
-
-/// Where a submission is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    /// Keys, payload indices and resource amounts, one spec at a time.
-    Check,
-    /// Every wanted key exists.
-    Wants,
-    /// Inputs resolved: new ones counted for the topological order, existing ones pinned.
-    Count,
-    /// Prefix sums of the new dependents per spec.
-    Offsets,
-    /// The new dependents of every spec.
-    Fill,
-    /// Specs without new inputs start the order.
-    Roots,
-    /// Kahn's algorithm.
-    Order,
-    /// Tasks inserted (released) in topological order.
-    Insert,
-    /// The client's wants recorded.
-    Want,
-    /// The submitted keys freed, a few at a time (freeing millions of strings at once
-    /// would be a long step of its own).
-    Free,
-    /// New tasks that wait for inputs put on their way, dependents first.
-    Activate,
-    /// New tasks with every input at hand made ready, in submission order.
-    Ready,
-    /// Existing inputs released earlier recomputed, pins dropped.
-    Unpin,
-    /// New tasks nobody needs dropped again.
-    Drop,
-}
-
-/// A graph being accepted; see the module documentation.
-#[derive(Debug)]
-pub struct Submission {
-    client: ClientId,
-    /// Answer the client with `SubmitReply` through `Comm` at the end (server use).
-    request: Option<u64>,
-    specs: Vec<TaskSpec>,
-    wants: Vec<String>,
-    frames: Vec<Bytes>,
-    phase: Phase,
-    pos: usize,
-    /// Spec indices by key.
-    index: HashTable<u32>,
-    /// New inputs per spec not yet ordered (Kahn's algorithm).
-    missing: Vec<u32>,
-    /// Dependents among the new specs: those of spec `i` are
-    /// `targets[offsets[i]..offsets[i + 1]]`.
-    offsets: Vec<u32>,
-    targets: Vec<u32>,
-    /// Insertion order (inputs first).
-    order: Vec<u32>,
-    /// The task of each spec once inserted (or found already in the cluster).
-    ids: Vec<TaskId>,
-    /// New tasks, in insertion order.
-    inserted: Vec<TaskId>,
-    /// Existing tasks this submission refers to, pinned until the end.
-    pinned: Vec<TaskId>,
-    /// Specs whose key was already in the cluster (their task is reused).
-    reused: rustc_hash::FxHashSet<u32>,
-    /// The outcome, for synchronous callers.
-    result: Option<Result<(), GraphError>>,
-}
-
-fn key_hash(key: &str) -> u64 {
-    FxBuildHasher.hash_one(key)
-}
-
-impl Submission {
-    fn new(
-        client: ClientId,
-        request: Option<u64>,
-        specs: Vec<TaskSpec>,
-        wants: Vec<String>,
-        frames: Vec<Bytes>,
-    ) -> Self {
-        let n = specs.len();
-        Submission {
-            client,
-            request,
-            specs,
-            wants,
-            frames,
-            phase: Phase::Check,
-            pos: 0,
-            index: HashTable::with_capacity(n),
-            missing: vec![0; n],
-            offsets: vec![0; n + 1],
-            targets: Vec::new(),
-            order: Vec::with_capacity(n),
-            ids: Vec::new(),
-            inserted: Vec::with_capacity(n),
-            pinned: Vec::new(),
-            reused: Default::default(),
-            result: None,
-        }
-    }
-
-    /// The spec index of a key of this submission.
-    fn find(&self, key: &str) -> Option<usize> {
-        self.index
-            .find(key_hash(key), |&i| self.specs[i as usize].key == key)
-            .map(|&i| i as usize)
-    }
-
-    /// The client submitting.
-    pub fn client(&self) -> ClientId {
-        self.client
-    }
-
-    /// Spec `i` was inserted as a new task (not reused).
-    fn inserted_new(&self, i: usize) -> bool {
-        !self.reused.contains(&(i as u32))
-    }
-
-    /// Existing tasks pinned by this submission, with multiplicity (for `sanity_check`).
-    pub(crate) fn pins(&self) -> &[TaskId] {
-        if self.phase >= Phase::Count {
-            &self.pinned
-        } else {
-            &[]
-        }
-    }
-
-    /// New tasks may be released while their dependents are already waiting (activation
-    /// runs dependents first).
-    pub(crate) fn activating(&self) -> bool {
-        matches!(self.phase, Phase::Activate | Phase::Ready | Phase::Unpin)
-    }
-}
+use submission::{find_cycle, key_hash, Phase};
 
 impl Core {
     /// Add a client's graph and its wants, all at once. Nothing is added if anything is
@@ -616,37 +447,5 @@ impl Core {
             }
             _ => {}
         }
-    }
-}
-
-/// Walk from a spec left over by Kahn's algorithm until a key repeats.
-fn find_cycle(job: &Submission) -> Vec<String> {
-    let specs = &job.specs;
-    let missing = &job.missing;
-    let Some(mut at) = (0..specs.len()).find(|&i| missing[i] > 0) else {
-        return Vec::new();
-    };
-    let mut seen: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
-    let mut path = Vec::new();
-    loop {
-        if let Some(&start) = seen.get(&at) {
-            let mut cycle: Vec<String> = path[start..]
-                .iter()
-                .map(|&i: &usize| specs[i].key.clone())
-                .collect();
-            cycle.push(specs[at].key.clone());
-            return cycle;
-        }
-        seen.insert(at, path.len());
-        path.push(at);
-        let Some(next) = specs[at]
-            .deps
-            .iter()
-            .filter_map(|d| job.find(d))
-            .find(|&j| missing[j] > 0)
-        else {
-            return path.iter().map(|&i| specs[i].key.clone()).collect();
-        };
-        at = next;
     }
 }
