@@ -131,7 +131,7 @@ pub struct SchedulerTuning {
     /// network round trip; 0 when root tasks are long or make large results).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 256, value_parser = crate::parse::whole))]
     pub min_worker_queue: u32,
-    /// The dashboard's flags.
+    /// The dashboard.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub dashboard: DashboardArgs,
 }
@@ -156,7 +156,7 @@ pub struct DashboardArgs {
     pub metrics_token: Option<String>,
 }
 
-/// How a worker runs: threads, memory, transport, scratch space (shared by `worker`, `local`, `mpi`).
+/// The settings every worker-starting command shares.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct WorkerSettings {
@@ -188,7 +188,7 @@ pub struct WorkerSettings {
         arg(long, alias = "protocol", value_enum, default_value = "auto")
     )]
     pub transport: Transport,
-    /// The memory limit and its thresholds.
+    /// Memory management.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub memory: MemoryArgs,
 }
@@ -367,7 +367,7 @@ impl Transport {
     }
 }
 
-/// `mpi`: a whole cluster as one MPI job.
+/// `shoal mpi` (and `shoal.mpi.initialize()`): a whole cluster as one MPI job.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct MpiArgs {
@@ -401,10 +401,10 @@ pub struct MpiArgs {
     /// Scheduler exits after this many seconds without clients or work.
     #[cfg_attr(feature = "cli", arg(long, value_parser = parse::seconds))]
     pub idle_timeout: Option<Duration>,
-    /// How the worker ranks run.
+    /// The workers' settings.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub worker: WorkerSettings,
-    /// The scheduler's tuning flags.
+    /// The scheduler's settings.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub tuning: SchedulerTuning,
 }

@@ -12,9 +12,10 @@ _ErrorOut = Tuple[str, str, str, Optional[str], bytes]
 
 PROTOCOL_VERSION: int
 PLUGIN_DATASET_PREFIX: str
+#: First bytes of a value frame.
+MAGIC: bytes
 #: First bytes of a frame that carries an encoding failure instead of a value.
 ERROR_MAGIC: bytes
-VALUE_MAGIC: bytes
 
 # ----- lib.rs -----
 

@@ -24,9 +24,8 @@ import cloudpickle
 
 from . import _native
 
-#: A value frame's first bytes, and an error frame's: defined once, in Rust
-#: (``python/src/values.rs``), which reads and writes plain frames itself.
-MAGIC: bytes = _native.VALUE_MAGIC
+#: A value frame's and an error frame's first bytes (Rust reads and writes them too).
+MAGIC: bytes = _native.MAGIC
 ERROR_MAGIC: bytes = _native.ERROR_MAGIC
 ALIGN = 64
 _HEAD = struct.Struct("<4sIQ")

@@ -8,7 +8,8 @@
 //! - [`frame`]: received bytes exposed to Python without a copy.
 //! - [`error`]: the one mapping from Rust errors to Python exceptions.
 //! - [`mpi`], [`jobqueue`]: the launcher's typed entry points, called with keyword
-//!   arguments; [`args`]: those arguments checked by the command line's parsers.
+//!   arguments; [`args`]: those arguments checked by the command line's parsers;
+//!   [`json`]: reports built with serde handed over as Python objects.
 //! - `cli_main` (feature `cli`): the whole `shoal` command line, for `python -m shoal`.
 
 mod args;
@@ -454,13 +455,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mpi::mpi_initialize, m)?)?;
     m.add_function(wrap_pyfunction!(mpi::mpi_finalize, m)?)?;
     m.add_function(wrap_pyfunction!(args::parse_memory, m)?)?;
+    m.add("MAGIC", pyo3::types::PyBytes::new(m.py(), values::MAGIC))?;
     m.add(
         "ERROR_MAGIC",
         pyo3::types::PyBytes::new(m.py(), values::ERROR_MAGIC),
-    )?;
-    m.add(
-        "VALUE_MAGIC",
-        pyo3::types::PyBytes::new(m.py(), values::MAGIC),
     )?;
     jobqueue::register(m)?;
     shoal_runtime::executor::pool::set_batch_scope(worker::batch_scope);

@@ -8,10 +8,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyComplex, PyFloat, PyInt, PyString};
 
-/// First bytes of a value frame.
+/// First bytes of a value frame (`shoal._native.MAGIC`, which `shoal._serialize` writes).
 pub const MAGIC: &[u8; 4] = b"SHL1";
 /// First bytes of a frame that carries an encoding failure instead of a value
-/// (exported as `shoal._native.ERROR_MAGIC`, which `shoal._serialize` writes).
+/// (`shoal._native.ERROR_MAGIC`, which `shoal._serialize` writes).
 pub const ERROR_MAGIC: &[u8; 4] = b"SHLE";
 /// The frame head: magic, buffer count, pickle length.
 const HEAD: usize = 16;

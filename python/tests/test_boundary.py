@@ -16,8 +16,8 @@ WORKER = ["/opt/py/bin/python", "-m", "shoal"]
 
 
 def test_error_frames_use_the_constant_rust_checks_for():
-    assert _serialize.ERROR_MAGIC is _native.ERROR_MAGIC
-    assert _native.ERROR_MAGIC == b"SHLE"
+    assert _serialize.ERROR_MAGIC is _native.ERROR_MAGIC and _serialize.MAGIC is _native.MAGIC
+    assert (_native.MAGIC, _native.ERROR_MAGIC) == (b"SHL1", b"SHLE")
     frame = _serialize.dumps(threading.Lock())  # cannot be pickled: an error frame
     assert frame.startswith(_native.ERROR_MAGIC), frame
     with pytest.raises(_serialize.SerializationError, match="cannot pickle a value of type _thread.lock"):

@@ -64,7 +64,7 @@ pub struct ParamArgs {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct ScriptArgs {
-    /// The job's parameters (cores, memory, walltime, queue, ...).
+    /// The job parameters.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub params: ParamArgs,
     /// The scheduler file the workers read (default ./scheduler.json).
@@ -86,7 +86,7 @@ pub struct ScriptArgs {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(Args))]
 pub struct SubmitArgs {
-    /// The job's parameters (cores, memory, walltime, queue, ...).
+    /// The job parameters.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub params: ParamArgs,
     /// The scheduler file (on a file system the compute nodes see).
