@@ -279,8 +279,13 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub json: bool,
+    /// Refresh every SECONDS (default 2) until Ctrl-C: tasks by state, throughput and
+    /// workers, redrawn in place on a terminal, printed one after another otherwise.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = parse::positive_seconds)]
+    pub watch: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
