@@ -8,7 +8,8 @@ const STREAM_WINDOW = 30; // seconds of task stream shown
 const HISTORY_SHOWN = 600; // points in the charts (5 minutes)
 
 const $ = (id) => document.getElementById(id);
-const fmtInt = (n) => Math.round(Number(n)).toLocaleString("en-US");
+const intFormat = new Intl.NumberFormat("en-US");
+const fmtInt = (n) => intFormat.format(Math.round(Number(n)));
 function fmtBytes(b) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
@@ -201,6 +202,36 @@ function memoryBar(r) {
     '"></span><span class="spilled" style="width:' + pc(r.spilled) + '"></span>' + lines + "</div>";
 }
 
+// One row element per worker, kept across updates: an update rewrites only the cells whose
+// text changed and moves only the rows whose place changed, so that a thousand workers
+// cost a few milliseconds per update rather than a rebuilt table.
+const workerRows = new Map(); // worker id -> { tr, cells, bar }
+const CELL_CLASS = { 9: "executing", 12: "finished" };
+
+function workerRowOf(id) {
+  let e = workerRows.get(id);
+  if (!e) {
+    const tr = document.createElement("tr");
+    const cells = [];
+    for (let i = 0; i < 15; i++) {
+      const td = document.createElement("td");
+      if (CELL_CLASS[i]) td.className = CELL_CLASS[i];
+      tr.appendChild(td);
+      cells.push(td);
+    }
+    e = { tr, cells, bar: "" };
+    workerRows.set(id, e);
+  }
+  return e;
+}
+
+function workerTexts(r) {
+  const w = r.w;
+  return [w.name, w.host, w.mpi_rank === null ? "" : String(w.mpi_rank), String(w.nthreads), null, fmtBytes(r.managed),
+    fmtBytes(r.unmanaged), fmtBytes(r.spilled), w.memory_limit ? fmtBytes(w.memory_limit) : "none", fmtInt(w.executing),
+    fmtInt(w.queued), fmtInt(w.assigned), fmtInt(w.finished), w.paused ? "paused" : "", fmtBytes(r.fetched)];
+}
+
 function renderWorkers(s) {
   const filter = ($("filter").value || "").toLowerCase();
   let rows = s.workers.map(workerRow);
@@ -209,15 +240,31 @@ function renderWorkers(s) {
   if (filter) rows = rows.filter((r) => r.name.toLowerCase().includes(filter) || r.host.toLowerCase().includes(filter));
   const k = state.sortKey, dir = state.sortUp ? 1 : -1;
   rows.sort((a, b) => (a[k] < b[k] ? -dir : a[k] > b[k] ? dir : a.name < b.name ? -1 : 1));
-  const html = rows.map((r) => {
-    const w = r.w;
-    return '<tr data-worker="' + escapeHtml(w.name) + '"' + (w.paused ? ' class="paused"' : "") + "><td>" + escapeHtml(w.name) + "</td><td>" + escapeHtml(w.host) +
-      "</td><td>" + (w.mpi_rank === null ? "" : w.mpi_rank) + "</td><td>" + w.nthreads + "</td><td>" + memoryBar(r) + "</td><td>" + fmtBytes(r.managed) +
-      "</td><td>" + fmtBytes(r.unmanaged) + "</td><td>" + fmtBytes(r.spilled) + "</td><td>" + (w.memory_limit ? fmtBytes(w.memory_limit) : "none") +
-      '</td><td class="executing">' + fmtInt(w.executing) + "</td><td>" + fmtInt(w.queued) + "</td><td>" + fmtInt(w.assigned) + '</td><td class="finished">' + fmtInt(w.finished) +
-      "</td><td>" + (w.paused ? "paused" : "") + "</td><td>" + fmtBytes(r.fetched) + "</td></tr>";
+  const body = $("workers").tBodies[0];
+  const live = new Set(s.workers.map((w) => w.id));
+  for (const [id, e] of workerRows) {
+    if (!live.has(id)) {
+      e.tr.remove();
+      workerRows.delete(id);
+    }
+  }
+  rows.forEach((r, i) => {
+    const e = workerRowOf(r.w.id);
+    if (e.tr.dataset.worker !== r.w.name) e.tr.dataset.worker = r.w.name;
+    e.tr.classList.toggle("paused", r.w.paused);
+    workerTexts(r).forEach((text, j) => {
+      if (text !== null && e.cells[j].textContent !== text) e.cells[j].textContent = text;
+    });
+    const bar = memoryBar(r);
+    if (bar !== e.bar) {
+      e.cells[4].innerHTML = bar;
+      e.bar = bar;
+    }
+    const here = body.children[i];
+    if (here !== e.tr) body.insertBefore(e.tr, here || null);
   });
-  $("workers").tBodies[0].innerHTML = html.join("");
+  // Rows the filter hides ended up after the shown ones.
+  while (body.children.length > rows.length) body.lastElementChild.remove();
 }
 
 if (page === "workers") {

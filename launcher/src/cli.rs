@@ -309,8 +309,16 @@ pub struct StatusArgs {
     #[cfg_attr(feature = "cli", command(flatten))]
     pub connect: ConnectArgs,
     /// Print JSON instead of a table.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "watch"))]
     pub json: bool,
+    /// Refresh every SECONDS (default 2) until Ctrl-C: tasks by state, throughput and
+    /// workers, redrawn in place on a terminal, printed one after another otherwise.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+            value_parser = parse::positive_seconds)
+    )]
+    pub watch: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -197,7 +197,7 @@ pub fn run_with(args: Vec<String>, hooks: Hooks) -> u8 {
             Checked::Status(args) => cmd::status::status(args).await.map(|()| 0),
             Checked::Shutdown(args) => cmd::status::shutdown(args).await.map(|()| 0),
             Checked::Run(args, graph) => cmd::run::run(args, graph).await.map(|ok| u8::from(!ok)),
-            Checked::Jobqueue(args) => cmd::jobqueue::run(args, &hooks),
+            Checked::Jobqueue(args) => cmd::jobqueue::run(args, &hooks).await,
         }
     });
     // Background tasks (writers, data servers) must not keep the process alive.

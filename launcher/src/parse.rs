@@ -15,6 +15,17 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// Seconds above 0 (`--watch 2`, `jobqueue scale --timeout 600`).
+pub fn positive_seconds(text: &str) -> Result<Duration, String> {
+    match seconds(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "{text:?} is not a number of seconds above 0 (e.g. 2 or 0.5)"
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// A count of 1 or more (`--workers`, `--nthreads`, `--nworkers`, ...).
 pub fn count(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
@@ -198,6 +209,9 @@ mod tests {
         assert_eq!(seconds("1.5").unwrap(), Duration::from_millis(1500));
         assert!(seconds("-1").unwrap_err().contains("non-negative"));
         assert!(seconds("soon").unwrap_err().contains("e.g. 30"));
+        assert_eq!(positive_seconds("0.5").unwrap(), Duration::from_millis(500));
+        assert!(positive_seconds("0").unwrap_err().contains("above 0"));
+        assert!(positive_seconds("-2").unwrap_err().contains("non-negative"));
         assert_eq!(
             resources("GPU=2").unwrap(),
             Resource {

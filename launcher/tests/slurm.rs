@@ -252,6 +252,132 @@ fn worker_array_connects_computes_scales_down_and_cancels() {
 }
 
 #[test]
+fn scale_wait_shows_workers_connecting_and_names_the_jobs_still_pending() {
+    let Some(slurm) = slurm_or_skip("scale_wait") else {
+        return;
+    };
+    let s = Some(&slurm);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scheduler.json");
+    let scheduler = common::spawn(
+        dir.path(),
+        "scheduler",
+        &["scheduler", "--scheduler-file", path(&file)],
+    );
+    let p = params(dir.path());
+    let submit = |file: &Path, p: &[String]| {
+        ok(
+            s,
+            &args(
+                &[
+                    "jobqueue",
+                    "submit",
+                    "slurm",
+                    "--scheduler-file",
+                    path(file),
+                    "--jobs",
+                    "1",
+                ],
+                p,
+            ),
+        )
+    };
+    submit(&file, &p);
+    // Up, on a terminal: a bar of the workers connected and the jobs by state, until both
+    // workers are there.
+    let (status, text) = common::on_terminal(
+        24,
+        &format!(
+            "{SHOAL} jobqueue scale 2 --wait --timeout 90 --scheduler-file {}",
+            path(&file)
+        ),
+        &[("SLURM_CONF", &slurm.conf)],
+    );
+    assert!(status.success(), "{status}: {text}\n{}", slurm.logs());
+    assert!(
+        text.contains("/2 workers connected (jobs: "),
+        "no bar:\n{text:?}"
+    );
+    assert!(text.contains("2 worker(s) connected, 2 wanted"), "{text}");
+    assert_eq!(
+        worker_names(&file).len(),
+        2,
+        "returned before the workers came"
+    );
+
+    // Down, without a terminal: no bar, back once the cancelled job's worker has left.
+    let (success, stdout, stderr) = shoal(
+        s,
+        &[
+            "jobqueue",
+            "scale",
+            "1",
+            "--wait",
+            "--timeout",
+            "60",
+            "--scheduler-file",
+            path(&file),
+        ],
+    );
+    assert!(success, "{stdout}\n{stderr}\n{}", slurm.logs());
+    assert!(stdout.contains("cancelled"), "{stdout}");
+    assert!(
+        stdout.contains("1 worker(s) connected, 1 wanted"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("workers connected"),
+        "a bar without a terminal: {stderr}"
+    );
+    assert_eq!(worker_names(&file).len(), 1);
+    cancel_all(&slurm, &file);
+    drop(scheduler);
+
+    // Jobs that may not start for an hour: the timeout names them as pending.
+    let later = dir.path().join("later.json");
+    let _scheduler = common::spawn(
+        dir.path(),
+        "scheduler-later",
+        &["scheduler", "--scheduler-file", path(&later)],
+    );
+    let mut p_later = p.clone();
+    p_later.extend([
+        "--param".into(),
+        "job_extra_directives=--begin=now+1hour".into(),
+    ]);
+    submit(&later, &p_later);
+    let (success, stdout, stderr) = shoal(
+        s,
+        &[
+            "jobqueue",
+            "scale",
+            "2",
+            "--wait",
+            "--timeout",
+            "3",
+            "--scheduler-file",
+            path(&later),
+        ],
+    );
+    assert!(!success, "the wait succeeded:\n{stdout}\n{stderr}");
+    let state = json(&std::fs::read_to_string(dir.path().join("later.json.jobs.json")).unwrap());
+    let jobs: Vec<&str> = state["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["job"]["id"].as_str())
+        .collect();
+    assert_eq!(jobs.len(), 2, "{state}");
+    assert!(
+        stderr.contains("only 0 of 2 workers connected to the scheduler of")
+            && stderr.contains(&format!("still pending in slurm: {} {}", jobs[0], jobs[1]))
+            && stderr.contains("`squeue` shows why"),
+        "{stderr}"
+    );
+    cancel_all(&slurm, &later);
+}
+
+#[test]
 fn scheduler_as_its_own_batch_job_with_a_worker_job() {
     let Some(slurm) = slurm_or_skip("scheduler_job") else {
         return;

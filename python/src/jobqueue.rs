@@ -124,6 +124,8 @@ fn jobqueue_scale(py: Python<'_>, scheduler_file: PathBuf, jobs: u32) -> PyResul
     let command = JobqueueCommand::Scale(ScaleArgs {
         scheduler_file,
         jobs,
+        wait: false,
+        timeout: std::time::Duration::from_secs(600),
     });
     Ok(run(py, command, None)?.text)
 }

@@ -323,3 +323,116 @@ def test_performance_report_sections_from_real_snapshots(cluster, tmp_path):
         dashboard_link = None
 
     assert diagnostics.dashboard_snapshot(NoDashboard()) is None
+
+
+def many_workers_binary(shoal):
+    """examples/many_workers.rs of the same build as `shoal` (built if missing)."""
+    binary = Path(shoal).parent / "examples" / "many_workers"
+    if not binary.exists():
+        release = ["--release"] if Path(shoal).parent.name == "release" else []
+        subprocess.run(["cargo", "build", *release, "-p", "shoal-runtime", "--example", "many_workers"],
+                       cwd=ROOT, check=True, timeout=1800)
+    return str(binary)
+
+
+N_MANY = 1000
+
+
+@pytest.fixture
+def thousand_workers(tmp_path):
+    """A scheduler with 1,000 real zero-mode worker connections (one process of 1,000
+    worker sessions, as `scripts/bench`'s many-connection run); yields (shoal, file, link)."""
+    shoal = shoal_binary()
+    sched_file = tmp_path / "scheduler.json"
+    log = open(tmp_path / "many.log", "w")
+    procs = [subprocess.Popen(
+        [shoal, "scheduler", "--host", "127.0.0.1", "--scheduler-file", str(sched_file),
+         "--dashboard-address", f"127.0.0.1:{free_port()}"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)]
+    try:
+        wait_until("the scheduler file", sched_file.exists, timeout=30)
+        procs.append(subprocess.Popen([many_workers_binary(shoal), str(sched_file), str(N_MANY)],
+                                      stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
+
+        def joined():
+            for p in procs:
+                if p.poll() is not None:
+                    raise AssertionError("exited early: " + (tmp_path / "many.log").read_text()[-3000:])
+            out = subprocess.run([shoal, "status", "--json", "--scheduler-file", str(sched_file)],
+                                 capture_output=True, text=True, timeout=60)
+            if out.returncode != 0:
+                return None
+            status = json.loads(out.stdout[out.stdout.index("{"):])
+            return status if len(status["workers"]) == N_MANY else None
+
+        status = wait_until(f"{N_MANY} workers", joined, timeout=120, interval=1.0)
+        yield shoal, sched_file, status["dashboard"]
+    finally:
+        for p in reversed(procs):
+            stop(p, grace=10)
+        log.close()
+
+
+def test_workers_page_with_a_thousand_workers(thousand_workers, tmp_path):
+    shoal, sched_file, link = thousand_workers
+    # Zero-mode workers finish at once: the tasks spread unevenly, so the finished column
+    # has different numbers to sort by.
+    n_tasks = 20_000
+    run = subprocess.run([shoal, "run", "--json", "--scheduler-file", str(sched_file), "--generate",
+                          f"independent:{n_tasks}"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    base = link.split("/status?")[0]
+    driver, service = browser(tmp_path)
+    try:
+        driver.get(link)
+        started = time.monotonic()
+        driver.get(base + "/workers")
+        rows_js = "return [...document.querySelectorAll('#workers tbody tr')].map(r => r.dataset.worker)"
+        names = wait_until(f"{N_MANY} worker rows", lambda: (lambda r: r if len(r) == N_MANY else None)(
+            driver.execute_script(rows_js)), timeout=30, interval=0.05)
+        first_rows_s = time.monotonic() - started
+        expected = sorted(f"many-{i}" for i in range(N_MANY))
+        # By name, ascending, as the page opens (names compare as text).
+        assert names == expected, names[:5]
+
+        def finished_column():
+            return [number(t) for t in driver.execute_script(
+                "return [...document.querySelectorAll('#workers tbody td.finished')].map(e => e.textContent)")]
+
+        # Every task counted once, on the page (the snapshot may trail the run by one tick).
+        wait_until("every finished task on the page", lambda: sum(finished_column()) == n_tasks, timeout=10)
+
+        # One click: sort and redraw 1,000 rows, timed in the page up to the layout.
+        click_js = ("const t0 = performance.now();"
+                    "document.querySelector(`#workers th[data-key=${arguments[0]}]`).click();"
+                    "document.body.offsetHeight;"
+                    "return performance.now() - t0")
+        sort_ms = [driver.execute_script(click_js, "name")]
+        assert driver.execute_script(rows_js) == expected[::-1], "name, descending"
+        sort_ms.append(driver.execute_script(click_js, "finished"))
+        up = finished_column()
+        assert len(up) == N_MANY and up == sorted(up) and up[0] < up[-1], up[:5] + up[-5:]
+        sort_ms.append(driver.execute_script(click_js, "finished"))
+        down = finished_column()
+        assert down == sorted(up, reverse=True), down[:5]
+        # Filtering narrows the 1,000 rows; the heading keeps counting all workers.
+        driver.execute_script("const f = document.getElementById('filter'); f.value = 'many-99';"
+                              "f.dispatchEvent(new Event('input'))")
+        filtered = driver.execute_script(rows_js)
+        assert sorted(filtered) == sorted(["many-99"] + [f"many-99{i}" for i in range(10)]), filtered
+        assert number(text_of(driver, "workers-count")) == N_MANY
+        driver.execute_script("const f = document.getElementById('filter'); f.value = '';"
+                              "f.dispatchEvent(new Event('input'))")
+        # A live update re-renders the whole table: how long that takes in the page.
+        update_ms = driver.execute_script(
+            "const t0 = performance.now(); renderWorkers(state.snapshot); document.body.offsetHeight;"
+            "return performance.now() - t0")
+        driver.save_screenshot(str(artifacts(tmp_path) / "dashboard-workers-1000.png"))
+        timings = {"workers": N_MANY, "rows_after_open_s": round(first_rows_s, 3),
+                   "sort_click_ms": [round(t, 1) for t in sort_ms], "update_render_ms": round(update_ms, 1)}
+        (artifacts(tmp_path) / "workers-1000.json").write_text(json.dumps(timings) + "\n")
+        print("workers page with 1,000 workers:", json.dumps(timings))
+    finally:
+        driver.quit()
+        if service.process is not None and service.process.poll() is None:
+            stop(service.process)

@@ -16,4 +16,5 @@ pub mod run;
 pub mod scheduler;
 pub mod start_failure;
 pub mod status;
+pub mod watch;
 pub mod worker;

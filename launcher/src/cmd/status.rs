@@ -1,4 +1,5 @@
-//! `shoal status` and `shoal shutdown`.
+//! `shoal status` (once, or refreshed with `--watch`: see [`super::watch`]) and
+//! `shoal shutdown`.
 
 use crate::cli::{ConnectArgs, StatusArgs};
 use shoal_comm::message::ClusterStatus;
@@ -18,6 +19,9 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
 /// Connection failures.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let client = connect(&args.connect).await?;
+    if let Some(every) = args.watch {
+        return super::watch::watch(&client, every).await;
+    }
     let status = client.status().await?;
     let link = client.dashboard_link_of(&status);
     if args.json {
@@ -25,7 +29,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         json["dashboard"] = serde_json::json!(link);
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", render(&status));
+        print!("{}", render(&status, None));
         if let Some(link) = link {
             println!("dashboard: {link}");
         }
@@ -59,7 +63,9 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-fn render(s: &ClusterStatus) -> String {
+/// The cluster as a table: a summary, one row per worker (at most `rows`, then a line
+/// saying how many more), spill figures, failed starts and task counts by state.
+pub(super) fn render(s: &ClusterStatus, rows: Option<usize>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let threads: u32 = s.workers.iter().map(|w| w.nthreads).sum();
@@ -91,7 +97,8 @@ fn render(s: &ClusterStatus) -> String {
         "RUNNING",
         "QUEUED"
     );
-    for w in &s.workers {
+    let shown = rows.unwrap_or(usize::MAX).min(s.workers.len());
+    for w in &s.workers[..shown] {
         let m = &w.metrics.memory;
         let _ = writeln!(
             out,
@@ -112,6 +119,13 @@ fn render(s: &ClusterStatus) -> String {
             w.metrics.executing,
             w.metrics.queued,
             if m.paused { "  paused" } else { "" }
+        );
+    }
+    if shown < s.workers.len() {
+        let _ = writeln!(
+            out,
+            "... and {} more workers (`shoal status` lists them all)",
+            s.workers.len() - shown
         );
     }
     let spills: Vec<String> = s

@@ -251,6 +251,23 @@ impl Cluster {
     }
 }
 
+/// Runs `shell` (a shell command line, with `env` set) on a pseudo-terminal of `rows`
+/// lines made by util-linux's script(1), killed after 120 s; its exit status and what it
+/// wrote to the terminal (line ends as `\n`).
+pub fn on_terminal(rows: u16, shell: &str, env: &[(&str, &Path)]) -> (ExitStatus, String) {
+    let line = format!("stty rows {rows} cols 200; {shell}");
+    let out = Command::new("timeout")
+        .args(["120", "script", "-q", "-e", "-c", &line, "/dev/null"])
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run script(1) (util-linux)");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+    )
+}
+
 pub fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

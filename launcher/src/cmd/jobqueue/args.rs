@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use shoal_jobqueue::{Layer, System};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[cfg(feature = "cli")]
 #[derive(Debug, Args)]
@@ -109,6 +110,16 @@ pub struct ScaleArgs {
     pub scheduler_file: PathBuf,
     /// Worker jobs wanted (queued or running).
     pub jobs: u32,
+    /// Then wait until the scheduler has the workers of JOBS jobs (JOBS x processes per
+    /// job; when scaling down, until the others left), with a progress bar on a terminal.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub wait: bool,
+    /// Seconds `--wait` waits at most; then it fails, naming the jobs still pending.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value = "600", value_parser = crate::parse::positive_seconds, requires = "wait")
+    )]
+    pub timeout: Duration,
 }
 
 /// `status`: the jobs of a scheduler file.

@@ -11,6 +11,7 @@ use super::state::{
     load_state, lock_state, now, remove_state, save_state, scripts_dir, state_path, JobRecord,
     Recipe, State,
 };
+use super::wait;
 use crate::worker_process::WorkerCommand;
 use crate::LaunchError;
 use anyhow::{bail, Context};
@@ -61,13 +62,14 @@ fn check_client_tools(system: System) -> anyhow::Result<()> {
     }))
 }
 
-/// Runs a `shoal jobqueue` command, printing its output; the exit status.
+/// Runs a `shoal jobqueue` command, printing its output (and `scale --wait`'s wait); the
+/// exit status.
 ///
 /// # Errors
 /// Bad parameters, an unusable config or state file, or a failing batch command (its
-/// command line, exit status, stdout and stderr).
+/// command line, exit status, stdout and stderr); `--wait` timing out.
 #[cfg(feature = "cli")]
-pub fn run(args: JobqueueArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
+pub async fn run(args: JobqueueArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
     let mut out = Output::default();
     let result = execute(args.command, hooks, &mut out);
     for w in &out.warnings {
@@ -77,17 +79,29 @@ pub fn run(args: JobqueueArgs, hooks: &crate::Hooks) -> anyhow::Result<u8> {
     if let Some(json) = &out.json {
         println!("{}", serde_json::to_string_pretty(json)?);
     }
-    result.map(|()| 0)
+    if let Some(target) = result? {
+        println!("{}", wait::wait(&target).await?);
+    }
+    Ok(0)
 }
 
-/// Runs one `shoal jobqueue` subcommand and returns what it would print.
+/// Runs one `shoal jobqueue` subcommand and returns what it would print (`scale --wait`
+/// waits on a runtime of its own).
 ///
 /// # Errors
 /// Bad parameters, an unusable config or state file, or a failing batch command, as one
 /// message; warnings given before the failure are appended to it.
 pub fn capture(command: JobqueueCommand, hooks: &crate::Hooks) -> Result<Output, LaunchError> {
     let mut out = Output::default();
-    match execute(command, hooks, &mut out) {
+    let waited = execute(command, hooks, &mut out).and_then(|target| match target {
+        Some(target) => {
+            let line = wait_blocking(&target)?;
+            writeln!(out.text, "{line}")?;
+            Ok(())
+        }
+        None => Ok(()),
+    });
+    match waited {
         Ok(()) => Ok(out),
         Err(error) => Err(LaunchError::Failed {
             error,
@@ -96,13 +110,30 @@ pub fn capture(command: JobqueueCommand, hooks: &crate::Hooks) -> Result<Output,
     }
 }
 
-fn execute(command: JobqueueCommand, hooks: &crate::Hooks, out: &mut Output) -> anyhow::Result<()> {
+/// [`wait::wait`] for a caller without an async runtime (the Python API).
+fn wait_blocking(target: &wait::Target) -> anyhow::Result<String> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        bail!("`jobqueue scale --wait` cannot block inside an async runtime; await the workers there instead");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime to wait for the workers")?;
+    runtime.block_on(wait::wait(target))
+}
+
+/// Runs a command; for `scale --wait`, what to wait for afterwards.
+fn execute(
+    command: JobqueueCommand,
+    hooks: &crate::Hooks,
+    out: &mut Output,
+) -> anyhow::Result<Option<wait::Target>> {
     match command {
-        JobqueueCommand::Script(a) => script(&a, hooks, out),
-        JobqueueCommand::Submit(a) => submit(&a, hooks, out),
+        JobqueueCommand::Script(a) => script(&a, hooks, out).map(|()| None),
+        JobqueueCommand::Submit(a) => submit(&a, hooks, out).map(|()| None),
         JobqueueCommand::Scale(a) => scale(&a, out),
-        JobqueueCommand::Status(a) => status(&a, out),
-        JobqueueCommand::Cancel(a) => cancel(&a, out),
+        JobqueueCommand::Status(a) => status(&a, out).map(|()| None),
+        JobqueueCommand::Cancel(a) => cancel(&a, out).map(|()| None),
     }
 }
 
@@ -321,11 +352,24 @@ fn submit(a: &SubmitArgs, hooks: &crate::Hooks, out: &mut Output) -> anyhow::Res
 }
 
 fn states(state: &State, records: &[&JobRecord]) -> anyhow::Result<Vec<JobState>> {
-    if records.is_empty() {
+    let ids: Vec<JobId> = records.iter().map(|r| r.job.clone()).collect();
+    job_states(&ProcessRunner, state.system, &ids)
+}
+
+/// The state of each of `ids`, in order; a job the batch system no longer lists has
+/// finished.
+///
+/// # Errors
+/// The status command failed.
+pub(super) fn job_states(
+    runner: &dyn shoal_jobqueue::CommandRunner,
+    system: System,
+    ids: &[JobId],
+) -> anyhow::Result<Vec<JobState>> {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<JobId> = records.iter().map(|r| r.job.clone()).collect();
-    let found = shoal_jobqueue::status(&ProcessRunner, state.system, &ids).map_err(jq)?;
+    let found = shoal_jobqueue::status(runner, system, ids).map_err(jq)?;
     Ok(ids
         .iter()
         .map(|id| {
@@ -350,7 +394,7 @@ fn require_state(file: &Path) -> anyhow::Result<(PathBuf, State)> {
     }
 }
 
-fn scale(a: &ScaleArgs, out: &mut Output) -> anyhow::Result<()> {
+fn scale(a: &ScaleArgs, out: &mut Output) -> anyhow::Result<Option<wait::Target>> {
     let file = absolute(&a.scheduler_file)?;
     let _lock = lock_state(&file)?;
     let (path, mut state) = require_state(&file)?;
@@ -375,6 +419,20 @@ fn scale(a: &ScaleArgs, out: &mut Output) -> anyhow::Result<()> {
         .collect();
     state.workers = live.iter().map(|(r, _)| r.clone()).collect();
     let have = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    // For --wait: workers per job and where their logs go (the recipe was valid when
+    // submitted; its warnings were shown then).
+    let one_job = if a.wait {
+        Some(validate(
+            state.system,
+            &recipe,
+            &file,
+            1,
+            false,
+            &mut Output::default(),
+        )?)
+    } else {
+        None
+    };
     if a.jobs > have {
         let valid = validate(state.system, &recipe, &file, a.jobs - have, false, out)?;
         let records = submit_job(&valid, &render(&valid), &file, "workers")?;
@@ -398,7 +456,16 @@ fn scale(a: &ScaleArgs, out: &mut Output) -> anyhow::Result<()> {
     } else {
         writeln!(out.text, "{have} worker job(s) queued or running already")?;
     }
-    save_state(&path, &state)
+    save_state(&path, &state)?;
+    Ok(one_job.map(|job| wait::Target {
+        system: state.system,
+        jobs: state.workers.iter().map(|r| r.job.clone()).collect(),
+        workers: u64::from(a.jobs) * u64::from(job.processes()),
+        fewer: a.jobs < have,
+        timeout: a.timeout,
+        log_directory: job.params().log_directory.clone(),
+        scheduler_file: file,
+    }))
 }
 
 /// Which `n` jobs to cancel: those still waiting first, then the newest.

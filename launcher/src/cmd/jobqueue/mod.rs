@@ -11,11 +11,13 @@
 //! (`~/.config/shoal/jobqueue.toml` or `--config`), then the command line (`--param
 //! key=value` and the `--cores`-style flags), then `--jobs`.
 //!
-//! - [`args`]: flags; [`commands`]: the subcommands; [`state`]: the state file.
+//! - [`args`]: flags; [`commands`]: the subcommands; [`state`]: the state file;
+//!   [`wait`]: `scale --wait`.
 
 pub mod args;
 pub mod commands;
 pub mod state;
+pub mod wait;
 
 #[cfg(feature = "cli")]
 pub use args::JobqueueArgs;
