@@ -1,4 +1,5 @@
-//! Generate bindings to the system UCX's `ucp` API (found by pkg-config) and link it.
+//! Generate bindings to the system UCX's `ucp` API and its log handlers (found by
+//! pkg-config) and link it.
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
@@ -18,6 +19,10 @@ fn main() {
         .header("wrapper.h")
         .allowlist_function("ucp_.*")
         .allowlist_function("ucs_status_string")
+        .allowlist_function("ucs_log_push_handler")
+        .allowlist_function("vsnprintf")
+        .allowlist_type("ucs_log_level_t")
+        .allowlist_type("ucs_log_func_rc_t")
         .allowlist_type("ucp_.*")
         .allowlist_type("ucs_status_t")
         .allowlist_var("UCP_.*")

@@ -248,6 +248,38 @@ fn result_lost_with_its_worker_after_finishing_is_recomputed_when_fetched() {
     });
 }
 
+/// UCX prints its diagnostics to stdout by default; shoal routes them to its log on stderr,
+/// so a command's JSON stays clean. A bad `UCX_*` value makes UCX print an error.
+#[test]
+fn ucx_diagnostics_go_to_stderr_and_leave_json_on_stdout_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = std::process::Command::new(common::SHOAL)
+        .args(["info", "--json"])
+        .env("UCX_RNDV_THRESH", "not-a-size")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let status = common::wait_child(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("shoal info did not finish in 30 s")
+    });
+    let (out, err) = (
+        std::fs::read_to_string(&stdout).unwrap(),
+        std::fs::read_to_string(&stderr).unwrap(),
+    );
+    assert!(status.success(), "{out}\n{err}");
+    let info: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{out}"));
+    assert_eq!(info["ucx"]["available"], json!(false), "{info}");
+    assert!(
+        err.contains("Invalid value for RNDV_THRESH") && err.contains("ERROR"),
+        "UCX's diagnostic is not in the log on stderr:\n{err}"
+    );
+}
+
 #[test]
 fn local_cluster_moves_payloads_over_ucx_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,8 @@ pub(crate) mod head;
 pub mod mpi;
 #[cfg(any(feature = "mpi", feature = "ucx"))]
 pub(crate) mod progress_thread;
+#[cfg(any(feature = "mpi", feature = "ucx"))]
+mod queued;
 pub mod stream;
 pub mod tcp;
 #[cfg(feature = "ucx")]

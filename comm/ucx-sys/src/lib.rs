@@ -31,3 +31,12 @@ pub fn ucs_ptr_status(ptr: *mut std::ffi::c_void) -> ucs_status_t {
         ucs_status_t(ptr as isize as i8)
     }
 }
+
+/// A `va_list` as a C function receives it (`ucs_log_func_t`'s last parameter, what
+/// `vsnprintf` takes): on x86-64 the array type decays to a pointer to its element.
+#[cfg(target_arch = "x86_64")]
+pub type va_list_param = *mut __va_list_tag;
+/// A `va_list` as a C function receives it (`ucs_log_func_t`'s last parameter, what
+/// `vsnprintf` takes).
+#[cfg(not(target_arch = "x86_64"))]
+pub type va_list_param = va_list;

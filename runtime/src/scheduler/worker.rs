@@ -98,10 +98,16 @@ impl WorkerState {
                     .iter()
                     .any(|have| have.name == need.name && have.amount >= need.amount)
             })
-            && (allowed.is_empty() || {
-                let names = self.restriction_names();
-                allowed.iter().any(|w| names.contains(&w.as_str()))
-            })
+            && (allowed.is_empty() || allowed.iter().any(|w| self.answers_to(w)))
+    }
+
+    /// True if a `workers=` restriction naming `name` allows this worker: `name` is one of
+    /// its [`WorkerState::restriction_names`]. Its name and host are checked first, without
+    /// splitting its data address (long with a `ucx://` alternative) for every pinned task.
+    pub fn answers_to(&self, name: &str) -> bool {
+        let reg = &self.registration;
+        !name.is_empty()
+            && (name == reg.name || name == reg.host || self.restriction_names().contains(&name))
     }
 
     /// Every name a `workers=` restriction may use for this worker, once each: its name,

@@ -16,15 +16,17 @@ mod progress;
 pub mod tag;
 
 use crate::frame::{Limits, RawMessage};
+use crate::transport::batch::Done;
 use crate::transport::progress_thread::ProgressThread;
-use crate::transport::{MessageRead, MessageWrite};
+use crate::transport::queued::{Outbox, QueuedWriter};
+use crate::transport::MessageRead;
 use crate::CommError;
 use progress::{Accepted, Command, Engine, Inbox, RawComm};
 pub use progress::{MAX_MESSAGE, MAX_MESSAGE_VAR};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 pub use tag::Service;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// The MPI transport of this process.
 pub struct MpiFabric {
@@ -178,12 +180,11 @@ impl MpiFabric {
                 limits: Limits::HANDSHAKE,
                 commands: self.commands.clone(),
             },
-            MpiWriter {
+            QueuedWriter::new(MpiOutbox {
                 peer,
                 tag: sent,
-                queued: Vec::new(),
                 commands: self.commands.clone(),
-            },
+            }),
         )
     }
 
@@ -270,37 +271,33 @@ impl Drop for MpiReader {
 
 /// The sending half of an MPI connection. Messages wait in the writer until
 /// [`MessageWrite::flush`], which returns once MPI is done with their buffers.
-pub struct MpiWriter {
+pub type MpiWriter = QueuedWriter<MpiOutbox>;
+
+/// Where an MPI connection's flushes go: its peer and tag, through the progress thread.
+pub struct MpiOutbox {
     peer: i32,
     tag: i32,
-    queued: Vec<RawMessage>,
     commands: std_mpsc::Sender<Command>,
 }
 
-impl MessageWrite for MpiWriter {
-    async fn send(&mut self, msg: &RawMessage) -> Result<(), CommError> {
-        self.queued.push(msg.clone());
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), CommError> {
-        if self.queued.is_empty() {
-            return Ok(());
-        }
-        let (done, finished) = oneshot::channel();
+impl Outbox for MpiOutbox {
+    fn post(&self, messages: Vec<RawMessage>, done: Done) -> Result<(), CommError> {
         self.commands
             .send(Command::Send {
                 dest: self.peer,
                 tag: self.tag,
-                messages: std::mem::take(&mut self.queued),
+                messages,
                 done,
             })
-            .map_err(|_| fabric_stopped())?;
-        finished.await.map_err(|_| fabric_stopped())?
+            .map_err(|_| fabric_stopped())
+    }
+
+    fn stopped(&self) -> CommError {
+        fabric_stopped()
     }
 }
 
-impl Drop for MpiWriter {
+impl Drop for MpiOutbox {
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Close {
             dest: self.peer,

@@ -22,12 +22,13 @@ pub(super) fn check(call: &'static str, status: ucx::ucs_status_t) -> Result<(),
     }
 }
 
-/// A UCP context with `features` (`UCP_FEATURE_*`), configured by `UCX_*`; the caller
-/// cleans it up with `ucp_cleanup`.
+/// A UCP context with `features` (`UCP_FEATURE_*`), configured by `UCX_*`, UCX's log
+/// going through `tracing`; the caller cleans it up with `ucp_cleanup`.
 ///
 /// # Errors
 /// UCX rejects the configuration or finds no usable transport.
 pub(super) fn create(features: u32) -> Result<ucx::ucp_context_h, UcxError> {
+    super::log::route_to_tracing();
     let mut config = std::ptr::null_mut();
     // SAFETY: reads UCX_* from the environment into a fresh config.
     check("ucp_config_read", unsafe {

@@ -22,17 +22,20 @@
 mod context;
 mod engine;
 pub mod info;
+mod log;
 mod peer;
 pub mod wire;
 
 use crate::frame::{Limits, RawMessage};
+use crate::transport::batch::Done;
 use crate::transport::progress_thread::ProgressThread;
-use crate::transport::{MessageRead, MessageWrite, Service};
+use crate::transport::queued::{Outbox, QueuedWriter};
+use crate::transport::{MessageRead, Service};
 use crate::CommError;
 use engine::{Command, Delivery, Engine};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use wire::ConnKey;
 
 /// Why the UCX fabric cannot start.
@@ -177,12 +180,11 @@ impl UcxFabric {
                 limits: Limits::HANDSHAKE,
                 commands: self.commands.clone(),
             },
-            UcxWriter {
+            QueuedWriter::new(UcxOutbox {
                 peer,
                 conn: sent,
-                queued: Vec::new(),
                 commands: self.commands.clone(),
-            },
+            }),
         )
     }
 
@@ -255,37 +257,34 @@ impl Drop for UcxReader {
 
 /// The sending half of a UCX connection. Messages wait in the writer until
 /// [`MessageWrite::flush`], which returns once UCX is done with their buffers.
-pub struct UcxWriter {
+pub type UcxWriter = QueuedWriter<UcxOutbox>;
+
+/// Where a UCX connection's flushes go: its peer and connection, through the progress
+/// thread.
+pub struct UcxOutbox {
     peer: Arc<[u8]>,
     conn: ConnKey,
-    queued: Vec<RawMessage>,
     commands: engine::Commands,
 }
 
-impl MessageWrite for UcxWriter {
-    async fn send(&mut self, msg: &RawMessage) -> Result<(), CommError> {
-        self.queued.push(msg.clone());
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), CommError> {
-        if self.queued.is_empty() {
-            return Ok(());
-        }
-        let (done, finished) = oneshot::channel();
+impl Outbox for UcxOutbox {
+    fn post(&self, messages: Vec<RawMessage>, done: Done) -> Result<(), CommError> {
         self.commands
             .send(Command::Send {
                 peer: self.peer.clone(),
                 conn: self.conn,
-                messages: std::mem::take(&mut self.queued),
+                messages,
                 done,
             })
-            .map_err(|_| CommError::Io(stopped()))?;
-        finished.await.map_err(|_| CommError::Io(stopped()))?
+            .map_err(|_| CommError::Io(stopped()))
+    }
+
+    fn stopped(&self) -> CommError {
+        CommError::Io(stopped())
     }
 }
 
-impl Drop for UcxWriter {
+impl Drop for UcxOutbox {
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Close {
             peer: self.peer.clone(),
