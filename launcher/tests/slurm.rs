@@ -12,7 +12,7 @@ mod common;
 use common::slurm::{Slurm, Unavailable};
 use common::{Cluster, SHOAL};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,12 +162,8 @@ fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
-#[test]
-fn worker_array_connects_computes_scales_down_and_cancels() {
-    let Some(slurm) = slurm_or_skip("worker_array") else {
-        return;
-    };
-    let s = Some(&slurm);
+/// A scheduler writing `scheduler.json` into a new temporary directory.
+fn scheduler_in_temp_dir() -> (tempfile::TempDir, PathBuf, common::Proc) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scheduler.json");
     let scheduler = common::spawn(
@@ -175,6 +171,16 @@ fn worker_array_connects_computes_scales_down_and_cancels() {
         "scheduler",
         &["scheduler", "--scheduler-file", path(&file)],
     );
+    (dir, file, scheduler)
+}
+
+#[test]
+fn worker_array_connects_computes_scales_down_and_cancels() {
+    let Some(slurm) = slurm_or_skip("worker_array") else {
+        return;
+    };
+    let s = Some(&slurm);
+    let (dir, file, scheduler) = scheduler_in_temp_dir();
     let p = params(dir.path());
     let out = ok(
         s,
@@ -257,13 +263,7 @@ fn scale_wait_shows_workers_connecting_and_names_the_jobs_still_pending() {
         return;
     };
     let s = Some(&slurm);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scheduler.json");
-    let scheduler = common::spawn(
-        dir.path(),
-        "scheduler",
-        &["scheduler", "--scheduler-file", path(&file)],
-    );
+    let (dir, file, scheduler) = scheduler_in_temp_dir();
     let p = params(dir.path());
     let submit = |file: &Path, p: &[String]| {
         ok(
