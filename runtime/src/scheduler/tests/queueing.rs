@@ -1,0 +1,242 @@
+//! How much work goes where and when: stealing, root tasks queued in the scheduler, huge submissions in slices.
+
+use super::*;
+
+#[test]
+fn idle_worker_steals_queued_work() {
+    let mut env = Env::new();
+    let w1 = env.worker("a", 1);
+    env.submit(vec![t("root", &[])], &["root"]).unwrap();
+    env.take_computes();
+    env.finish(w1, "root", 1 << 20);
+    let leaves: Vec<TaskSpec> = (0..10).map(|i| t(&format!("leaf{i}"), &["root"])).collect();
+    let keys: Vec<String> = leaves.iter().map(|s| s.key.clone()).collect();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let w2 = env.worker("b", 1);
+    env.submit(leaves, &key_refs).unwrap();
+    assert!(
+        env.take_computes().iter().all(|(w, _)| *w == w1),
+        "locality puts every leaf with root"
+    );
+    env.core.balance(&mut env.comm);
+    let steals: Vec<TaskId> = env
+        .comm
+        .steals
+        .drain(..)
+        .map(|(w, t)| {
+            assert_eq!(w, w1);
+            t
+        })
+        .collect();
+    assert!(!steals.is_empty() && steals.len() <= 5, "{}", steals.len());
+    let replies: Vec<(TaskId, bool)> = steals.iter().map(|t| (*t, true)).collect();
+    env.core.on_steal_reply(w1, &replies, &mut env.comm);
+    env.step();
+    let moved = env.take_computes();
+    assert_eq!(moved.len(), steals.len());
+    assert!(moved.iter().all(|(w, _)| *w == w2));
+}
+
+#[test]
+fn workers_never_hold_more_root_tasks_than_their_saturation_limit() {
+    let mut env = Env::new();
+    let a = env.worker("a", 2);
+    let b = env.worker("b", 1);
+    let keys: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    let specs = keys.iter().map(|k| t(k, &[])).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let (la, lb) = (
+        env.core.saturation_limit(2) as usize,
+        env.core.saturation_limit(1) as usize,
+    );
+    assert!(la < 50 && lb < 50, "the test needs queueing: {la} {lb}");
+    let mut done = 0;
+    loop {
+        assert!(held(&env, a) <= la && held(&env, b) <= lb);
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        // Both full (or nothing left to queue): the rest waits in the scheduler.
+        let queued = env.core.root_queue.len();
+        assert!(queued == 0 || (held(&env, a) == la && held(&env, b) == lb));
+        done += computes.len();
+        finish_all(&mut env, &computes);
+    }
+    assert_eq!(done, 100);
+    assert_eq!(env.updates().len(), 100, "every root finished");
+}
+
+#[test]
+fn saturation_limit_scales_with_threads_above_a_minimum_queue() {
+    let core = Core::new(CoreConfig {
+        worker_saturation: 2.0,
+        min_worker_queue: 10,
+        ..CoreConfig::default()
+    });
+    assert_eq!(core.saturation_limit(1), 10);
+    assert_eq!(core.saturation_limit(8), 16);
+    assert_eq!(
+        core.saturation_limit(0),
+        10,
+        "a worker counts at least one thread"
+    );
+    let unlimited = Core::new(CoreConfig {
+        worker_saturation: f64::INFINITY,
+        ..CoreConfig::default()
+    });
+    assert_eq!(unlimited.saturation_limit(4), u32::MAX);
+    let tiny = Core::new(CoreConfig {
+        worker_saturation: 0.0,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    assert_eq!(tiny.saturation_limit(4), 1, "never zero: work must flow");
+}
+
+#[test]
+fn queued_root_tasks_are_released_highest_priority_first() {
+    let mut env = Env::with_config(CoreConfig {
+        worker_saturation: 1.0,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    let w = env.worker("a", 1);
+    let priorities = [0, 5, 1, 5, -2, 1];
+    let specs: Vec<TaskSpec> = priorities
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut s = t(&format!("p{i}"), &[]);
+            s.priority = *p;
+            s
+        })
+        .collect();
+    let keys: Vec<String> = specs.iter().map(|s| s.key.clone()).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let mut order = Vec::new();
+    loop {
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        assert_eq!(computes.len(), 1, "one slot, one task at a time");
+        order.push(computes[0].1.clone());
+        env.finish(w, &computes[0].1, 8);
+    }
+    // Higher priority first; submission order among equals.
+    assert_eq!(order, ["p1", "p3", "p2", "p5", "p0", "p4"]);
+}
+
+#[test]
+fn dependents_go_to_their_inputs_even_when_roots_are_queued() {
+    let mut env = Env::new();
+    let w1 = env.worker("a", 1);
+    let w2 = env.worker("b", 1);
+    env.submit(vec![t("x", &[])], &["x"]).unwrap();
+    let (wx, _) = env.take_computes()[0].clone();
+    env.finish(wx, "x", 1000);
+    // Saturate both workers with roots, then submit a dependent of x.
+    let keys: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
+    let specs = keys.iter().map(|k| t(k, &[])).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    assert!(!env.core.root_queue.is_empty(), "roots are queued");
+    let full = held(&env, wx);
+    env.take_computes();
+    env.submit(vec![t("z", &["x"])], &["z"]).unwrap();
+    assert_eq!(env.take_computes(), vec![(wx, "z".to_string())]);
+    assert_eq!(held(&env, wx), full + 1, "placed at once, beyond the limit");
+    let other = if wx == w1 { w2 } else { w1 };
+    assert!(held(&env, other) <= env.core.saturation_limit(1) as usize);
+}
+
+#[test]
+fn a_huge_submission_is_accepted_in_slices_between_other_events() {
+    let mut env = Env::with_config(CoreConfig {
+        slice_budget: 32,
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    let w = env.worker("a", 2);
+    let other = env.core.on_client_added();
+    // x is in memory, wanted only by another client.
+    env.core
+        .on_submit(
+            other,
+            vec![t("x", &[])],
+            vec!["x".into()],
+            &[],
+            &mut env.comm,
+        )
+        .unwrap();
+    env.step();
+    env.take_computes();
+    env.finish(w, "x", 8);
+    env.updates();
+    // A chain of 300 tasks on top of x, and 1,000 independent ones.
+    let mut specs: Vec<TaskSpec> = (0..300)
+        .map(|i| {
+            let dep = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("c{}", i - 1)
+            };
+            t(&format!("c{i}"), &[&dep])
+        })
+        .collect();
+    specs.extend((0..1000).map(|i| t(&format!("i{i}"), &[])));
+    let mut wants: Vec<String> = (0..1000).map(|i| format!("i{i}")).collect();
+    wants.push("c299".into());
+    env.core
+        .on_submit_request(env.client, 7, specs, wants, Vec::new());
+    let mut slices = 0;
+    let mut released_x = false;
+    while env.core.schedule(&mut env.comm) {
+        slices += 1;
+        env.core.sanity_check();
+        if slices == 5 {
+            // Between slices: a heartbeat, and the other client drops x.
+            env.core
+                .on_worker_heartbeat(w, WorkerMetrics::default(), env.now);
+            env.core.on_release(other, &["x".into()], &mut env.comm);
+            env.core.sanity_check();
+            released_x = true;
+            assert_eq!(submit_reply(&env, 7), None, "not yet accepted");
+        }
+    }
+    assert!(released_x && slices > 20, "{slices} slices");
+    assert_eq!(submit_reply(&env, 7), Some(None), "accepted");
+    assert!(
+        matches!(env.state("x"), TaskState::Memory(_)),
+        "x stayed: the submission needs it"
+    );
+    // Everything computes to the end.
+    loop {
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        finish_all(&mut env, &computes);
+    }
+    let updates = env.updates();
+    assert_eq!(updates.len(), 1001);
+    assert!(updates
+        .iter()
+        .all(|(_, s)| matches!(s, KeyState::Memory { size: 8 })));
+    // A refused one in slices adds nothing and says why.
+    let before = env.core.tasks.len();
+    env.core.on_submit_request(
+        env.client,
+        8,
+        vec![t("p", &["q"]), t("q", &["p"]), t("ok", &[])],
+        vec!["ok".into()],
+        Vec::new(),
+    );
+    env.step();
+    let error = submit_reply(&env, 8).expect("a reply").expect("an error");
+    assert!(error.contains("cycle"), "{error}");
+    assert_eq!(env.core.tasks.len(), before);
+}
