@@ -19,6 +19,8 @@
 //!
 //! UCX is configured from the environment as usual (`UCX_TLS`, `UCX_NET_DEVICES`, ...).
 
+mod callbacks;
+mod commands;
 mod context;
 mod engine;
 pub mod info;
