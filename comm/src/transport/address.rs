@@ -31,12 +31,51 @@ pub enum Alternative {
     Ucx(Vec<u8>),
 }
 
+/// Why an address cannot be used; each names the address and the form expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Not `host:port` (a TCP alternative).
+    #[error("address {0:?} is not of the form tcp://host:port")]
+    NotHostPort(String),
+    /// Not `mpi://JOB/RANK`.
+    #[error("address {0:?} is not of the form mpi://JOB/RANK")]
+    NotMpi(String),
+    /// Not `ucx://HEX`.
+    #[error("address {0:?} is not of the form ucx://HEX (a UCX worker address in hex)")]
+    NotUcx(String),
+    /// A scheme shoal does not know.
+    #[error("address {text:?} uses protocol {scheme:?}; shoal knows tcp://, mpi:// and ucx://")]
+    UnknownScheme {
+        /// The alternative.
+        text: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// Only MPI or UCX alternatives where a TCP one is needed.
+    #[error("address {address:?} uses protocol {scheme:?}; shoal connects over tcp:// (MPI and UCX are chosen with --transport)")]
+    NotTcp {
+        /// The address.
+        address: String,
+        /// The scheme of its first alternative.
+        scheme: String,
+    },
+    /// Nothing at all.
+    #[error("the address is empty: expected tcp://host:port")]
+    Empty,
+    /// Well-formed alternatives, none of which this process can use.
+    #[error("no usable alternative in address {0:?}")]
+    NoUsableAlternative(String),
+    /// An MPI or UCX alternative, and this process has no such fabric.
+    #[error("this process has no fabric for that address")]
+    NoFabric,
+}
+
 impl Alternative {
     /// Parse one alternative.
     ///
     /// # Errors
     /// An unknown scheme or a malformed alternative, with the expected form.
-    pub fn parse(text: &str) -> Result<Alternative, String> {
+    pub fn parse(text: &str) -> Result<Alternative, AddressError> {
         let Some((scheme, rest)) = text.split_once("://") else {
             return parse_host_port(text, text).map(Alternative::Tcp);
         };
@@ -52,20 +91,17 @@ impl Alternative {
                         job: job.to_string(),
                         rank,
                     }),
-                    _ => Err(format!(
-                        "address {text:?} is not of the form mpi://JOB/RANK"
-                    )),
+                    _ => Err(AddressError::NotMpi(text.to_string())),
                 }
             }
             "ucx" => match hex::decode(rest) {
                 Ok(bytes) if !bytes.is_empty() => Ok(Alternative::Ucx(bytes)),
-                _ => Err(format!(
-                    "address {text:?} is not of the form ucx://HEX (a UCX worker address in hex)"
-                )),
+                _ => Err(AddressError::NotUcx(text.to_string())),
             },
-            other => Err(format!(
-                "address {text:?} uses protocol {other:?}; shoal knows tcp://, mpi:// and ucx://"
-            )),
+            other => Err(AddressError::UnknownScheme {
+                text: text.to_string(),
+                scheme: other.to_string(),
+            }),
         }
     }
 
@@ -89,14 +125,12 @@ impl std::fmt::Display for Alternative {
     }
 }
 
-fn parse_host_port(rest: &str, text: &str) -> Result<String, String> {
+fn parse_host_port(rest: &str, text: &str) -> Result<String, AddressError> {
     match rest.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
             Ok(rest.to_string())
         }
-        _ => Err(format!(
-            "address {text:?} is not of the form tcp://host:port"
-        )),
+        _ => Err(AddressError::NotHostPort(text.to_string())),
     }
 }
 
@@ -117,17 +151,15 @@ pub fn format_address(addr: SocketAddr) -> String {
 ///
 /// # Errors
 /// No TCP alternative, or a malformed one, with a message showing the expected form.
-pub fn parse_address(address: &str) -> Result<String, String> {
+pub fn parse_address(address: &str) -> Result<String, AddressError> {
     let mut first = None;
     for text in address.split_whitespace() {
         match Alternative::parse(text) {
             Ok(Alternative::Tcp(host_port)) => return Ok(host_port),
             Ok(other) => {
-                first.get_or_insert_with(|| {
-                    format!(
-                        "address {address:?} uses protocol {:?}; shoal connects over tcp:// (MPI and UCX are chosen with --transport)",
-                        other.transport().to_lowercase()
-                    )
+                first.get_or_insert_with(|| AddressError::NotTcp {
+                    address: address.to_string(),
+                    scheme: other.transport().to_lowercase(),
                 });
             }
             Err(e) => {
@@ -135,7 +167,7 @@ pub fn parse_address(address: &str) -> Result<String, String> {
             }
         }
     }
-    Err(first.unwrap_or_else(|| "the address is empty: expected tcp://host:port".into()))
+    Err(first.unwrap_or(AddressError::Empty))
 }
 
 /// The `mpi://JOB/RANK` alternative of an address: (job, rank).
@@ -170,12 +202,18 @@ mod tests {
             "10.0.0.1:8786"
         );
         assert_eq!(parse_address("node7:8786").unwrap(), "node7:8786");
-        assert!(parse_address("ucx://0a0b").unwrap_err().contains("ucx"));
-        assert!(parse_address("tcp://a")
+        assert!(matches!(
+            parse_address("ucx://0a0b"),
+            Err(AddressError::NotTcp { scheme, .. }) if scheme == "ucx"
+        ));
+        let e = parse_address("tcp://a").unwrap_err();
+        assert_eq!(e, AddressError::NotHostPort("tcp://a".into()));
+        assert!(e.to_string().contains("tcp://host:port"), "{e}");
+        assert_eq!(parse_address("  ").unwrap_err(), AddressError::Empty);
+        assert!(parse_address("udp://a:1")
             .unwrap_err()
-            .contains("tcp://host:port"));
-        assert!(parse_address("  ").unwrap_err().contains("empty"));
-        assert!(parse_address("udp://a:1").unwrap_err().contains("\"udp\""));
+            .to_string()
+            .contains("\"udp\""));
     }
 
     #[test]
@@ -188,6 +226,7 @@ mod tests {
         assert_eq!(mpi_alternative("mpi://job/x"), None);
         assert!(parse_address("mpi://5f3a09c1/3")
             .unwrap_err()
+            .to_string()
             .contains("\"mpi\""));
         assert!(is_alternative(all, "mpi://5f3a09c1/3"));
         assert!(!is_alternative(all, "tcp://10.0.0.7"));
@@ -205,7 +244,7 @@ mod tests {
             ("ucx://", "ucx://HEX"),
             ("tcp://:80", "tcp://host:port"),
         ] {
-            let e = Alternative::parse(text).unwrap_err();
+            let e = Alternative::parse(text).unwrap_err().to_string();
             assert!(e.contains(form), "{text}: {e}");
         }
     }

@@ -13,9 +13,9 @@ pub use tcp::tcp_split;
 /// Why a connection could not be opened; the cause is kept as the error's source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The address has no alternative this process can use (the message says why).
-    #[error("{0}")]
-    Address(String),
+    /// The address has no alternative this process can use.
+    #[error(transparent)]
+    Address(#[from] address::AddressError),
     /// Nothing answered in time.
     #[error("connecting to {address} timed out after {timeout:?}")]
     Timeout {
@@ -138,7 +138,7 @@ impl Connector {
             .ok_or_else(|| {
                 ConnectError::Address(match address::parse_address(address) {
                     Err(e) => e,
-                    Ok(_) => format!("no usable alternative in address {address:?}"),
+                    Ok(_) => address::AddressError::NoUsableAlternative(address.to_string()),
                 })
             })
     }
@@ -232,5 +232,5 @@ impl Connector {
 }
 
 fn unusable() -> ConnectError {
-    ConnectError::Address("this process has no fabric for that address".into())
+    ConnectError::Address(address::AddressError::NoFabric)
 }
