@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import struct
 import sys
 import traceback
 
@@ -39,9 +38,10 @@ CALL, DASK, DATA = 0, 1, 2
 FUTURE_REFS = b"R"
 #: Prefix of a compact call payload (see the module docstring).
 MAPPED = b"M"
-_U32 = struct.Struct("<I")
-#: Results whose size ``sys.getsizeof`` gives exactly (skips ``dask.sizeof`` dispatch).
-_SIMPLE = frozenset({int, float, complex, str, bytes, bool, type(None)})
+#: Values whose plain pickle is the whole value (no buffers, nothing from ``__main__``):
+#: calls on them take the compact payload, and ``sys.getsizeof`` gives their size exactly.
+#: The native side checks the same types (``python/src/values.rs``, ``is_simple``).
+PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 class Dep:
@@ -73,20 +73,6 @@ class _plugins:
 
 
 _functions: dict = {}
-_mapped: dict = {}
-
-
-def _run_mapped(payload):
-    digest = payload[1:17]
-    (n,) = _U32.unpack_from(payload, 17)
-    fn = _mapped.get(digest)
-    if fn is None:
-        if len(_mapped) > 1000:
-            _mapped.clear()
-        fn = _mapped[digest] = cloudpickle.loads(payload[21 : 21 + n])
-    return fn(*pickle.loads(payload[21 + n :]))
-
-
 #: For the native runner's compact calls (``python/src/worker.rs``): the function of a
 #: payload, worker plugins set up once, and the size of a simple result.
 load_function = cloudpickle.loads
@@ -130,8 +116,8 @@ class _RefUnpickler(pickle.Unpickler):
 
 def run_payload(payload, inputs):
     head = payload[:1]
-    if head == MAPPED:
-        return _run_mapped(payload)
+    if head == MAPPED:  # the native runner decodes and runs these (python/src/worker.rs)
+        raise ValueError(f"a compact call payload of {len(payload)} bytes the native runner could not parse")
     if head == FUTURE_REFS:
         spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
     else:
@@ -173,6 +159,6 @@ def execute(payload, inputs):
         if inputs:
             inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
         result = run_payload(payload, inputs)
-        return True, result, (sys.getsizeof(result) if type(result) in _SIMPLE else sizeof(result))
+        return True, result, (sys.getsizeof(result) if type(result) in PLAIN else sizeof(result))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the client
         return False, error_info(e), 0

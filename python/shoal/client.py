@@ -27,11 +27,8 @@ from ._native import KeyState
 from ._serialize import by_value_needed, dump_with
 from ._serialize import loads as _loads_value
 from ._futures import _in_event_loop, futures_of
-from ._worker import CALL, DATA, FUTURE_REFS, MAPPED, Dep
+from ._worker import CALL, DATA, FUTURE_REFS, MAPPED, PLAIN as _PLAIN, Dep
 
-#: Argument types that never hold a Future: such calls skip the dependency scan and use
-#: the compact payload (``MAPPED``: the function once per worker, the arguments alone).
-_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _U32 = struct.Struct("<I")
 #: Marks "no default given" (``get_dataset``).
 _NO_DEFAULT = object()

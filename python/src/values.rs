@@ -30,7 +30,7 @@ fn pickle_fn<'py>(py: Python<'py>, dumps: bool) -> PyResult<Bound<'py, PyAny>> {
 }
 
 /// Whether `obj` is of a type whose plain pickle is its whole value: no buffers, nothing
-/// from `__main__` (the types `shoal.client._PLAIN` names).
+/// from `__main__` (the types `shoal._worker.PLAIN` names).
 pub fn is_simple(obj: &Bound<'_, PyAny>) -> bool {
     obj.is_none()
         || obj.is_exact_instance_of::<PyInt>()
