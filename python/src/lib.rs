@@ -206,7 +206,7 @@ impl PyClient {
         retries: u32,
         workers: Vec<String>,
         resources: Vec<(String, f64)>,
-    ) -> PyResult<(Vec<String>, Vec<Py<KeyState>>)> {
+    ) -> PyResult<(Py<pyo3::types::PyList>, Vec<Py<KeyState>>)> {
         if keys.as_ref().is_some_and(|k| k.len() != calls.len()) {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "submit_calls needs one key per call",
@@ -237,10 +237,11 @@ impl PyClient {
             resources,
         };
         let buffer = buffer.freeze();
-        let wants = keys.clone();
-        py.detach(|| self.0.submit_plain(wants, buffer, &lengths, common))
+        // Python's copy of the keys is made before the keys move into the submission.
+        let names = pyo3::types::PyList::new(py, &keys)?.unbind();
+        py.detach(|| self.0.submit_plain(keys, buffer, &lengths, common))
             .map_err(to_py)?;
-        Ok((keys, states))
+        Ok((names, states))
     }
 
     /// The states of `keys`, one more reference each; `adopt=True`: new states start
