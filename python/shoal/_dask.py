@@ -3,10 +3,9 @@ every node travels as an opaque Python task. Dask is imported only when used."""
 
 from __future__ import annotations
 
-import pickle
-
-from ._worker import CALL, DASK, Dep
-from .client import _PLAIN, _pickle
+from . import _native
+from ._worker import CALL, DASK
+from .client import _pickle
 
 _TASK_BASED = {"dataframe.shuffle.method": "tasks", "array.rechunk.method": "tasks"}
 _UNSET = object()
@@ -44,9 +43,8 @@ def _delete(config: dict, path: list) -> None:
     config.pop(path[-1], None)
 
 
-def wire_key(key) -> str:
-    """A dask key as a string for the wire (strings stay as they are)."""
-    return key if type(key) is str else repr(key)
+#: A dask key as a string for the wire: strings as they are, anything else by its repr.
+wire_key = _native.wire_key
 
 
 def _graph(dsk) -> dict:
@@ -54,53 +52,6 @@ def _graph(dsk) -> dict:
     if hasattr(dsk, "__dask_graph__"):
         dsk = dsk.__dask_graph__()
     return dsk if type(dsk) is dict else dict(dsk)
-
-
-#: Types a legacy graph's keys can have: an argument of these types may name a key.
-_KEY_TYPES = frozenset({str, bytes, int, float, tuple})
-
-
-def _flat_call(task: tuple, graph: dict):
-    """``(args with Dep markers, input keys or None)`` of a legacy task ``(f, *args)``
-    whose arguments are values, keys, or lists of keys (most of what ``client.get`` is
-    given); None when dask's own conversion must decide (nested tasks, keys inside other
-    containers), so the semantics stay dask's."""
-    deps: list = []
-    index: dict = {}
-
-    def dep(key) -> Dep:
-        j = index.get(key)
-        if j is None:
-            j = index[key] = len(deps)
-            deps.append(key)
-        return Dep(j)
-
-    args = list(task[1:])
-    for i, a in enumerate(args):
-        t = type(a)
-        if t in _KEY_TYPES:
-            try:
-                is_key = a in graph
-            except TypeError:  # a tuple holding something unhashable
-                return None
-            if is_key:
-                args[i] = dep(a)
-            elif t is tuple:
-                return None  # a nested task, or a tuple that may hold keys
-        elif t is list:
-            if not a:
-                continue
-            try:
-                all_keys = all(type(x) in _KEY_TYPES and x in graph for x in a)
-            except TypeError:
-                return None
-            if not all_keys:
-                return None
-            args[i] = [dep(x) for x in a]
-        elif t is dict or t is set or t is frozenset:
-            return None
-        # any other object is a value
-    return args, deps or None
 
 
 def submit_graph(client, dsk, keys: list):
@@ -113,52 +64,41 @@ def submit_graph(client, dsk, keys: list):
 
 
 def _submit_graph(client, dsk, keys: list):
-    """Legacy tuple tasks with plain arguments become calls (as ``client.submit`` makes);
-    every other node travels as a dask task node. Priorities come from the depth-first
-    order of the graph from ``keys``, computed in Rust (``dask.order`` costs 25-40 µs per
-    task in Python)."""
+    """Legacy tuple tasks with plain arguments become calls (as ``client.submit`` makes),
+    converted natively (``python/src/legacy.rs``); every other node travels as a dask
+    task node. Priorities come from the depth-first order of the graph from ``keys``,
+    computed in Rust (``dask.order`` costs 25-40 µs per task in Python)."""
     from dask._task_spec import DataNode, GraphNode, convert_legacy_task
 
     from ._futures import Future
     from .client import pickle_with_futures
 
     graph = _graph(dsk)
-    held = {}  # keys the cluster holds already (persisted collections): not submitted again
-    tasks = []
-    function_bytes, function_head, dumps = client._function_bytes, client._function_head, pickle.dumps
-    for k, node in graph.items():
-        if type(node) is tuple and node and callable(node[0]):
-            call = _flat_call(node, graph)
-            if call is not None:
-                args, deps = call
-                fn = node[0]
-                if deps is None and all(type(a) in _PLAIN for a in args):
-                    # As map() sends calls: the function once per worker, the arguments alone.
-                    payload = function_head(fn)[0] + dumps(tuple(args), 5)
-                    tasks.append((wire_key(k), [], payload, 0, 0, [], []))
-                    continue
-                fn_bytes = function_bytes(fn)
-                payload = _pickle((CALL, fn_bytes, tuple(args), {}, deps is not None), fn_bytes)
-                tasks.append((wire_key(k), [wire_key(d) for d in deps or ()], payload, 0, 0, [], []))
-                continue
+    held = []  # futures of results the cluster holds already (persisted collections)
+    function_bytes = client._function_bytes
+
+    def head(fn) -> bytes:
+        return client._function_head(fn)[0]
+
+    def call(fn, args: tuple, has_inputs: bool) -> bytes:
+        fn_bytes = function_bytes(fn)
+        return _pickle((CALL, fn_bytes, args, {}, has_inputs), fn_bytes)
+
+    def other(k, node):
         if not isinstance(node, GraphNode):
             node = convert_legacy_task(k, node, graph)
             if not isinstance(node, GraphNode):  # a plain value
                 node = DataNode(k, node)
         if isinstance(node, DataNode) and isinstance(node.value, Future):
-            held[k] = node.value
-            continue
+            held.append(node.value)
+            return node.value.key
         deps = list(node.dependencies)
         payload, refs = pickle_with_futures((DASK, node, deps), len(deps))
-        tasks.append((wire_key(k), [wire_key(d) for d in deps] + refs, payload, 0, 0, [], []))
-    if held:
-        alias = {wire_key(k): f.key for k, f in held.items()}
-        for t in tasks:
-            t[1][:] = [alias.get(d, d) for d in t[1]]
-        wants = [alias.get(wire_key(k)) or wire_key(k) for k in keys]
-    else:
-        wants = [wire_key(k) for k in keys]
-    return client._submit(tasks, wants, order=True), list(held.values())
+        return [wire_key(d) for d in deps] + refs, payload
+
+    client._check_open()
+    wants, states = client._native.submit_graph(graph, keys, head=head, call=call, other=other)
+    return [Future(k, client, st) for k, st in zip(wants, states)], held
 
 
 def _flatten(keys) -> list:

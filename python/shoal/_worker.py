@@ -31,7 +31,7 @@ import cloudpickle
 from . import _native
 from ._serialize import dumps, loads, sizeof
 
-__all__ = ["execute", "dumps", "Dep", "CALL", "DASK", "DATA"]
+__all__ = ["execute", "dumps", "Dep", "Inputs", "CALL", "DASK", "DATA"]
 
 CALL, DASK, DATA = 0, 1, 2
 #: Prefix of a payload whose pickle refers to task inputs by index (persistent ids).
@@ -57,6 +57,23 @@ class Dep:
 
     def __repr__(self):
         return f"Dep({self.index})"
+
+
+class Inputs:
+    """Stands for a task's inputs ``start`` to ``stop`` as a list: a list of keys given as
+    one argument (a fan-in), one marker instead of one ``Dep`` per input."""
+
+    __slots__ = ("start", "stop")
+
+    def __init__(self, start: int, stop: int):
+        self.start = start
+        self.stop = stop
+
+    def __reduce__(self):
+        return (Inputs, (self.start, self.stop))
+
+    def __repr__(self):
+        return f"Inputs({self.start}, {self.stop})"
 
 
 class _plugins:
@@ -94,10 +111,13 @@ def _function(data: bytes):
 
 
 def substitute(obj, inputs):
-    """``obj`` with every ``Dep`` replaced by its input (lists, tuples, dicts, sets)."""
+    """``obj`` with every ``Dep`` replaced by its input and every ``Inputs`` by its list
+    of inputs (inside lists, tuples, dicts, sets)."""
     t = type(obj)
     if t is Dep:
         return inputs[obj.index]
+    if t is Inputs:
+        return inputs[obj.start : obj.stop]
     if t is list or t is tuple or t is set or t is frozenset:
         return t(substitute(x, inputs) for x in obj)
     if t is dict:

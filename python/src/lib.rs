@@ -20,7 +20,9 @@ mod frame;
 mod jobqueue;
 mod json;
 mod keys;
+mod legacy;
 mod mpi;
+mod plain_pickle;
 mod values;
 mod worker;
 
@@ -106,6 +108,13 @@ fn depth_first_order(py: Python<'_>, deps: Vec<Vec<usize>>, outputs: Vec<usize>)
     py.detach(|| shoal_runtime::order::depth_first(&deps, &outputs))
 }
 
+/// The pickle shoal writes itself for a plain value or a tuple of them, or `None` (see
+/// `plain_pickle`; for tests against `pickle.loads`).
+#[pyfunction]
+fn pickle_plain(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Option<Py<pyo3::types::PyBytes>> {
+    plain_pickle::dumps(obj).map(|data| pyo3::types::PyBytes::new(py, &data).unbind())
+}
+
 /// A connection to a scheduler (the native half of `shoal.Client`).
 #[pyclass(frozen, name = "Client", module = "shoal._native")]
 struct PyClient(NativeClient);
@@ -187,6 +196,45 @@ impl PyClient {
             .map_err(to_py)
     }
 
+    /// Submit a dask graph dict in one message, ordered depth-first from `wants` (its
+    /// keys as dask names them), and retain the wanted keys; see [`legacy::convert`] for
+    /// the hooks. Returns the wanted keys (a node standing for a future is that future's
+    /// key) and their states.
+    #[pyo3(signature = (graph, wants, *, head, call, other))]
+    fn submit_graph(
+        &self,
+        py: Python<'_>,
+        graph: &Bound<'_, pyo3::types::PyDict>,
+        wants: Vec<Bound<'_, PyAny>>,
+        head: Bound<'_, PyAny>,
+        call: Bound<'_, PyAny>,
+        other: Bound<'_, PyAny>,
+    ) -> PyResult<(Vec<String>, Vec<Py<KeyState>>)> {
+        let hooks = legacy::Hooks {
+            head,
+            call,
+            other,
+            dep: worker::helper(py, "Dep")?,
+            inputs: worker::helper(py, "Inputs")?,
+        };
+        let converted = legacy::convert(graph, &hooks)?;
+        let wants = wants
+            .iter()
+            .map(|k| Ok(converted.resolve(legacy::wire_key(k)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let states = self.0.keys.retain(py, &wants, None)?;
+        let tasks = converted.tasks;
+        let sent = wants.clone();
+        if let Err(e) = py.detach(|| self.0.submit(tasks, sent, true)) {
+            for key in &wants {
+                // The references just taken, which no future will hold.
+                let _ = self.0.keys.drop_key(key, &self.0.releases, &self.0.client);
+            }
+            return Err(to_py(e));
+        }
+        Ok((wants, states))
+    }
+
     /// Submit calls of one function on plain arguments (`map`) and retain their keys:
     /// task `i`'s payload is `head` (the function, see `shoal._worker.MAPPED`) followed by
     /// the pickled tuple `calls[i]`; its key is `keys[i]`, or without `keys`
@@ -217,7 +265,7 @@ impl PyClient {
         let mut pure_keys = Vec::with_capacity(if keys.is_some() { 0 } else { calls.len() });
         for call in &calls {
             let args = values::pickle(call)?;
-            let args = args.as_bytes();
+            let args = args.as_slice();
             buffer.extend_from_slice(head);
             buffer.extend_from_slice(args);
             lengths.push(head.len() + args.len());
@@ -446,6 +494,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(secede, m)?)?;
     m.add_function(wrap_pyfunction!(depth_first_order, m)?)?;
+    m.add_function(wrap_pyfunction!(legacy::wire_key, m)?)?;
+    m.add_function(wrap_pyfunction!(pickle_plain, m)?)?;
     m.add_function(wrap_pyfunction!(rejoin, m)?)?;
     m.add_function(wrap_pyfunction!(worker_identity, m)?)?;
     m.add_function(wrap_pyfunction!(worker_has_plugins, m)?)?;

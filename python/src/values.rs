@@ -3,6 +3,7 @@
 //! (`b"SHL1" | u32 nbuf = 0 | u64 pickle_len | pickle`). Everything else (arrays with
 //! buffers, `__main__` objects that need cloudpickle, error frames) goes through Python.
 
+use crate::plain_pickle;
 use bytes::{BufMut, Bytes, BytesMut};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -41,22 +42,26 @@ pub fn is_simple(obj: &Bound<'_, PyAny>) -> bool {
         || obj.is_exact_instance_of::<PyComplex>()
 }
 
-/// `pickle.dumps(obj, 5)` as bytes.
-pub fn pickle<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    Ok(pickle_fn(obj.py(), true)?
+/// A pickle of `obj` as `pickle.loads` reads it: written directly for plain values and
+/// tuples of them ([`plain_pickle`]), else `pickle.dumps(obj, 5)`.
+pub fn pickle(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Some(data) = plain_pickle::dumps(obj) {
+        return Ok(data);
+    }
+    let data = pickle_fn(obj.py(), true)?
         .call1((obj, 5))?
-        .cast_into::<PyBytes>()?)
+        .cast_into::<PyBytes>()?;
+    Ok(data.as_bytes().to_vec())
 }
 
 /// The frame of a simple value (see [`is_simple`]).
 pub fn encode_simple(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     let data = pickle(obj)?;
-    let data = data.as_bytes();
     let mut frame = BytesMut::with_capacity(HEAD + data.len());
     frame.put_slice(MAGIC);
     frame.put_u32_le(0);
     frame.put_u64_le(data.len() as u64);
-    frame.put_slice(data);
+    frame.put_slice(&data);
     Ok(frame.freeze())
 }
 

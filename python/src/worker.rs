@@ -85,8 +85,8 @@ pub fn batch_scope(f: &mut dyn FnMut()) {
     Python::attach(|_| f());
 }
 
-/// A function of `shoal._worker`, imported once.
-fn helper<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
+/// A function or class of `shoal._worker`, imported once.
+pub fn helper<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     let module = MODULE.get_or_try_init(py, || py.import("shoal._worker").map(Bound::unbind))?;
     module.bind(py).getattr(name)
@@ -238,7 +238,12 @@ fn run_python(py: Python<'_>, job: &Job) -> PyResult<Result<Value, TaskError>> {
                     inputs.append(Frame::shared(bytes))?
                 }
             },
-            Value::Bytes(b) => inputs.append(Frame::shared(b.clone()))?,
+            // A plain value from a peer is decoded here; Python decodes the rest and
+            // reports what it cannot decode as the task's failure.
+            Value::Bytes(b) => match values::decode_plain(py, b) {
+                Some(Ok(value)) => inputs.append(value)?,
+                _ => inputs.append(Frame::shared(b.clone()))?,
+            },
         }
     }
     let out = helper(py, "execute")?.call1((payload, inputs))?;
