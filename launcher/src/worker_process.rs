@@ -1,17 +1,12 @@
 //! Starting worker processes, one way for every caller: `shoal local`, the nanny, batch
-//! workers and job scripts resolve the worker command here, and every child gets the same
-//! environment, dies with the process that started it, and is stopped the same way.
+//! workers and job scripts resolve the worker command here, and every child dies with the
+//! process that started it and is stopped the same way.
 
 use anyhow::Context;
 use std::ffi::OsString;
 use std::process::ExitStatus;
 use std::time::Duration;
 use tokio::process::{Child, Command};
-
-/// `MALLOC_TRIM_THRESHOLD_` for workers, unless the user set one: glibc malloc (in a
-/// Python-hosted worker) keeps freed memory unless told to trim early, and a worker's RSS
-/// must fall when it spills or frees results.
-const MALLOC_TRIM_THRESHOLD: &str = "65536";
 
 /// The program and leading arguments that run `shoal` for a worker: the host's command
 /// (`python -m shoal` in the Python package) or this executable.
@@ -47,14 +42,11 @@ impl WorkerCommand {
     }
 
     /// A command running `shoal ARGS` (the leading arguments first) as a worker process:
-    /// the workers' environment, killed with its parent (even a SIGKILLed one), killed
-    /// when its handle is dropped, standard input closed.
+    /// killed with its parent (even a SIGKILLed one), killed when its handle is dropped,
+    /// standard input closed.
     pub fn command(&self, args: impl IntoIterator<Item = OsString>) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.leading).args(args);
-        if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-            command.env("MALLOC_TRIM_THRESHOLD_", MALLOC_TRIM_THRESHOLD);
-        }
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
             command.pre_exec(|| {
@@ -115,20 +107,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn children_get_the_workers_environment_and_are_stopped_by_sigterm() {
+    async fn children_are_stopped_by_sigterm() {
         use tokio::io::AsyncBufReadExt;
         let command = WorkerCommand::resolve(&hooks(Some(&["/bin/sh", "-c"]))).expect("resolves");
-        if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-            let out = command
-                .command(["echo \"$MALLOC_TRIM_THRESHOLD_\"".into()])
-                .output()
-                .await
-                .expect("runs");
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout).trim(),
-                MALLOC_TRIM_THRESHOLD
-            );
-        }
         let mut child = command
             .command(["trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done".into()])
             .stdout(std::process::Stdio::piped())

@@ -8,7 +8,7 @@ use super::comm::WorkerComm;
 use super::fetch::FetchDone;
 use super::fetched::{threshold_fractions, Fetched};
 use super::local::{Actions, Local};
-use super::memory::{assess, ManagedStore, MemoryPolicy};
+use super::memory::{assess, first_rss_threshold, ManagedStore, MemoryPolicy};
 use super::options::WorkerOptions;
 use super::store::{DataStore, Value};
 use super::transfers::Transfers;
@@ -350,6 +350,13 @@ impl WorkerCore {
         self.settings.memory_limit > 0
             && (self.memory_tight()
                 || now.saturating_duration_since(self.last_sample) >= RESULT_SAMPLE_INTERVAL)
+    }
+
+    /// Whether `rss` is over a threshold this worker acts on, so that memory the
+    /// allocators keep for reuse should be handed back and RSS read again first.
+    pub fn rss_over_a_threshold(&self, rss: u64) -> bool {
+        first_rss_threshold(self.settings.memory_limit, &self.settings.memory.thresholds)
+            .is_some_and(|first| rss > first)
     }
 
     /// A memory sample (the process's RSS) at `now`: spill, pause or resume; `Some` ends

@@ -96,6 +96,7 @@ pub async fn run_worker(
     let listener = TcpListener::bind((options.host.as_str(), 0))
         .await
         .map_err(data_server_error(&options.host))?;
+    crate::sys::tune_c_allocator();
     if options.memory_limit > 0 {
         // Reused receive buffers are unmanaged memory: a tenth of the limit at most, as for
         // transfers in flight.
@@ -268,6 +269,32 @@ fn path_of(options: &WorkerOptions) -> std::path::PathBuf {
     }
 }
 
+/// Reads the process's RSS for memory decisions. Over a threshold, the allocators first
+/// hand back the memory they keep for reuse (see [`crate::sys::tune_c_allocator`]) and
+/// RSS is read again: freed memory is not data to spill. At most once per
+/// [`RssProbe::TRIM_INTERVAL`], since trimming walks the whole heap.
+#[derive(Default)]
+struct RssProbe {
+    last_trim: Option<Instant>,
+}
+
+impl RssProbe {
+    const TRIM_INTERVAL: Duration = Duration::from_millis(500);
+
+    fn sample(&mut self, core: &WorkerCore, now: Instant) -> u64 {
+        let rss = crate::sys::rss_bytes().unwrap_or(0);
+        let trim_due = self
+            .last_trim
+            .is_none_or(|at| now.saturating_duration_since(at) >= Self::TRIM_INTERVAL);
+        if !core.rss_over_a_threshold(rss) || !trim_due {
+            return rss;
+        }
+        self.last_trim = Some(now);
+        crate::sys::trim_heap();
+        crate::sys::rss_bytes().unwrap_or(rss)
+    }
+}
+
 /// One session with the scheduler: register, then turn socket messages, executor results,
 /// fetches and timer ticks into [`WorkerCore`] events until the session ends. Returns why
 /// it ended and when the scheduler was last heard from.
@@ -323,6 +350,7 @@ async fn run_session<R: MessageRead, W: MessageWrite>(
     memory_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let manage_memory = options.memory_limit > 0;
     let rss = || crate::sys::rss_bytes().unwrap_or(0);
+    let mut probe = RssProbe::default();
     let end = loop {
         let ended = tokio::select! {
             msg = inbox.recv() => match msg {
@@ -351,7 +379,7 @@ async fn run_session<R: MessageRead, W: MessageWrite>(
                 // Results can pile up faster than the timer ticks: sample now and then.
                 let now = Instant::now();
                 if core.sample_due(now) {
-                    core.on_memory_sample(now, rss(), &mut effects)
+                    core.on_memory_sample(now, probe.sample(&core, now), &mut effects)
                 } else {
                     None
                 }
@@ -365,7 +393,8 @@ async fn run_session<R: MessageRead, W: MessageWrite>(
                 None
             }
             _ = memory_check.tick(), if manage_memory => {
-                core.on_memory_sample(Instant::now(), rss(), &mut effects)
+                let now = Instant::now();
+                core.on_memory_sample(now, probe.sample(&core, now), &mut effects)
             }
             _ = death_check.tick() => core.on_tick(Instant::now()),
             () = stop.as_mut() => {

@@ -8,4 +8,4 @@ pub mod managed;
 pub mod policy;
 
 pub use managed::{ManagedStore, SpillFailure};
-pub use policy::{assess, Assessment, MemoryPolicy, Thresholds};
+pub use policy::{assess, first_rss_threshold, Assessment, MemoryPolicy, Thresholds};

@@ -98,11 +98,35 @@ pub fn assess(limit: u64, t: &Thresholds, rss: u64, managed: u64) -> Assessment 
     }
 }
 
+/// The lowest RSS at which [`assess`] acts (spill, pause or terminate), if any.
+pub fn first_rss_threshold(limit: u64, t: &Thresholds) -> Option<u64> {
+    if limit == 0 {
+        return None;
+    }
+    [t.spill, t.pause, t.terminate]
+        .into_iter()
+        .flatten()
+        .map(|f| (limit as f64 * f) as u64)
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn the_first_rss_threshold_is_the_lowest_one_set() {
+        let t = Thresholds::default();
+        assert_eq!(first_rss_threshold(1000, &t), Some(700));
+        let pause_only = Thresholds {
+            spill: None,
+            ..Thresholds::default()
+        };
+        assert_eq!(first_rss_threshold(1000, &pause_only), Some(800));
+        assert_eq!(first_rss_threshold(0, &t), None);
+    }
 
     #[test]
     fn nothing_happens_below_the_thresholds_or_without_a_limit() {
