@@ -4,7 +4,8 @@
 with `workers` worker processes of `threads` threads each, all on this machine:
 
 - ``shoal``: `python -m shoal local --workers W --nthreads T` in its own process group
-  (killed by its pid at the end), then `shoal.Client(scheduler_file=...)`;
+  (killed by its pid at the end), then `shoal.Client(scheduler_file=...)`; more flags
+  for `shoal local` from `$SHOAL_BENCH_LOCAL_FLAGS` (experiments);
 - ``frisky``: `frisky.LocalCluster(processes=True)`, the client from `get_client()`;
 - ``dask``: `distributed.LocalCluster(processes=True)` and a `distributed.Client`.
 
@@ -51,6 +52,7 @@ def _shoal(workers: int, threads: int, memory_limit: int, local_directory: str |
                "--memory-limit", str(memory_limit), "--scheduler-file", sf]
         if local_directory:
             cmd += ["--local-directory", local_directory]
+        cmd += os.environ.get("SHOAL_BENCH_LOCAL_FLAGS", "").split()
         proc = subprocess.Popen(cmd, start_new_session=True)
         try:
             with shoal.Client(scheduler_file=sf, timeout=30) as client:
