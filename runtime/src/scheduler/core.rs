@@ -60,6 +60,14 @@ impl Default for CoreConfig {
     }
 }
 
+/// Queue `worker` for re-indexing once (see `Core::reindex`).
+fn mark_reindex(queue: &mut Vec<WorkerId>, worker: &mut WorkerState) {
+    if !worker.reindex {
+        worker.reindex = true;
+        queue.push(worker.id);
+    }
+}
+
 /// A connected client.
 #[derive(Debug, Default)]
 pub struct ClientState {}
@@ -92,6 +100,11 @@ pub struct Core {
     next_client: u32,
     /// Tasks whose need or references changed; examined by `settle`.
     dirty: Vec<TaskId>,
+    /// Workers whose load changed since the index last saw them (each once, flagged by
+    /// [`WorkerState::reindex`]): re-indexed before the index is read and when the event
+    /// settles, so a batch of finished tasks moves a worker in the index once, not once
+    /// per task.
+    reindex: Vec<WorkerId>,
     /// Scratch stack reused by `revive`.
     revive_stack: Vec<TaskId>,
 }
@@ -184,7 +197,7 @@ impl Core {
             if Some(w) != new_worker {
                 if let Some(worker) = self.workers.get_mut(&w) {
                     worker.assigned.remove(&id);
-                    self.index.update(worker);
+                    mark_reindex(&mut self.reindex, worker);
                 }
                 self.steals.remove(&id);
             }
@@ -192,7 +205,7 @@ impl Core {
         if let Some(w) = new_worker {
             if let Some(worker) = self.workers.get_mut(&w) {
                 if worker.assigned.insert(id) {
-                    self.index.update(worker);
+                    mark_reindex(&mut self.reindex, worker);
                 }
             }
         }
@@ -363,6 +376,17 @@ impl Core {
         self.settle_within(&mut budget, comm);
     }
 
+    /// Bring the worker index up to date with every load change so far: called before
+    /// the index is read and when an event settles.
+    pub(crate) fn refresh_index(&mut self) {
+        for id in self.reindex.drain(..) {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.reindex = false;
+                self.index.update(w);
+            }
+        }
+    }
+
     /// `settle` within `budget`; returns whether tasks are left to examine.
     pub(crate) fn settle_within(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
         while *budget > 0 {
@@ -387,6 +411,7 @@ impl Core {
                 self.forget(id);
             }
         }
+        self.refresh_index();
         !self.dirty.is_empty()
     }
 
@@ -521,6 +546,7 @@ impl Core {
                 }
             }
         }
+        assert!(self.reindex.is_empty(), "workers left to re-index");
         self.index.check(&self.workers);
         self.tally
             .check(self.tasks.values().map(|t| (t.prefix, &t.state)));

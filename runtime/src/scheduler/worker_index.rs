@@ -5,7 +5,10 @@
 //!   signature (executor kinds and resources): the least loaded worker able to run a task
 //!   is the first of each group that can run it, O(groups · log W).
 //! - Idle workers (fewer tasks than threads, accepting work), ordered by id: the thieves.
-//! - Workers with queued work beyond what they run now, by load: the victims.
+//! - Workers with queued work beyond what they run now, by load: the victims. Only
+//!   stealing reads them, a few times a second, so changes are applied when it asks
+//!   ([`WorkerIndex::victims_by_load`]): a worker whose load changed many times since
+//!   moves in the set once.
 //! - Workers by name, host and address alternative: candidates for `workers=` restrictions.
 //!
 //! [`WorkerIndex::update`] recomputes one worker's entries from its state; `Core`
@@ -105,7 +108,12 @@ struct Entry {
     key: LoadKey,
     accepting: bool,
     idle: bool,
-    victim: bool,
+    /// Its key in the victims set, as last applied.
+    victim: Option<LoadKey>,
+    /// Whether it should be a victim now (applied by `apply_victims`).
+    wants_victim: bool,
+    /// Queued in `victims_stale`.
+    victim_stale: bool,
 }
 
 /// The indexes; see the module documentation.
@@ -115,6 +123,8 @@ pub struct WorkerIndex {
     entries: FxHashMap<WorkerId, Entry>,
     idle: BTreeSet<WorkerId>,
     victims: BTreeSet<VictimKey>,
+    /// Workers whose victim entry is out of date.
+    victims_stale: Vec<WorkerId>,
     by_name: FxHashMap<Box<str>, SmallVec<[WorkerId; 1]>>,
     /// How many workers (accepting work or not) have each executor kind.
     kinds: FxHashMap<ExecutorKind, u32>,
@@ -166,7 +176,9 @@ impl WorkerIndex {
                 key: LoadKey::of(w),
                 accepting: false,
                 idle: false,
-                victim: false,
+                victim: None,
+                wants_victim: false,
+                victim_stale: false,
             },
         );
         self.update(w);
@@ -200,8 +212,8 @@ impl WorkerIndex {
         if entry.idle {
             self.idle.remove(&entry.key.id);
         }
-        if entry.victim {
-            self.victims.remove(&VictimKey(entry.key));
+        if let Some(key) = entry.victim {
+            self.victims.remove(&VictimKey(key));
         }
     }
 
@@ -211,12 +223,14 @@ impl WorkerIndex {
             return;
         };
         let accepting = w.accepts_work();
-        let new = Entry {
+        let mut new = Entry {
             group: old.group,
             key: LoadKey::of(w),
             accepting,
             idle: accepting && w.is_idle(),
-            victim: w.surplus() > 0,
+            victim: old.victim,
+            wants_victim: w.surplus() > 0,
+            victim_stale: old.victim_stale,
         };
         // Touch only the sets whose membership or key changed.
         let moved = old.key.assigned != new.key.assigned;
@@ -233,11 +247,10 @@ impl WorkerIndex {
                 self.idle.remove(&w.id);
             }
         }
-        if old.victim && (moved || !new.victim) {
-            self.victims.remove(&VictimKey(old.key));
-        }
-        if new.victim && (moved || !old.victim) {
-            self.victims.insert(VictimKey(new.key));
+        let victim_now = new.wants_victim.then_some(new.key);
+        if !new.victim_stale && victim_now != new.victim {
+            new.victim_stale = true;
+            self.victims_stale.push(w.id);
         }
         if let Some(e) = self.entries.get_mut(&w.id) {
             *e = new;
@@ -252,6 +265,27 @@ impl WorkerIndex {
             .filter_map(|g| g.accepting.first())
             .min()
             .copied()
+    }
+
+    /// The two least loaded workers accepting work that have the executor kind and
+    /// resources: the first gets tasks while it stays below the second.
+    pub fn least_two(
+        &self,
+        kind: ExecutorKind,
+        resources: &[Resource],
+    ) -> (Option<LoadKey>, Option<LoadKey>) {
+        let mut best: (Option<LoadKey>, Option<LoadKey>) = (None, None);
+        for g in self.groups.iter().filter(|g| g.can_run(kind, resources)) {
+            for key in g.accepting.iter().take(2).copied() {
+                best = match best {
+                    (None, _) => (Some(key), None),
+                    (Some(first), _) if key < first => (Some(key), Some(first)),
+                    (first, Some(second)) if key >= second => (first, Some(second)),
+                    (first, _) => (first, Some(key)),
+                };
+            }
+        }
+        best
     }
 
     /// Some worker (accepting work or not) has this executor kind.
@@ -271,8 +305,29 @@ impl WorkerIndex {
 
     /// Workers with queued work beyond what they run, most loaded first (ties: lowest
     /// id first).
-    pub fn victims_by_load(&self) -> impl Iterator<Item = WorkerId> + '_ {
+    pub fn victims_by_load(&mut self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.apply_victims();
         self.victims.iter().rev().map(|v| v.0.id)
+    }
+
+    /// Move the workers whose load changed since the last call in the victims set.
+    fn apply_victims(&mut self) {
+        for id in std::mem::take(&mut self.victims_stale) {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue; // removed meanwhile
+            };
+            e.victim_stale = false;
+            let now = e.wants_victim.then_some(e.key);
+            if e.victim != now {
+                if let Some(key) = e.victim {
+                    self.victims.remove(&VictimKey(key));
+                }
+                if let Some(key) = now {
+                    self.victims.insert(VictimKey(key));
+                }
+                e.victim = now;
+            }
+        }
     }
 
     /// Check every entry against a recomputation from the workers (tests).
@@ -293,11 +348,16 @@ impl WorkerIndex {
                 accepting && w.is_idle(),
                 "{id} idle"
             );
-            assert_eq!(
-                self.victims.contains(&VictimKey(e.key)),
-                w.surplus() > 0,
-                "{id} victim"
-            );
+            assert_eq!(e.wants_victim, w.surplus() > 0, "{id} victim");
+            let applied = if e.victim_stale {
+                e.victim
+            } else {
+                e.wants_victim.then_some(e.key)
+            };
+            assert_eq!(e.victim, applied, "{id} victim applied");
+            if let Some(key) = e.victim {
+                assert!(self.victims.contains(&VictimKey(key)), "{id} in victims");
+            }
             let g = &self.groups[e.group];
             for kind in &w.registration.executors {
                 assert!(g.executors.contains(kind), "{id} group kinds");
@@ -319,9 +379,21 @@ impl WorkerIndex {
         );
         assert_eq!(
             self.victims.len(),
-            workers.values().filter(|w| w.surplus() > 0).count(),
+            self.entries.values().filter(|e| e.victim.is_some()).count(),
             "victims"
         );
+        for id in &self.victims_stale {
+            assert!(
+                self.entries.get(id).is_none_or(|e| e.victim_stale),
+                "{id} queued for the victims set"
+            );
+        }
+        for (id, e) in &self.entries {
+            assert!(
+                !e.victim_stale || self.victims_stale.contains(id),
+                "{id} victim change queued"
+            );
+        }
         for kind in self.kinds.keys() {
             let n = workers
                 .values()
