@@ -29,6 +29,7 @@ pub mod core;
 mod dispatch;
 pub mod graph;
 pub mod jobs;
+mod load_order;
 pub mod placement;
 mod queries;
 pub mod reactor;

@@ -2,8 +2,9 @@
 //! state, so placement and stealing never scan the cluster.
 //!
 //! - Workers that accept work, ordered by load (assigned tasks per thread), grouped by
-//!   signature (executor kinds and resources): the least loaded worker able to run a task
-//!   is the first of each group that can run it, O(groups · log W).
+//!   signature (executor kinds and resources) and thread count: the least loaded worker
+//!   able to run a task is the first of each such class that can run it. Each class is a
+//!   [`LoadOrder`], where a change of load costs O(1).
 //! - Idle workers (fewer tasks than threads, accepting work), ordered by id: the thieves.
 //! - Workers with queued work beyond what they run now, by load: the victims. Only
 //!   stealing reads them, a few times a second, so changes are applied when it asks
@@ -14,6 +15,7 @@
 //! [`WorkerIndex::update`] recomputes one worker's entries from its state; `Core`
 //! calls it wherever a worker's assigned set, pause or retirement changes.
 
+use super::load_order::{LoadOrder, Place};
 use super::worker::WorkerState;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::WorkerId;
@@ -82,15 +84,67 @@ impl PartialOrd for VictimKey {
     }
 }
 
-/// Workers of one signature that accept work, by load.
+/// Workers of one signature that accept work, by thread count, then load.
 #[derive(Debug)]
 struct Group {
     executors: Vec<ExecutorKind>,
     resources: Vec<Resource>,
-    accepting: BTreeSet<LoadKey>,
+    accepting: Vec<(u32, LoadOrder)>,
+}
+
+fn key_of(nthreads: u32, (assigned, id): Place) -> LoadKey {
+    LoadKey {
+        assigned,
+        nthreads,
+        id,
+    }
 }
 
 impl Group {
+    fn class(&mut self, nthreads: u32) -> &mut LoadOrder {
+        let at = match self.accepting.iter().position(|(n, _)| *n == nthreads) {
+            Some(at) => at,
+            None => {
+                self.accepting.push((nthreads, LoadOrder::default()));
+                self.accepting.len() - 1
+            }
+        };
+        &mut self.accepting[at].1
+    }
+
+    fn insert(&mut self, key: LoadKey) {
+        self.class(key.nthreads).insert(key.assigned, key.id);
+    }
+
+    fn remove(&mut self, key: LoadKey) {
+        self.class(key.nthreads).remove(key.assigned, key.id);
+    }
+
+    fn contains(&self, key: LoadKey) -> bool {
+        self.accepting
+            .iter()
+            .any(|(n, order)| *n == key.nthreads && order.contains(key.assigned, key.id))
+    }
+
+    fn len(&self) -> usize {
+        self.accepting.iter().map(|(_, order)| order.len()).sum()
+    }
+
+    /// The least loaded worker of each thread count.
+    fn firsts(&self) -> impl Iterator<Item = LoadKey> + '_ {
+        self.accepting
+            .iter()
+            .filter_map(|(n, order)| order.first().map(|f| key_of(*n, f)))
+    }
+
+    /// The two least loaded workers of each thread count.
+    fn first_twos(&self) -> impl Iterator<Item = LoadKey> + '_ {
+        self.accepting.iter().flat_map(|(n, order)| {
+            let (a, b) = order.first_two();
+            a.into_iter().chain(b).map(|f| key_of(*n, f))
+        })
+    }
+
     fn can_run(&self, kind: ExecutorKind, resources: &[Resource]) -> bool {
         self.executors.contains(&kind)
             && resources.iter().all(|need| {
@@ -155,7 +209,7 @@ impl WorkerIndex {
                 self.groups.push(Group {
                     executors: executors.clone(),
                     resources,
-                    accepting: BTreeSet::new(),
+                    accepting: Vec::new(),
                 });
                 self.groups.len() - 1
             }
@@ -207,7 +261,7 @@ impl WorkerIndex {
 
     fn unlink(&mut self, entry: &Entry) {
         if entry.accepting {
-            self.groups[entry.group].accepting.remove(&entry.key);
+            self.groups[entry.group].remove(entry.key);
         }
         if entry.idle {
             self.idle.remove(&entry.key.id);
@@ -235,10 +289,10 @@ impl WorkerIndex {
         // Touch only the sets whose membership or key changed.
         let moved = old.key.assigned != new.key.assigned;
         if old.accepting && (moved || !new.accepting) {
-            self.groups[old.group].accepting.remove(&old.key);
+            self.groups[old.group].remove(old.key);
         }
         if new.accepting && (moved || !old.accepting) {
-            self.groups[new.group].accepting.insert(new.key);
+            self.groups[new.group].insert(new.key);
         }
         if old.idle != new.idle {
             if new.idle {
@@ -262,9 +316,8 @@ impl WorkerIndex {
         self.groups
             .iter()
             .filter(|g| g.can_run(kind, resources))
-            .filter_map(|g| g.accepting.first())
+            .flat_map(Group::firsts)
             .min()
-            .copied()
     }
 
     /// The two least loaded workers accepting work that have the executor kind and
@@ -276,7 +329,7 @@ impl WorkerIndex {
     ) -> (Option<LoadKey>, Option<LoadKey>) {
         let mut best: (Option<LoadKey>, Option<LoadKey>) = (None, None);
         for g in self.groups.iter().filter(|g| g.can_run(kind, resources)) {
-            for key in g.accepting.iter().take(2).copied() {
+            for key in g.first_twos() {
                 best = match best {
                     (None, _) => (Some(key), None),
                     (Some(first), _) if key < first => (Some(key), Some(first)),
@@ -339,7 +392,7 @@ impl WorkerIndex {
             assert_eq!(e.key.assigned, w.assigned.len() as u32, "load of {id}");
             let accepting = w.accepts_work();
             assert_eq!(
-                self.groups[e.group].accepting.contains(&e.key),
+                self.groups[e.group].contains(e.key),
                 accepting,
                 "{id} accepting"
             );
@@ -366,7 +419,7 @@ impl WorkerIndex {
                 assert!(self.named(name).contains(id), "{id} named {name}");
             }
         }
-        let accepting: usize = self.groups.iter().map(|g| g.accepting.len()).sum();
+        let accepting: usize = self.groups.iter().map(Group::len).sum();
         let expected = workers.values().filter(|w| w.accepts_work()).count();
         assert_eq!(accepting, expected, "accepting workers");
         assert_eq!(
