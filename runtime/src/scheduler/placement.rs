@@ -6,7 +6,6 @@
 use super::comm::Comm;
 use super::core::Core;
 use super::task::TaskState;
-use rustc_hash::FxHashMap;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{ComputeTask, ExecutorKind, Input, TaskError, ToWorker};
 use smallvec::SmallVec;
@@ -22,7 +21,7 @@ impl Core {
         let mut budget = self.config.slice_budget.max(1);
         let mut more = self.settle_within(&mut budget, comm);
         more |= self.jobs_slice(&mut budget, comm);
-        let mut local_bytes: FxHashMap<WorkerId, u64> = FxHashMap::default();
+        let mut local_bytes: Vec<(WorkerId, u64)> = Vec::new();
         while budget > 0 {
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -160,12 +159,10 @@ impl Core {
     fn choose_worker(
         &self,
         id: TaskId,
-        local_bytes: &mut FxHashMap<WorkerId, u64>,
+        local_bytes: &mut Vec<(WorkerId, u64)>,
     ) -> Option<WorkerId> {
         let task = self.task(id);
-        if !local_bytes.is_empty() {
-            local_bytes.clear();
-        }
+        local_bytes.clear();
         for dep in task.deps.iter() {
             let d = self.task(*dep);
             if let TaskState::Memory(holders) = &d.state {
@@ -173,10 +170,20 @@ impl Core {
                     // A spilled input counts half: a holder with it in memory is better.
                     let spilled = self.workers.get(h).is_some_and(|w| w.spilled.contains(dep));
                     let bytes = d.size.max(1);
-                    *local_bytes.entry(*h).or_default() += if spilled { bytes / 2 } else { bytes };
+                    local_bytes.push((*h, if spilled { bytes / 2 } else { bytes }));
                 }
             }
         }
+        // Bytes per holder: sorted by holder, runs summed in place (a few entries as a
+        // rule; a hash map per task cost more than the sort).
+        local_bytes.sort_unstable_by_key(|(w, _)| *w);
+        local_bytes.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1 += later.1;
+            }
+            same
+        });
         let (resources, allowed) = (task.resources(), task.allowed_workers());
         let eligible = |w: &WorkerId| {
             self.workers
@@ -186,7 +193,7 @@ impl Core {
         // Best holder: most bytes, then least loaded, then lowest id.
         let best_holder = local_bytes
             .iter()
-            .filter(|(_, bytes)| **bytes > 0)
+            .filter(|(_, bytes)| *bytes > 0)
             .filter_map(|(w, bytes)| {
                 eligible(w).map(|w| (*bytes, super::worker_index::LoadKey::of(w)))
             })
