@@ -70,7 +70,14 @@ fn mark_reindex(queue: &mut Vec<WorkerId>, worker: &mut WorkerState) {
 
 /// A connected client.
 #[derive(Debug, Default)]
-pub struct ClientState {}
+pub struct ClientState {
+    /// Tasks that listed the client among their wanters when recorded; entries go stale
+    /// when it releases them (checked when read). What its departure releases, without a
+    /// walk over every task; compacted when stale entries outnumber live ones.
+    pub(super) wanted: Vec<TaskId>,
+    /// Tasks that list the client among their wanters now.
+    pub(super) live: usize,
+}
 
 /// The whole scheduler state.
 #[derive(Debug, Default)]
@@ -174,6 +181,31 @@ impl Core {
         self.tasks
             .get_mut(&id)
             .unwrap_or_else(|| panic!("unknown task {id}"))
+    }
+
+    /// `client` is now among the wanters of `id` (the caller pushed it): remember the task
+    /// for the client's departure.
+    pub(crate) fn note_want(&mut self, client: ClientId, id: TaskId) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.wanted.push(id);
+        c.live += 1;
+        if c.wanted.len() > 2 * c.live + 1024 {
+            // Amortized O(1) per want: as many entries were pushed since the last time.
+            let tasks = &self.tasks;
+            c.wanted
+                .retain(|id| tasks.get(id).is_some_and(|t| t.wanted_by.contains(&client)));
+            c.wanted.sort_unstable();
+            c.wanted.dedup();
+        }
+    }
+
+    /// `client` was removed from the wanters of a task.
+    pub(crate) fn note_unwant(&mut self, client: ClientId) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.live -= 1;
+        }
     }
 
     /// Find a task by key.
@@ -461,6 +493,7 @@ impl Core {
         // Tasks the next slices of `settle` will examine.
         let unsettled: FxHashSet<TaskId> = self.dirty.iter().copied().collect();
         let activating = matches!(self.jobs.front(), Some(Job::Submit(j)) if j.activating());
+        let mut wanters: FxHashMap<ClientId, usize> = FxHashMap::default();
         for ((dep, id), n) in edges {
             assert_eq!(n, 0, "{dep} lists dependent {id} as often as {id} lists it");
         }
@@ -513,6 +546,11 @@ impl Core {
                     self.clients.contains_key(c),
                     "{id} wanted by gone client {c}"
                 );
+                assert!(
+                    self.clients[c].wanted.contains(&id),
+                    "{c} does not remember wanting {id}"
+                );
+                *wanters.entry(*c).or_default() += 1;
             }
         }
         for (w, worker) in &self.workers {
@@ -547,6 +585,13 @@ impl Core {
             }
         }
         assert!(self.reindex.is_empty(), "workers left to re-index");
+        for (c, state) in &self.clients {
+            assert_eq!(
+                state.live,
+                wanters.get(c).copied().unwrap_or(0),
+                "tasks wanted by {c}"
+            );
+        }
         self.index.check(&self.workers);
         self.tally
             .check(self.tasks.values().map(|t| (t.prefix, &t.state)));

@@ -212,6 +212,7 @@ impl Core {
                             let task = self.task_mut(job.ids[j]);
                             if alive && !task.wanted_by.contains(&job.client) {
                                 task.wanted_by.push(job.client);
+                                self.note_want(job.client, job.ids[j]);
                             }
                         }
                         found => {
@@ -278,6 +279,9 @@ impl Core {
                             Phase::Insert
                         }
                         Phase::Insert => {
+                            if let Some(c) = self.clients.get_mut(&job.client) {
+                                c.wanted.reserve_exact(job.wants.len());
+                            }
                             job.order = Vec::new();
                             job.inputs = Vec::new();
                             job.input_ends = Vec::new();
@@ -435,6 +439,7 @@ impl Core {
             return;
         }
         self.task_mut(id).wanted_by.push(client);
+        self.note_want(client, id);
         match &self.task(id).state {
             TaskState::Released => self.revive(id, comm),
             TaskState::Memory(_) | TaskState::Erred(_) => {
