@@ -4,11 +4,11 @@
 //! time a worker's load changes, which is every placement. Here workers are bucketed by
 //! assigned count, each bucket a bitset over worker ids: moving a worker is clearing one
 //! bit and setting another, and the least loaded is the lowest id of the lowest bucket.
-//! The ordered set of non-empty counts changes only when a bucket empties or fills.
+//! The sorted list of non-empty counts changes only when a bucket empties or fills (and
+//! holds a few counts as a rule: workers' loads stay close to one another).
 
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::WorkerId;
-use std::collections::BTreeSet;
 
 /// A set of worker ids as a bitset, with the index of its lowest non-zero word.
 #[derive(Debug, Default)]
@@ -88,8 +88,8 @@ pub type Place = (u32, WorkerId);
 #[derive(Debug, Default)]
 pub struct LoadOrder {
     buckets: FxHashMap<u32, IdSet>,
-    /// Assigned counts with a non-empty bucket.
-    loads: BTreeSet<u32>,
+    /// Assigned counts with a non-empty bucket, ascending.
+    loads: Vec<u32>,
     /// Emptied buckets kept for reuse (their bitsets are sized for the cluster).
     spare: Vec<IdSet>,
     len: usize,
@@ -99,7 +99,9 @@ impl LoadOrder {
     /// Add a worker with `assigned` tasks (not present yet).
     pub fn insert(&mut self, assigned: u32, id: WorkerId) {
         let bucket = self.buckets.entry(assigned).or_insert_with(|| {
-            self.loads.insert(assigned);
+            if let Err(at) = self.loads.binary_search(&assigned) {
+                self.loads.insert(at, assigned);
+            }
             self.spare.pop().unwrap_or_default()
         });
         bucket.insert(id.0);
@@ -118,7 +120,9 @@ impl LoadOrder {
                 empty.clear();
                 self.spare.push(empty);
             }
-            self.loads.remove(&assigned);
+            if let Ok(at) = self.loads.binary_search(&assigned) {
+                self.loads.remove(at);
+            }
         }
     }
 
