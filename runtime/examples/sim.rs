@@ -13,7 +13,9 @@
 //! per queued task (N independent tasks submitted to a core without workers, measured
 //! with a counting allocator).
 //!
-//! `cargo run --release -p shoal-runtime --example sim -- WORKERS [TASKS] [MEMORY_TASKS]`
+//! `cargo run --release -p shoal-runtime --example sim -- WORKERS [TASKS] [MEMORY_TASKS]
+//! [WORKLOADS]` (WORKLOADS: `independent`, `tree` or both, comma-separated; default both,
+//! to profile one alone).
 
 use bytes::Bytes;
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
@@ -410,10 +412,18 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let (specs, wants) = independent(n);
-    run("independent", workers, specs, wants);
-    let (specs, wants) = tree(n);
-    run("tree", workers, specs, wants);
+    let workloads = args
+        .next()
+        .unwrap_or_else(|| "independent,tree".to_string());
+    let chosen = |name: &str| workloads.split(',').any(|w| w == name);
+    if chosen("independent") {
+        let (specs, wants) = independent(n);
+        run("independent", workers, specs, wants);
+    }
+    if chosen("tree") {
+        let (specs, wants) = tree(n);
+        run("tree", workers, specs, wants);
+    }
     if memory_tasks > 0 {
         memory(memory_tasks);
     }

@@ -60,9 +60,24 @@ impl Default for CoreConfig {
     }
 }
 
+/// Queue `worker` for re-indexing once (see `Core::reindex`).
+fn mark_reindex(queue: &mut Vec<WorkerId>, worker: &mut WorkerState) {
+    if !worker.reindex {
+        worker.reindex = true;
+        queue.push(worker.id);
+    }
+}
+
 /// A connected client.
 #[derive(Debug, Default)]
-pub struct ClientState {}
+pub struct ClientState {
+    /// Tasks that listed the client among their wanters when recorded; entries go stale
+    /// when it releases them (checked when read). What its departure releases, without a
+    /// walk over every task; compacted when stale entries outnumber live ones.
+    pub(super) wanted: Vec<TaskId>,
+    /// Tasks that list the client among their wanters now.
+    pub(super) live: usize,
+}
 
 /// The whole scheduler state.
 #[derive(Debug, Default)]
@@ -92,6 +107,11 @@ pub struct Core {
     next_client: u32,
     /// Tasks whose need or references changed; examined by `settle`.
     dirty: Vec<TaskId>,
+    /// Workers whose load changed since the index last saw them (each once, flagged by
+    /// [`WorkerState::reindex`]): re-indexed before the index is read and when the event
+    /// settles, so a batch of finished tasks moves a worker in the index once, not once
+    /// per task.
+    reindex: Vec<WorkerId>,
     /// Scratch stack reused by `revive`.
     revive_stack: Vec<TaskId>,
 }
@@ -163,6 +183,31 @@ impl Core {
             .unwrap_or_else(|| panic!("unknown task {id}"))
     }
 
+    /// `client` is now among the wanters of `id` (the caller pushed it): remember the task
+    /// for the client's departure.
+    pub(crate) fn note_want(&mut self, client: ClientId, id: TaskId) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.wanted.push(id);
+        c.live += 1;
+        if c.wanted.len() > 2 * c.live + 1024 {
+            // Amortized O(1) per want: as many entries were pushed since the last time.
+            let tasks = &self.tasks;
+            c.wanted
+                .retain(|id| tasks.get(id).is_some_and(|t| t.wanted_by.contains(&client)));
+            c.wanted.sort_unstable();
+            c.wanted.dedup();
+        }
+    }
+
+    /// `client` was removed from the wanters of a task.
+    pub(crate) fn note_unwant(&mut self, client: ClientId) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.live -= 1;
+        }
+    }
+
     /// Find a task by key.
     pub fn find_key(&self, key: &str) -> Option<TaskId> {
         self.tasks.find(key)
@@ -184,7 +229,7 @@ impl Core {
             if Some(w) != new_worker {
                 if let Some(worker) = self.workers.get_mut(&w) {
                     worker.assigned.remove(&id);
-                    self.index.update(worker);
+                    mark_reindex(&mut self.reindex, worker);
                 }
                 self.steals.remove(&id);
             }
@@ -192,7 +237,7 @@ impl Core {
         if let Some(w) = new_worker {
             if let Some(worker) = self.workers.get_mut(&w) {
                 if worker.assigned.insert(id) {
-                    self.index.update(worker);
+                    mark_reindex(&mut self.reindex, worker);
                 }
             }
         }
@@ -363,6 +408,17 @@ impl Core {
         self.settle_within(&mut budget, comm);
     }
 
+    /// Bring the worker index up to date with every load change so far: called before
+    /// the index is read and when an event settles.
+    pub(crate) fn refresh_index(&mut self) {
+        for id in self.reindex.drain(..) {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.reindex = false;
+                self.index.update(w);
+            }
+        }
+    }
+
     /// `settle` within `budget`; returns whether tasks are left to examine.
     pub(crate) fn settle_within(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
         while *budget > 0 {
@@ -387,6 +443,7 @@ impl Core {
                 self.forget(id);
             }
         }
+        self.refresh_index();
         !self.dirty.is_empty()
     }
 
@@ -436,6 +493,7 @@ impl Core {
         // Tasks the next slices of `settle` will examine.
         let unsettled: FxHashSet<TaskId> = self.dirty.iter().copied().collect();
         let activating = matches!(self.jobs.front(), Some(Job::Submit(j)) if j.activating());
+        let mut wanters: FxHashMap<ClientId, usize> = FxHashMap::default();
         for ((dep, id), n) in edges {
             assert_eq!(n, 0, "{dep} lists dependent {id} as often as {id} lists it");
         }
@@ -488,6 +546,11 @@ impl Core {
                     self.clients.contains_key(c),
                     "{id} wanted by gone client {c}"
                 );
+                assert!(
+                    self.clients[c].wanted.contains(&id),
+                    "{c} does not remember wanting {id}"
+                );
+                *wanters.entry(*c).or_default() += 1;
             }
         }
         for (w, worker) in &self.workers {
@@ -520,6 +583,14 @@ impl Core {
                     );
                 }
             }
+        }
+        assert!(self.reindex.is_empty(), "workers left to re-index");
+        for (c, state) in &self.clients {
+            assert_eq!(
+                state.live,
+                wanters.get(c).copied().unwrap_or(0),
+                "tasks wanted by {c}"
+            );
         }
         self.index.check(&self.workers);
         self.tally

@@ -21,6 +21,8 @@ pub enum Job {
         /// How many of `keys` are done.
         pos: usize,
     },
+    /// A client left: the tasks it wanted are released, then it is forgotten.
+    ClientLost(ClientId),
     /// `keys[pos..]` are cancelled for everyone.
     Cancel {
         /// Keys cancelled.
@@ -51,6 +53,7 @@ impl Core {
                     }
                     *pos == keys.len()
                 }
+                Job::ClientLost(client) => self.drop_client_wants(*client, budget),
                 Job::Cancel { keys, pos } => {
                     while *pos < keys.len() && *budget > 0 {
                         self.cancel_key(&keys[*pos], comm);

@@ -8,6 +8,7 @@
 //! - `queries`: where a key is, the cluster's status, whether work is left.
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
 //! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
+//! - `load_order`: the index's workers of one thread count by load, O(1) per change.
 //! - [`root_queue`]: ready tasks without inputs waiting for a free worker slot.
 //! - [`retry`]: computing failed keys again.
 //! - [`retirement`]: retiring workers without losing their results.
@@ -29,6 +30,7 @@ pub mod core;
 mod dispatch;
 pub mod graph;
 pub mod jobs;
+mod load_order;
 pub mod placement;
 mod queries;
 pub mod reactor;

@@ -6,7 +6,6 @@
 use super::comm::Comm;
 use super::core::Core;
 use super::task::TaskState;
-use rustc_hash::FxHashMap;
 use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{ComputeTask, ExecutorKind, Input, TaskError, ToWorker};
 use smallvec::SmallVec;
@@ -22,7 +21,7 @@ impl Core {
         let mut budget = self.config.slice_budget.max(1);
         let mut more = self.settle_within(&mut budget, comm);
         more |= self.jobs_slice(&mut budget, comm);
-        let mut local_bytes: FxHashMap<WorkerId, u64> = FxHashMap::default();
+        let mut local_bytes: Vec<(WorkerId, u64)> = Vec::new();
         while budget > 0 {
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -39,6 +38,7 @@ impl Core {
                 self.root_queue.push(kind, priority, id);
                 continue;
             }
+            self.refresh_index();
             match self.choose_worker(id, &mut local_bytes) {
                 Some(w) => self.assign(id, w, comm),
                 None => self.no_worker_fits(id, comm),
@@ -63,38 +63,61 @@ impl Core {
 
     /// Send queued root tasks to the least loaded workers while they are below their
     /// saturation limit. Returns whether the budget ran out with work left.
+    ///
+    /// The least loaded worker takes tasks until it is no longer below the runner-up, so
+    /// the index moves it once per run instead of once per task (the same choices as
+    /// asking the index after every task).
     fn release_roots(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
         let kinds: SmallVec<[ExecutorKind; 4]> = self.root_queue.kinds().collect();
         for kind in kinds {
-            while let Some(id) = self.root_queue.peek(kind) {
-                if *budget == 0 {
-                    return true;
-                }
-                *budget -= 1;
-                if self
-                    .tasks
-                    .get(&id)
-                    .is_none_or(|t| t.state != TaskState::Ready)
-                {
-                    self.root_queue.pop(kind); // stale entry
-                    continue;
-                }
-                let Some(key) = self.index.least_loaded(kind, &[]) else {
+            'runs: while self.root_queue.peek(kind).is_some() {
+                self.refresh_index();
+                let (Some(mut least), runner_up) = self.index.least_two(kind, &[]) else {
                     if !self.workers.is_empty() && !self.index.kind_known(kind) {
-                        self.root_queue.pop(kind);
-                        self.fail_unsupported(id, comm);
-                        continue;
+                        while let Some(id) = self.root_queue.peek(kind) {
+                            if *budget == 0 {
+                                return true;
+                            }
+                            *budget -= 1;
+                            self.root_queue.pop(kind);
+                            if self.is_ready(id) {
+                                self.fail_unsupported(id, comm);
+                            }
+                        }
                     }
                     break; // capable workers exist but are paused or retiring
                 };
-                if key.assigned >= self.saturation_limit(key.nthreads) {
-                    break; // the least loaded is full, so all are
+                let limit = self.saturation_limit(least.nthreads);
+                loop {
+                    if runner_up.is_some_and(|r| r < least) {
+                        continue 'runs; // the runner-up is the least loaded now
+                    }
+                    if least.assigned >= limit {
+                        break 'runs; // the least loaded is full, so all are
+                    }
+                    let Some(id) = self.root_queue.peek(kind) else {
+                        break 'runs;
+                    };
+                    if *budget == 0 {
+                        return true;
+                    }
+                    *budget -= 1;
+                    self.root_queue.pop(kind);
+                    if self.is_ready(id) {
+                        self.assign(id, least.id, comm);
+                        least.assigned += 1;
+                    }
                 }
-                self.root_queue.pop(kind);
-                self.assign(id, key.id, comm);
             }
         }
         false
+    }
+
+    /// `id` is a task still ready (a queue entry about it is not stale).
+    fn is_ready(&self, id: TaskId) -> bool {
+        self.tasks
+            .get(&id)
+            .is_some_and(|t| t.state == TaskState::Ready)
     }
 
     /// No current worker can run `id`. If none even has its executor kind, fail it now
@@ -136,12 +159,10 @@ impl Core {
     fn choose_worker(
         &self,
         id: TaskId,
-        local_bytes: &mut FxHashMap<WorkerId, u64>,
+        local_bytes: &mut Vec<(WorkerId, u64)>,
     ) -> Option<WorkerId> {
         let task = self.task(id);
-        if !local_bytes.is_empty() {
-            local_bytes.clear();
-        }
+        local_bytes.clear();
         for dep in task.deps.iter() {
             let d = self.task(*dep);
             if let TaskState::Memory(holders) = &d.state {
@@ -149,10 +170,20 @@ impl Core {
                     // A spilled input counts half: a holder with it in memory is better.
                     let spilled = self.workers.get(h).is_some_and(|w| w.spilled.contains(dep));
                     let bytes = d.size.max(1);
-                    *local_bytes.entry(*h).or_default() += if spilled { bytes / 2 } else { bytes };
+                    local_bytes.push((*h, if spilled { bytes / 2 } else { bytes }));
                 }
             }
         }
+        // Bytes per holder: sorted by holder, runs summed in place (a few entries as a
+        // rule; a hash map per task cost more than the sort).
+        local_bytes.sort_unstable_by_key(|(w, _)| *w);
+        local_bytes.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1 += later.1;
+            }
+            same
+        });
         let (resources, allowed) = (task.resources(), task.allowed_workers());
         let eligible = |w: &WorkerId| {
             self.workers
@@ -162,7 +193,7 @@ impl Core {
         // Best holder: most bytes, then least loaded, then lowest id.
         let best_holder = local_bytes
             .iter()
-            .filter(|(_, bytes)| **bytes > 0)
+            .filter(|(_, bytes)| *bytes > 0)
             .filter_map(|(w, bytes)| {
                 eligible(w).map(|w| (*bytes, super::worker_index::LoadKey::of(w)))
             })
@@ -252,6 +283,7 @@ impl Core {
     /// examines at most `slice_budget` queued tasks (the rest waits for the next call).
     pub fn balance(&mut self, comm: &mut impl Comm) {
         let mut budget = self.config.slice_budget.max(1);
+        self.refresh_index();
         let thieves: Vec<WorkerId> = self.index.idle().take(budget).collect();
         // Victims whose stealable work this call already requested.
         let mut exhausted: SmallVec<[WorkerId; 8]> = SmallVec::new();

@@ -73,9 +73,9 @@ impl Core {
         }
     }
 
-    /// Whether a client other than `internal` is connected or a task is unfinished.
+    /// Whether a client other than `internal` is connected or a task is unfinished. O(1)
+    /// in the tasks: from the counts kept as tasks move.
     pub fn is_busy(&self, internal: ClientId) -> bool {
-        self.clients.keys().any(|c| *c != internal)
-            || self.tasks.values().any(|t| t.state.is_unfinished())
+        self.clients.keys().any(|c| *c != internal) || self.tally.unfinished() > 0
     }
 }

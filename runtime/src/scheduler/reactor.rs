@@ -393,23 +393,52 @@ impl Core {
         id
     }
 
-    /// A client left: everything it wanted is released (one scan of the tasks; clients
-    /// leave rarely, and not keeping a per-client key set saves memory per task).
+    /// A client left: everything it wanted is released, O(its wanted tasks). Many, or
+    /// jobs before them, make it a job done in slices; the client is forgotten at its end.
     pub fn on_client_lost(&mut self, client: ClientId, comm: &mut impl Comm) {
-        if self.clients.remove(&client).is_none() {
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        if !self.jobs.is_empty() || c.wanted.len() > self.config.slice_budget {
+            if !self
+                .jobs
+                .iter()
+                .any(|j| matches!(j, Job::ClientLost(c) if *c == client))
+            {
+                self.jobs.push_back(Job::ClientLost(client));
+            }
             return;
         }
-        let wanted: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.wanted_by.contains(&client))
-            .map(|(id, _)| id)
-            .collect();
-        for id in wanted {
-            self.task_mut(id).wanted_by.retain(|c| *c != client);
-            self.mark_dirty([id]);
-        }
+        let mut unlimited = usize::MAX;
+        self.drop_client_wants(client, &mut unlimited);
         self.settle(comm);
+    }
+
+    /// Release up to `budget` of the tasks `client` wants; once none is left, forget the
+    /// client. Returns whether it is forgotten.
+    pub(crate) fn drop_client_wants(&mut self, client: ClientId, budget: &mut usize) -> bool {
+        while *budget > 0 {
+            let Some(id) = self.clients.get_mut(&client).and_then(|c| c.wanted.pop()) else {
+                break;
+            };
+            *budget -= 1;
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue; // a stale entry
+            };
+            if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
+                task.wanted_by.swap_remove(pos);
+                self.note_unwant(client);
+                self.mark_dirty([id]);
+            } // else stale: released since
+        }
+        let done = self
+            .clients
+            .get(&client)
+            .is_none_or(|c| c.wanted.is_empty());
+        if done {
+            self.clients.remove(&client);
+        }
+        done
     }
 
     /// The client drops its futures on these keys. Many keys, or jobs before them, make
@@ -449,6 +478,7 @@ impl Core {
         let task = self.task_mut(id);
         if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
             task.wanted_by.swap_remove(pos);
+            self.note_unwant(client);
             self.mark_dirty([id]);
         }
     }
@@ -531,6 +561,7 @@ impl Core {
         };
         let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
         for client in wanters {
+            self.note_unwant(client);
             comm.key_update(
                 client,
                 KeyUpdate {

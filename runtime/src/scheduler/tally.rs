@@ -123,6 +123,12 @@ impl TaskTally {
         &self.totals
     }
 
+    /// Tasks waiting, ready, queued or running (see [`TaskState::is_unfinished`]).
+    pub fn unfinished(&self) -> u64 {
+        // STATES lists the unfinished states first.
+        self.totals[..4].iter().sum()
+    }
+
     /// Runs that ended in memory, and tasks that failed, since the start.
     pub fn finished_and_failed(&self) -> (u64, u64) {
         (self.finished, self.failed)
@@ -139,11 +145,14 @@ impl TaskTally {
     pub fn check<'a>(&self, tasks: impl Iterator<Item = (u32, &'a TaskState)>) {
         let mut states = vec![[0u64; 7]; self.prefixes.len()];
         let mut totals = [0u64; 7];
+        let mut unfinished = 0;
         for (prefix, state) in tasks {
             states[prefix as usize][state_index(state)] += 1;
             totals[state_index(state)] += 1;
+            unfinished += u64::from(state.is_unfinished());
         }
         assert_eq!(totals, self.totals, "task counts by state");
+        assert_eq!(unfinished, self.unfinished(), "unfinished tasks");
         for (p, counted) in self.prefixes.iter().zip(states) {
             assert_eq!(p.states, counted, "task counts of prefix {}", p.name);
         }

@@ -33,6 +33,8 @@ pub struct WorkerState {
     pub knows: FxHashSet<WorkerId>,
     /// Workers told this worker's address (they hear when it leaves).
     pub known_by: FxHashSet<WorkerId>,
+    /// Its load changed since the worker index last saw it (queued in `Core::reindex`).
+    pub(crate) reindex: bool,
 }
 
 impl WorkerState {
@@ -50,6 +52,7 @@ impl WorkerState {
             holds: FxHashSet::default(),
             knows: FxHashSet::default(),
             known_by: FxHashSet::default(),
+            reindex: false,
         }
     }
 

@@ -2,15 +2,20 @@
 //! state, so placement and stealing never scan the cluster.
 //!
 //! - Workers that accept work, ordered by load (assigned tasks per thread), grouped by
-//!   signature (executor kinds and resources): the least loaded worker able to run a task
-//!   is the first of each group that can run it, O(groups · log W).
+//!   signature (executor kinds and resources) and thread count: the least loaded worker
+//!   able to run a task is the first of each such class that can run it. Each class is a
+//!   [`LoadOrder`], where a change of load costs O(1).
 //! - Idle workers (fewer tasks than threads, accepting work), ordered by id: the thieves.
-//! - Workers with queued work beyond what they run now, by load: the victims.
+//! - Workers with queued work beyond what they run now, by load: the victims. Only
+//!   stealing reads them, a few times a second, so changes are applied when it asks
+//!   ([`WorkerIndex::victims_by_load`]): a worker whose load changed many times since
+//!   moves in the set once.
 //! - Workers by name, host and address alternative: candidates for `workers=` restrictions.
 //!
 //! [`WorkerIndex::update`] recomputes one worker's entries from its state; `Core`
 //! calls it wherever a worker's assigned set, pause or retirement changes.
 
+use super::load_order::{LoadOrder, Place};
 use super::worker::WorkerState;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::WorkerId;
@@ -79,15 +84,67 @@ impl PartialOrd for VictimKey {
     }
 }
 
-/// Workers of one signature that accept work, by load.
+/// Workers of one signature that accept work, by thread count, then load.
 #[derive(Debug)]
 struct Group {
     executors: Vec<ExecutorKind>,
     resources: Vec<Resource>,
-    accepting: BTreeSet<LoadKey>,
+    accepting: Vec<(u32, LoadOrder)>,
+}
+
+fn key_of(nthreads: u32, (assigned, id): Place) -> LoadKey {
+    LoadKey {
+        assigned,
+        nthreads,
+        id,
+    }
 }
 
 impl Group {
+    fn class(&mut self, nthreads: u32) -> &mut LoadOrder {
+        let at = match self.accepting.iter().position(|(n, _)| *n == nthreads) {
+            Some(at) => at,
+            None => {
+                self.accepting.push((nthreads, LoadOrder::default()));
+                self.accepting.len() - 1
+            }
+        };
+        &mut self.accepting[at].1
+    }
+
+    fn insert(&mut self, key: LoadKey) {
+        self.class(key.nthreads).insert(key.assigned, key.id);
+    }
+
+    fn remove(&mut self, key: LoadKey) {
+        self.class(key.nthreads).remove(key.assigned, key.id);
+    }
+
+    fn contains(&self, key: LoadKey) -> bool {
+        self.accepting
+            .iter()
+            .any(|(n, order)| *n == key.nthreads && order.contains(key.assigned, key.id))
+    }
+
+    fn len(&self) -> usize {
+        self.accepting.iter().map(|(_, order)| order.len()).sum()
+    }
+
+    /// The least loaded worker of each thread count.
+    fn firsts(&self) -> impl Iterator<Item = LoadKey> + '_ {
+        self.accepting
+            .iter()
+            .filter_map(|(n, order)| order.first().map(|f| key_of(*n, f)))
+    }
+
+    /// The two least loaded workers of each thread count.
+    fn first_twos(&self) -> impl Iterator<Item = LoadKey> + '_ {
+        self.accepting.iter().flat_map(|(n, order)| {
+            let (a, b) = order.first_two();
+            a.into_iter().chain(b).map(|f| key_of(*n, f))
+        })
+    }
+
     fn can_run(&self, kind: ExecutorKind, resources: &[Resource]) -> bool {
         self.executors.contains(&kind)
             && resources.iter().all(|need| {
@@ -105,7 +162,12 @@ struct Entry {
     key: LoadKey,
     accepting: bool,
     idle: bool,
-    victim: bool,
+    /// Its key in the victims set, as last applied.
+    victim: Option<LoadKey>,
+    /// Whether it should be a victim now (applied by `apply_victims`).
+    wants_victim: bool,
+    /// Queued in `victims_stale`.
+    victim_stale: bool,
 }
 
 /// The indexes; see the module documentation.
@@ -115,6 +177,8 @@ pub struct WorkerIndex {
     entries: FxHashMap<WorkerId, Entry>,
     idle: BTreeSet<WorkerId>,
     victims: BTreeSet<VictimKey>,
+    /// Workers whose victim entry is out of date.
+    victims_stale: Vec<WorkerId>,
     by_name: FxHashMap<Box<str>, SmallVec<[WorkerId; 1]>>,
     /// How many workers (accepting work or not) have each executor kind.
     kinds: FxHashMap<ExecutorKind, u32>,
@@ -145,7 +209,7 @@ impl WorkerIndex {
                 self.groups.push(Group {
                     executors: executors.clone(),
                     resources,
-                    accepting: BTreeSet::new(),
+                    accepting: Vec::new(),
                 });
                 self.groups.len() - 1
             }
@@ -166,7 +230,9 @@ impl WorkerIndex {
                 key: LoadKey::of(w),
                 accepting: false,
                 idle: false,
-                victim: false,
+                victim: None,
+                wants_victim: false,
+                victim_stale: false,
             },
         );
         self.update(w);
@@ -195,13 +261,13 @@ impl WorkerIndex {
 
     fn unlink(&mut self, entry: &Entry) {
         if entry.accepting {
-            self.groups[entry.group].accepting.remove(&entry.key);
+            self.groups[entry.group].remove(entry.key);
         }
         if entry.idle {
             self.idle.remove(&entry.key.id);
         }
-        if entry.victim {
-            self.victims.remove(&VictimKey(entry.key));
+        if let Some(key) = entry.victim {
+            self.victims.remove(&VictimKey(key));
         }
     }
 
@@ -211,20 +277,22 @@ impl WorkerIndex {
             return;
         };
         let accepting = w.accepts_work();
-        let new = Entry {
+        let mut new = Entry {
             group: old.group,
             key: LoadKey::of(w),
             accepting,
             idle: accepting && w.is_idle(),
-            victim: w.surplus() > 0,
+            victim: old.victim,
+            wants_victim: w.surplus() > 0,
+            victim_stale: old.victim_stale,
         };
         // Touch only the sets whose membership or key changed.
         let moved = old.key.assigned != new.key.assigned;
         if old.accepting && (moved || !new.accepting) {
-            self.groups[old.group].accepting.remove(&old.key);
+            self.groups[old.group].remove(old.key);
         }
         if new.accepting && (moved || !old.accepting) {
-            self.groups[new.group].accepting.insert(new.key);
+            self.groups[new.group].insert(new.key);
         }
         if old.idle != new.idle {
             if new.idle {
@@ -233,11 +301,10 @@ impl WorkerIndex {
                 self.idle.remove(&w.id);
             }
         }
-        if old.victim && (moved || !new.victim) {
-            self.victims.remove(&VictimKey(old.key));
-        }
-        if new.victim && (moved || !old.victim) {
-            self.victims.insert(VictimKey(new.key));
+        let victim_now = new.wants_victim.then_some(new.key);
+        if !new.victim_stale && victim_now != new.victim {
+            new.victim_stale = true;
+            self.victims_stale.push(w.id);
         }
         if let Some(e) = self.entries.get_mut(&w.id) {
             *e = new;
@@ -249,9 +316,29 @@ impl WorkerIndex {
         self.groups
             .iter()
             .filter(|g| g.can_run(kind, resources))
-            .filter_map(|g| g.accepting.first())
+            .flat_map(Group::firsts)
             .min()
-            .copied()
+    }
+
+    /// The two least loaded workers accepting work that have the executor kind and
+    /// resources: the first gets tasks while it stays below the second.
+    pub fn least_two(
+        &self,
+        kind: ExecutorKind,
+        resources: &[Resource],
+    ) -> (Option<LoadKey>, Option<LoadKey>) {
+        let mut best: (Option<LoadKey>, Option<LoadKey>) = (None, None);
+        for g in self.groups.iter().filter(|g| g.can_run(kind, resources)) {
+            for key in g.first_twos() {
+                best = match best {
+                    (None, _) => (Some(key), None),
+                    (Some(first), _) if key < first => (Some(key), Some(first)),
+                    (first, Some(second)) if key >= second => (first, Some(second)),
+                    (first, _) => (first, Some(key)),
+                };
+            }
+        }
+        best
     }
 
     /// Some worker (accepting work or not) has this executor kind.
@@ -271,8 +358,29 @@ impl WorkerIndex {
 
     /// Workers with queued work beyond what they run, most loaded first (ties: lowest
     /// id first).
-    pub fn victims_by_load(&self) -> impl Iterator<Item = WorkerId> + '_ {
+    pub fn victims_by_load(&mut self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.apply_victims();
         self.victims.iter().rev().map(|v| v.0.id)
+    }
+
+    /// Move the workers whose load changed since the last call in the victims set.
+    fn apply_victims(&mut self) {
+        for id in std::mem::take(&mut self.victims_stale) {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue; // removed meanwhile
+            };
+            e.victim_stale = false;
+            let now = e.wants_victim.then_some(e.key);
+            if e.victim != now {
+                if let Some(key) = e.victim {
+                    self.victims.remove(&VictimKey(key));
+                }
+                if let Some(key) = now {
+                    self.victims.insert(VictimKey(key));
+                }
+                e.victim = now;
+            }
+        }
     }
 
     /// Check every entry against a recomputation from the workers (tests).
@@ -284,7 +392,7 @@ impl WorkerIndex {
             assert_eq!(e.key.assigned, w.assigned.len() as u32, "load of {id}");
             let accepting = w.accepts_work();
             assert_eq!(
-                self.groups[e.group].accepting.contains(&e.key),
+                self.groups[e.group].contains(e.key),
                 accepting,
                 "{id} accepting"
             );
@@ -293,11 +401,16 @@ impl WorkerIndex {
                 accepting && w.is_idle(),
                 "{id} idle"
             );
-            assert_eq!(
-                self.victims.contains(&VictimKey(e.key)),
-                w.surplus() > 0,
-                "{id} victim"
-            );
+            assert_eq!(e.wants_victim, w.surplus() > 0, "{id} victim");
+            let applied = if e.victim_stale {
+                e.victim
+            } else {
+                e.wants_victim.then_some(e.key)
+            };
+            assert_eq!(e.victim, applied, "{id} victim applied");
+            if let Some(key) = e.victim {
+                assert!(self.victims.contains(&VictimKey(key)), "{id} in victims");
+            }
             let g = &self.groups[e.group];
             for kind in &w.registration.executors {
                 assert!(g.executors.contains(kind), "{id} group kinds");
@@ -306,7 +419,7 @@ impl WorkerIndex {
                 assert!(self.named(name).contains(id), "{id} named {name}");
             }
         }
-        let accepting: usize = self.groups.iter().map(|g| g.accepting.len()).sum();
+        let accepting: usize = self.groups.iter().map(Group::len).sum();
         let expected = workers.values().filter(|w| w.accepts_work()).count();
         assert_eq!(accepting, expected, "accepting workers");
         assert_eq!(
@@ -319,9 +432,21 @@ impl WorkerIndex {
         );
         assert_eq!(
             self.victims.len(),
-            workers.values().filter(|w| w.surplus() > 0).count(),
+            self.entries.values().filter(|e| e.victim.is_some()).count(),
             "victims"
         );
+        for id in &self.victims_stale {
+            assert!(
+                self.entries.get(id).is_none_or(|e| e.victim_stale),
+                "{id} queued for the victims set"
+            );
+        }
+        for (id, e) in &self.entries {
+            assert!(
+                !e.victim_stale || self.victims_stale.contains(id),
+                "{id} victim change queued"
+            );
+        }
         for kind in self.kinds.keys() {
             let n = workers
                 .values()

@@ -34,7 +34,7 @@ use hashbrown::HashTable;
 use shoal_comm::ids::{ClientId, TaskId};
 use shoal_comm::message::{KeyState, KeyUpdate, TaskSpec, ToClient};
 use smallvec::SmallVec;
-use submission::{find_cycle, key_hash, Phase};
+use submission::{find_cycle, key_hash, Input, Phase};
 
 impl Core {
     /// Add a client's graph and its wants, all at once. Nothing is added if anything is
@@ -147,8 +147,10 @@ impl Core {
                         if let Some(j) = job.find(dep) {
                             job.missing[i] += 1;
                             job.offsets[j + 1] += 1;
+                            job.inputs.push(Input::New(j as u32));
                         } else if let Some(id) = self.tasks.find(dep) {
                             self.pin(job, id);
+                            job.inputs.push(Input::Existing(id));
                         } else {
                             return Err(GraphError::UnknownDependency {
                                 task: job.specs[i].key.clone(),
@@ -156,6 +158,7 @@ impl Core {
                             });
                         }
                     }
+                    job.input_ends.push(job.inputs.len() as u32);
                     job.pos += 1;
                 }
                 Phase::Offsets if i < n => {
@@ -169,9 +172,10 @@ impl Core {
                     if i == 0 {
                         job.targets = vec![0; job.offsets[n] as usize];
                     }
-                    for d in 0..job.specs[i].deps.len() {
-                        if let Some(j) = job.find(&job.specs[i].deps[d]) {
+                    for d in 0..job.inputs_of(i).len() {
+                        if let Input::New(j) = job.inputs_of(i)[d] {
                             // offsets[j] is the next free slot of j until Roots restores it.
+                            let j = j as usize;
                             job.targets[job.offsets[j] as usize] = i as u32;
                             job.offsets[j] += 1;
                         }
@@ -208,6 +212,7 @@ impl Core {
                             let task = self.task_mut(job.ids[j]);
                             if alive && !task.wanted_by.contains(&job.client) {
                                 task.wanted_by.push(job.client);
+                                self.note_want(job.client, job.ids[j]);
                             }
                         }
                         found => {
@@ -274,7 +279,12 @@ impl Core {
                             Phase::Insert
                         }
                         Phase::Insert => {
+                            if let Some(c) = self.clients.get_mut(&job.client) {
+                                c.wanted.reserve_exact(job.wants.len());
+                            }
                             job.order = Vec::new();
+                            job.inputs = Vec::new();
+                            job.input_ends = Vec::new();
                             Phase::Want
                         }
                         Phase::Want => {
@@ -361,14 +371,12 @@ impl Core {
             self.pin(job, existing);
             return;
         }
-        let deps: Box<[TaskId]> = job.specs[i]
-            .deps
+        let deps: Box<[TaskId]> = job
+            .inputs_of(i)
             .iter()
-            .map(|d| {
-                job.find(d)
-                    .map(|k| job.ids[k])
-                    .or_else(|| self.tasks.find(d))
-                    .expect("validated and pinned: every dependency exists")
+            .map(|input| match *input {
+                Input::New(k) => job.ids[k as usize],
+                Input::Existing(id) => id,
             })
             .collect();
         let spec = &mut job.specs[i];
@@ -431,6 +439,7 @@ impl Core {
             return;
         }
         self.task_mut(id).wanted_by.push(client);
+        self.note_want(client, id);
         match &self.task(id).state {
             TaskState::Released => self.revive(id, comm),
             TaskState::Memory(_) | TaskState::Erred(_) => {

@@ -43,6 +43,15 @@ pub(super) enum Phase {
     Drop,
 }
 
+/// An input of a submitted spec, resolved once (when counted) for the phases after.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Input {
+    /// Another spec of the submission, by index.
+    New(u32),
+    /// A task already in the cluster (pinned).
+    Existing(TaskId),
+}
+
 /// A graph being accepted; see the module documentation.
 #[derive(Debug)]
 pub struct Submission {
@@ -64,6 +73,10 @@ pub struct Submission {
     pub(super) targets: Vec<u32>,
     /// Insertion order (inputs first).
     pub(super) order: Vec<u32>,
+    /// The inputs of every spec, resolved: those of spec `i` are
+    /// `inputs[input_ends[i - 1]..input_ends[i]]` (from 0 for the first).
+    pub(super) inputs: Vec<Input>,
+    pub(super) input_ends: Vec<u32>,
     /// The task of each spec once inserted (or found already in the cluster).
     pub(super) ids: Vec<TaskId>,
     /// New tasks, in insertion order.
@@ -102,6 +115,8 @@ impl Submission {
             offsets: vec![0; n + 1],
             targets: Vec::new(),
             order: Vec::with_capacity(n),
+            inputs: Vec::new(),
+            input_ends: Vec::with_capacity(n),
             ids: Vec::new(),
             inserted: Vec::with_capacity(n),
             pinned: Vec::new(),
@@ -115,6 +130,16 @@ impl Submission {
         self.index
             .find(key_hash(key), |&i| self.specs[i as usize].key == key)
             .map(|&i| i as usize)
+    }
+
+    /// The resolved inputs of spec `i` (once counted).
+    pub(super) fn inputs_of(&self, i: usize) -> &[Input] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.input_ends[i - 1] as usize
+        };
+        &self.inputs[start..self.input_ends[i] as usize]
     }
 
     /// The client submitting.

@@ -240,3 +240,109 @@ fn a_huge_submission_is_accepted_in_slices_between_other_events() {
     assert!(error.contains("cycle"), "{error}");
     assert_eq!(env.core.tasks.len(), before);
 }
+
+#[test]
+fn each_root_task_goes_to_the_least_loaded_worker_of_that_moment() {
+    // Workers of 1, 2 and 4 threads; root tasks are handed out in runs, and every one must
+    // still land on the worker least loaded (tasks per thread, then lowest id) when it was
+    // sent, up to the saturation limits.
+    let mut env = Env::new();
+    let threads = [
+        (env.worker("a", 1), 1u32),
+        (env.worker("b", 2), 2),
+        (env.worker("c", 4), 4),
+    ];
+    let keys: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    let specs = keys.iter().map(|k| t(k, &[])).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let mut load: Vec<(WorkerId, u32, u32)> = threads.iter().map(|&(w, n)| (w, n, 0)).collect();
+    let computes = env.take_computes();
+    for (w, key) in &computes {
+        let least = load
+            .iter()
+            .min_by(|a, b| {
+                (u64::from(a.2) * u64::from(b.1))
+                    .cmp(&(u64::from(b.2) * u64::from(a.1)))
+                    .then(a.0.cmp(&b.0))
+            })
+            .map(|l| l.0);
+        assert_eq!(least, Some(*w), "{key} went to {w}, not the least loaded");
+        load.iter_mut().find(|l| l.0 == *w).expect("a worker").2 += 1;
+    }
+    for &(w, n) in &threads {
+        assert_eq!(
+            held(&env, w),
+            env.core.saturation_limit(n) as usize,
+            "{w} full"
+        );
+    }
+    assert_eq!(computes.len(), 2 + 4 + 8);
+    assert_eq!(env.core.root_queue.len(), 40 - computes.len());
+}
+
+#[test]
+fn a_lost_client_with_many_wanted_tasks_is_released_in_slices_between_other_events() {
+    let mut env = Env::new(); // slices of 3
+    let w = env.worker("a", 1);
+    let leaving = env.core.on_client_added();
+    // `leaving` wants 30 results; the test client shares one of them.
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    env.core
+        .on_submit(
+            leaving,
+            keys.iter().map(|k| t(k, &[])).collect(),
+            keys.clone(),
+            &[],
+            &mut env.comm,
+        )
+        .unwrap();
+    env.step();
+    env.core
+        .on_submit(env.client, vec![], vec!["k7".into()], &[], &mut env.comm)
+        .unwrap();
+    env.step();
+    loop {
+        let computes = env.take_computes();
+        if computes.is_empty() {
+            break;
+        }
+        finish_all(&mut env, &computes);
+    }
+    assert_eq!(env.core.tasks.len(), 30);
+    env.core.on_client_lost(leaving, &mut env.comm);
+    assert!(
+        !env.core.jobs.is_empty(),
+        "30 wanted tasks > 3 per slice: a job"
+    );
+    let mut slices = 0;
+    while env.core.schedule(&mut env.comm) {
+        slices += 1;
+        env.core.sanity_check();
+        if slices == 2 {
+            // Another client event between slices: the test client wants k3 too.
+            env.core
+                .on_submit(env.client, vec![], vec!["k3".into()], &[], &mut env.comm)
+                .unwrap();
+            env.core.sanity_check();
+        }
+    }
+    assert!(slices >= 10, "{slices} slices");
+    env.step();
+    assert!(
+        !env.core.clients.contains_key(&leaving),
+        "forgotten at the end"
+    );
+    let mut left: Vec<String> = env.core.tasks.values().map(|t| t.key.to_string()).collect();
+    left.sort();
+    assert_eq!(left, ["k3", "k7"], "only what the other client wants stays");
+    assert!(
+        env.core.is_busy(leaving),
+        "the test client is still connected"
+    );
+    env.core.on_client_lost(env.client, &mut env.comm);
+    env.step();
+    assert_eq!(env.core.tasks.len(), 0);
+    assert!(!env.core.is_busy(ClientId(0)), "no client, no work");
+    assert!(env.comm.releases.iter().all(|(r, _)| *r == w));
+}

@@ -1,0 +1,210 @@
+//! Workers of one thread count ordered by (assigned tasks, id), for the worker index.
+//!
+//! A balanced tree of 10,000 workers costs two searches of some 14 comparisons every
+//! time a worker's load changes, which is every placement. Here workers are bucketed by
+//! assigned count, each bucket a bitset over worker ids: moving a worker is clearing one
+//! bit and setting another, and the least loaded is the lowest id of the lowest bucket.
+//! The sorted list of non-empty counts changes only when a bucket empties or fills (and
+//! holds a few counts as a rule: workers' loads stay close to one another).
+
+use rustc_hash::FxHashMap;
+use shoal_comm::ids::WorkerId;
+
+/// A set of worker ids as a bitset, with the index of its lowest non-zero word.
+#[derive(Debug, Default)]
+struct IdSet {
+    words: Vec<u64>,
+    len: u32,
+    /// No bit is set in the words below this one.
+    first_word: usize,
+}
+
+impl IdSet {
+    fn insert(&mut self, id: u32) {
+        let (word, bit) = (id as usize / 64, id % 64);
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        debug_assert!(self.words[word] & (1 << bit) == 0, "worker {id} twice");
+        self.words[word] |= 1 << bit;
+        if self.len == 0 || word < self.first_word {
+            self.first_word = word;
+        }
+        self.len += 1;
+    }
+
+    /// Remove `id` (present); returns whether the set is empty now.
+    fn remove(&mut self, id: u32) -> bool {
+        let (word, bit) = (id as usize / 64, id % 64);
+        debug_assert!(self.words[word] & (1 << bit) != 0, "worker {id} missing");
+        self.words[word] &= !(1 << bit);
+        self.len -= 1;
+        if self.len > 0 && word == self.first_word && self.words[word] == 0 {
+            self.first_word = self.next_word_from(word + 1).unwrap_or(self.words.len());
+        }
+        self.len == 0
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        let (word, bit) = (id as usize / 64, id % 64);
+        self.words.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    fn next_word_from(&self, start: usize) -> Option<usize> {
+        (start..self.words.len()).find(|&w| self.words[w] != 0)
+    }
+
+    /// The lowest id at or above `from`.
+    fn first_from(&self, from: u32) -> Option<u32> {
+        let mut word = (from as usize / 64).max(self.first_word);
+        if word >= self.words.len() {
+            return None;
+        }
+        let mut bits = self.words[word];
+        if word == from as usize / 64 {
+            bits &= u64::MAX << (from % 64);
+        }
+        loop {
+            if bits != 0 {
+                return Some(word as u32 * 64 + bits.trailing_zeros());
+            }
+            word = self.next_word_from(word + 1)?;
+            bits = self.words[word];
+        }
+    }
+
+    /// Empty it, keeping the allocation for reuse.
+    fn clear(&mut self) {
+        self.words.iter_mut().for_each(|w| *w = 0);
+        self.len = 0;
+        self.first_word = 0;
+    }
+}
+
+/// A worker's place in the order: its assigned count and id.
+pub type Place = (u32, WorkerId);
+
+/// Workers (of one thread count) by assigned count, then id.
+#[derive(Debug, Default)]
+pub struct LoadOrder {
+    buckets: FxHashMap<u32, IdSet>,
+    /// Assigned counts with a non-empty bucket, ascending.
+    loads: Vec<u32>,
+    /// Emptied buckets kept for reuse (their bitsets are sized for the cluster).
+    spare: Vec<IdSet>,
+    len: usize,
+}
+
+impl LoadOrder {
+    /// Add a worker with `assigned` tasks (not present yet).
+    pub fn insert(&mut self, assigned: u32, id: WorkerId) {
+        let bucket = self.buckets.entry(assigned).or_insert_with(|| {
+            if let Err(at) = self.loads.binary_search(&assigned) {
+                self.loads.insert(at, assigned);
+            }
+            self.spare.pop().unwrap_or_default()
+        });
+        bucket.insert(id.0);
+        self.len += 1;
+    }
+
+    /// Remove a worker that was inserted with `assigned` tasks.
+    pub fn remove(&mut self, assigned: u32, id: WorkerId) {
+        let Some(bucket) = self.buckets.get_mut(&assigned) else {
+            debug_assert!(false, "{id} not at load {assigned}");
+            return;
+        };
+        self.len -= 1;
+        if bucket.remove(id.0) {
+            if let Some(mut empty) = self.buckets.remove(&assigned) {
+                empty.clear();
+                self.spare.push(empty);
+            }
+            if let Ok(at) = self.loads.binary_search(&assigned) {
+                self.loads.remove(at);
+            }
+        }
+    }
+
+    /// The worker is present with `assigned` tasks.
+    pub fn contains(&self, assigned: u32, id: WorkerId) -> bool {
+        self.buckets
+            .get(&assigned)
+            .is_some_and(|b| b.contains(id.0))
+    }
+
+    /// Workers present.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first two workers in (assigned, id) order, as (assigned, id).
+    pub fn first_two(&self) -> (Option<Place>, Option<Place>) {
+        let mut loads = self.loads.iter();
+        let Some(&low) = loads.next() else {
+            return (None, None);
+        };
+        let bucket = &self.buckets[&low];
+        let Some(first) = bucket.first_from(0) else {
+            return (None, None);
+        };
+        let second = match bucket.first_from(first + 1) {
+            Some(id) => Some((low, WorkerId(id))),
+            None => loads.next().and_then(|&next| {
+                self.buckets[&next]
+                    .first_from(0)
+                    .map(|id| (next, WorkerId(id)))
+            }),
+        };
+        (Some((low, WorkerId(first))), second)
+    }
+
+    /// The first worker in (assigned, id) order.
+    pub fn first(&self) -> Option<Place> {
+        let &low = self.loads.first()?;
+        self.buckets[&low]
+            .first_from(0)
+            .map(|id| (low, WorkerId(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_by_load_then_id_across_moves() {
+        let mut order = LoadOrder::default();
+        for id in [130, 3, 64, 7] {
+            order.insert(0, WorkerId(id));
+        }
+        assert_eq!(
+            order.first_two(),
+            (Some((0, WorkerId(3))), Some((0, WorkerId(7))))
+        );
+        // 3 and 7 get a task each: 64 and 130 lead.
+        for id in [3, 7] {
+            order.remove(0, WorkerId(id));
+            order.insert(1, WorkerId(id));
+        }
+        assert_eq!(
+            order.first_two(),
+            (Some((0, WorkerId(64))), Some((0, WorkerId(130))))
+        );
+        order.remove(0, WorkerId(64));
+        order.insert(2, WorkerId(64));
+        assert_eq!(
+            order.first_two(),
+            (Some((0, WorkerId(130))), Some((1, WorkerId(3))))
+        );
+        order.remove(0, WorkerId(130));
+        assert_eq!(order.first(), Some((1, WorkerId(3))));
+        assert!(order.contains(2, WorkerId(64)) && !order.contains(0, WorkerId(64)));
+        assert_eq!(order.len(), 3);
+        for (load, id) in [(1, 3), (1, 7), (2, 64)] {
+            order.remove(load, WorkerId(id));
+        }
+        assert!(order.len() == 0 && order.first_two() == (None, None));
+        assert!(order.buckets.is_empty() && order.loads.is_empty());
+    }
+}
