@@ -53,6 +53,27 @@ pub struct Hooks {
     /// The command `shoal local` starts workers with (program and leading arguments, e.g.
     /// `python -m shoal`); `None` = this executable.
     pub worker_command: Option<Vec<OsString>>,
+    /// Readies `runner` for its first job (the Python package imports its task module),
+    /// run on a thread of its own while the worker starts; `None` = nothing to ready.
+    pub warm_up: Option<WarmUp>,
+}
+
+/// See [`Hooks::warm_up`].
+pub type WarmUp = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+impl Hooks {
+    /// Start [`Hooks::warm_up`] in the background, if there is one: the first task then
+    /// finds the runner ready instead of paying for its imports.
+    pub(crate) fn warm_up_in_background(&self) {
+        if let Some(warm_up) = self.warm_up.clone() {
+            let spawned = std::thread::Builder::new()
+                .name("shoal-warm-up".into())
+                .spawn(move || warm_up());
+            if let Err(e) = spawned {
+                tracing::debug!(error = %e, "no thread to ready the task runner: the first task does it");
+            }
+        }
+    }
 }
 
 impl Default for Hooks {
@@ -61,6 +82,7 @@ impl Default for Hooks {
             runner: None,
             executors: builtin::KINDS.to_vec(),
             worker_command: None,
+            warm_up: None,
         }
     }
 }

@@ -3,6 +3,9 @@ every node travels as an opaque Python task. Dask is imported only when used."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 from . import _native
 from ._worker import CALL, DASK
 from .client import _pickle
@@ -11,24 +14,90 @@ _TASK_BASED = {"dataframe.shuffle.method": "tasks", "array.rechunk.method": "tas
 _UNSET = object()
 
 
-def plan_task_based_shuffles():
+class _Settings:
+    """Task-based shuffles for one client: the settings dask had before (once made)."""
+
+    __slots__ = ("previous",)
+
+    def __init__(self):
+        self.previous = None
+
+
+#: Clients' settings waiting for dask to be imported (see :class:`_WhenDaskLoads`).
+_pending: list[_Settings] = []
+
+
+def plan_task_based_shuffles() -> _Settings:
     """Make dask plan shuffles and rechunks as plain tasks (distributed's p2p extension
-    cannot run here); returns the previous settings for :func:`restore`."""
-    try:
-        import dask
-    except ImportError:
-        return None
-    previous = {k: dask.config.get(k, default=_UNSET) for k in _TASK_BASED}
+    cannot run here); returns what :func:`restore` undoes. Dask is not imported for this
+    (a tenth of a second of a client's start): if it is not loaded yet, the settings are
+    made the moment it is, before the importer sees the module."""
+    settings = _Settings()
+    if "dask" in sys.modules:
+        _apply(settings)
+    else:
+        _pending.append(settings)
+        _WhenDaskLoads.install()
+    return settings
+
+
+def _apply(settings: _Settings) -> None:
+    import dask.config
+
+    settings.previous = {k: dask.config.get(k, default=_UNSET) for k in _TASK_BASED}
     dask.config.set(_TASK_BASED)
-    return previous
 
 
-def restore(previous) -> None:
-    if not previous:
+def _apply_pending() -> None:
+    while _pending:
+        _apply(_pending.pop(0))
+
+
+class _WhenDaskLoads:
+    """On ``sys.meta_path`` while settings wait: finds ``dask`` through the other finders
+    and makes the waiting settings right after the package's own code ran."""
+
+    @classmethod
+    def install(cls) -> None:
+        if cls not in sys.meta_path:
+            sys.meta_path.insert(0, cls)  # type: ignore[arg-type]
+
+    @classmethod
+    def uninstall(cls) -> None:
+        if cls in sys.meta_path:
+            sys.meta_path.remove(cls)  # type: ignore[arg-type]
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "dask":
+            return None
+        cls.uninstall()
+        spec = importlib.util.find_spec(name)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec  # the settings are made at the first graph (``submit_graph``)
+        run = loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _apply_pending()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def restore(settings: _Settings | None) -> None:
+    if settings is None:
+        return
+    if settings.previous is None:
+        if settings in _pending:
+            _pending.remove(settings)
+        if not _pending:
+            _WhenDaskLoads.uninstall()
         return
     import dask
 
-    for key, value in previous.items():
+    for key, value in settings.previous.items():
         if value is _UNSET:
             _delete(dask.config.config, key.split("."))
         else:
@@ -59,6 +128,7 @@ def submit_graph(client, dsk, keys: list):
     (see :func:`_submit_graph`)."""
     from .client import gc_paused
 
+    _apply_pending()
     with gc_paused():
         return _submit_graph(client, dsk, keys)
 

@@ -96,6 +96,11 @@ load_function = cloudpickle.loads
 simple_size = sys.getsizeof
 
 
+def warm_up() -> None:
+    """Import what the first task needs (the worker calls this while it starts)."""
+    from . import plugins  # noqa: F401 - imported for the first task's plugin check
+
+
 def ensure_plugins() -> None:
     if not _plugins.checked:
         _plugins.ensure()

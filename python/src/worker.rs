@@ -117,7 +117,14 @@ pub fn hooks(worker_command: Option<Vec<String>>) -> shoal_launcher::Hooks {
         runner: Some(Arc::new(run)),
         executors,
         worker_command: worker_command.map(|words| words.into_iter().map(Into::into).collect()),
+        warm_up: Some(Arc::new(warm_up)),
     }
+}
+
+/// Import what the first Python task needs (`shoal._worker.warm_up`), so that it does not
+/// wait for the imports. A failure is left for the first task to meet and report.
+fn warm_up() {
+    let _ = Python::attach(|py| helper(py, "warm_up")?.call0().map(drop));
 }
 
 /// Run a job: Python tasks in the interpreter, built-in kinds as the Rust worker does.

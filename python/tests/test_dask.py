@@ -84,3 +84,43 @@ def test_compute_and_persist_return_cluster_data(client, array):
     np.testing.assert_allclose(persisted.sum().compute(scheduler=client), array[:1000, :1000].sum().compute(scheduler="sync"))
     (again,) = dask.persist(array[:500, :500], scheduler=client)
     np.testing.assert_allclose(again.compute(scheduler=client), array[:500, :500].compute(scheduler="sync"))
+
+
+def _fresh_interpreter(cluster, body: str) -> None:
+    """Run ``body`` in a new interpreter (dask not imported yet) with ``connect()`` making a
+    client of the test cluster; it fails the test if the body raises."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = f"import shoal, sys\ndef connect():\n    return shoal.Client(scheduler_file={str(cluster)!r}, timeout=10)\n"
+    done = subprocess.run([sys.executable, "-c", code + textwrap.dedent(body)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_client_leaves_dask_unimported_and_sets_it_up_on_import(cluster):
+    # Importing dask is a tenth of a second of a client's start; the task-based
+    # shuffles are set the moment the user imports it, and undone on close.
+    _fresh_interpreter(cluster, """
+        client = connect()
+        assert "dask" not in sys.modules, "Client() imported dask"
+        import dask
+        assert dask.config.get("dataframe.shuffle.method") == "tasks"
+        assert dask.config.get("array.rechunk.method") == "tasks"
+        client.close()
+        assert dask.config.get("dataframe.shuffle.method") is None
+        assert dask.config.get("array.rechunk.method") is None
+    """)
+
+
+def test_a_client_closed_before_dask_is_imported_changes_nothing(cluster):
+    _fresh_interpreter(cluster, """
+        connect().close()
+        import dask
+        assert dask.config.get("dataframe.shuffle.method") is None
+        assert not any(getattr(f, "__name__", "") == "_WhenDaskLoads" for f in sys.meta_path)
+        with connect():  # dask loaded: set at once, as before
+            assert dask.config.get("dataframe.shuffle.method") == "tasks"
+        assert dask.config.get("dataframe.shuffle.method") is None
+    """)

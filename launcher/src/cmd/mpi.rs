@@ -25,14 +25,42 @@ const LAUNCHER_SIZE_VARS: &[&str] = &[
     "PMIX_SIZE",
 ];
 
-/// The job size a launcher announced in the environment, with the variable that says so.
-fn launcher_size() -> Option<(&'static str, u32)> {
-    LAUNCHER_SIZE_VARS.iter().find_map(|var| {
+/// Environment variables through which launchers announce this process's rank.
+const LAUNCHER_RANK_VARS: &[&str] = &[
+    "OMPI_COMM_WORLD_RANK",
+    "PMI_RANK",
+    "PMIX_RANK",
+    "SLURM_PROCID",
+];
+
+/// The first of `vars` set to a number, with its name.
+fn launcher_number(vars: &[&'static str]) -> Option<(&'static str, u32)> {
+    vars.iter().find_map(|var| {
         std::env::var(var)
             .ok()
             .and_then(|v| v.parse().ok())
             .map(|n| (*var, n))
     })
+}
+
+/// The job size a launcher announced in the environment, with the variable that says so.
+fn launcher_size() -> Option<(&'static str, u32)> {
+    launcher_number(LAUNCHER_SIZE_VARS)
+}
+
+/// This process's rank as the launcher announced it in the environment, before MPI starts.
+fn launcher_rank() -> Option<i32> {
+    launcher_number(LAUNCHER_RANK_VARS).and_then(|(_, r)| i32::try_from(r).ok())
+}
+
+/// Whether the rank `rank` (from the launcher; `None`: it did not say) will run a worker,
+/// as far as is known before MPI starts: to ready the task runner meanwhile.
+fn likely_runs_worker(args: &MpiArgs, rank: Option<i32>) -> bool {
+    let Some(rank) = rank else {
+        return true;
+    };
+    let is_scheduler = !args.no_scheduler && rank == args.scheduler_rank;
+    args.client_rank != Some(rank) && (!is_scheduler || args.inclusive_workers)
 }
 
 /// Check the MPI world against the launcher and the flags.
@@ -310,6 +338,10 @@ impl Drop for RunningFabric {
 /// # Errors
 /// Bad world or flags, the scheduler cannot start, or a worker cannot start.
 pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<RankOutcome> {
+    // MPI_Init mostly waits for the other ranks: a worker's imports fit in that wait.
+    if likely_runs_worker(&args, launcher_rank()) {
+        hooks.warm_up_in_background();
+    }
     let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
         .context("MPI was already initialised in this process")?;
     let world = universe.world();
@@ -527,6 +559,33 @@ mod tests {
             failed.to_string(),
             "the scheduler rank failed to start: no ib0 here"
         );
+    }
+
+    #[test]
+    fn workers_are_readied_on_every_rank_but_the_scheduler_and_client() {
+        let args = MpiArgs::default();
+        assert!(!likely_runs_worker(&args, Some(0)), "the scheduler rank");
+        assert!(likely_runs_worker(&args, Some(1)));
+        assert!(
+            likely_runs_worker(&args, None),
+            "a launcher that does not say"
+        );
+        let batch = MpiArgs {
+            client_rank: Some(1),
+            ..MpiArgs::default()
+        };
+        assert!(!likely_runs_worker(&batch, Some(1)), "the client rank");
+        assert!(likely_runs_worker(&batch, Some(2)));
+        let inclusive = MpiArgs {
+            inclusive_workers: true,
+            ..MpiArgs::default()
+        };
+        assert!(likely_runs_worker(&inclusive, Some(0)));
+        let no_scheduler = MpiArgs {
+            no_scheduler: true,
+            ..MpiArgs::default()
+        };
+        assert!(likely_runs_worker(&no_scheduler, Some(0)));
     }
 
     #[test]

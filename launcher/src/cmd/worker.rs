@@ -78,6 +78,7 @@ pub async fn run(
     if args.batch.nworkers > 1 || (watched && !(args.no_nanny || supervised)) {
         return super::batch_worker::supervise(&args, &settings, hooks).await;
     }
+    hooks.warm_up_in_background();
     super::batch_worker::wait_for_scheduler_file(&args).await?;
     options.runner = hooks.runner.clone();
     options.executors = hooks.executors.clone();
