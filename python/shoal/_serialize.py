@@ -18,7 +18,7 @@ import ctypes
 import pickle
 import struct
 import sys
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterable, Protocol
 
 import cloudpickle
 
@@ -47,13 +47,31 @@ def by_value_needed(data: bytes, embedded: bytes = b"") -> bool:
     return data.count(b"__main__") > (embedded.count(b"__main__") if embedded else 0)
 
 
-def dump_with(obj: object, plain: Callable[[IO[bytes]], pickle.Pickler],
-              cloud: Callable[[IO[bytes]], pickle.Pickler]) -> tuple[bytes, pickle.Pickler]:
-    """``obj`` pickled by a pickler ``plain(file)`` makes, or by ``cloud(file)``'s when the
-    plain one cannot (lambdas, local classes) or must not (:func:`by_value_needed`);
-    returns ``(bytes, the pickler that wrote them)``."""
+class RefPickler(Protocol):
+    """A pickler that replaces references (futures) by persistent ids and keeps their keys."""
+
+    keys: Iterable[str]
+
+    def dump(self, obj: object, /) -> None: ...
+
+
+def dump_with(obj: object, plain: Callable[[IO[bytes]], RefPickler],
+              cloud: Callable[[IO[bytes]], RefPickler]) -> tuple[bytes, list[str]]:
+    """``obj`` pickled, and the keys of the references in it: by a pickler ``plain(file)``
+    makes, or by ``cloud(file)``'s when the plain one cannot (lambdas, local classes) or
+    must not (:func:`by_value_needed`).
+
+    The C pickler alone runs first, without a Python call per object pickled: futures
+    refuse to pickle plainly, so when it succeeds there is no reference to keep."""
     import io
 
+    try:
+        data = pickle.dumps(obj, protocol=5)
+    except Exception:  # noqa: BLE001 - a reference, a lambda, a local class: the picklers
+        pass
+    else:
+        if not by_value_needed(data):
+            return data, []
     for make in (plain, cloud):
         buf = io.BytesIO()
         pickler = make(buf)
@@ -66,7 +84,7 @@ def dump_with(obj: object, plain: Callable[[IO[bytes]], pickle.Pickler],
         data = buf.getvalue()
         if make is plain and by_value_needed(data):
             continue
-        return data, pickler
+        return data, list(pickler.keys)
     raise AssertionError("unreachable")
 
 

@@ -130,18 +130,8 @@ def pickle_with_futures(obj, first_index: int) -> tuple[bytes, list[str]]:
     """``obj`` pickled with every Future replaced by a reference to an input of the task
     (numbered from ``first_index``), and the keys of those inputs. A payload with
     references starts with ``FUTURE_REFS``."""
-    # Most objects hold no Future: the C pickler alone, without a Python call per object
-    # pickled (a Future refuses to pickle, so success means there is none).
-    try:
-        data = pickle.dumps(obj, protocol=5)
-    except Exception:  # noqa: BLE001 - a Future, a lambda, a local class: the full path
-        pass
-    else:
-        if not by_value_needed(data):
-            return data, []
-    data, pickler = dump_with(obj, lambda f: _FuturePickler(f, first_index),
-                              lambda f: _FutureCloudPickler(f, first_index))
-    keys = list(pickler.keys)
+    data, keys = dump_with(obj, lambda f: _FuturePickler(f, first_index),
+                           lambda f: _FutureCloudPickler(f, first_index))
     return (FUTURE_REFS + data if keys else data), keys
 
 

@@ -69,8 +69,8 @@ def dump_value(value) -> tuple[bytes, list[str]]:
     """``value`` as (bytes, keys of the futures inside it) for the scheduler to hold."""
     from ._serialize import dump_with
 
-    data, pickler = dump_with(value, _Refs, _CloudRefs)
-    return data, list(dict.fromkeys(pickler.keys))
+    data, keys = dump_with(value, _Refs, _CloudRefs)
+    return data, list(dict.fromkeys(keys))
 
 
 class _Loader(pickle.Unpickler):

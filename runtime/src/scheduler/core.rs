@@ -73,10 +73,10 @@ fn mark_reindex(queue: &mut Vec<WorkerId>, worker: &mut WorkerState) {
 pub struct ClientState {
     /// Tasks that listed the client among their wanters when recorded; entries go stale
     /// when it releases them (checked when read). What its departure releases, without a
-    /// walk over every task; compacted when stale entries outnumber live ones.
+    /// walk over every task; compacted when it has doubled since the last compaction.
     pub(super) wanted: Vec<TaskId>,
-    /// Tasks that list the client among their wanters now.
-    pub(super) live: usize,
+    /// Length of `wanted` after its last compaction.
+    compacted: usize,
 }
 
 /// The whole scheduler state.
@@ -190,21 +190,14 @@ impl Core {
             return;
         };
         c.wanted.push(id);
-        c.live += 1;
-        if c.wanted.len() > 2 * c.live + 1024 {
+        if c.wanted.len() > 2 * c.compacted + 1024 {
             // Amortized O(1) per want: as many entries were pushed since the last time.
             let tasks = &self.tasks;
             c.wanted
                 .retain(|id| tasks.get(id).is_some_and(|t| t.wanted_by.contains(&client)));
             c.wanted.sort_unstable();
             c.wanted.dedup();
-        }
-    }
-
-    /// `client` was removed from the wanters of a task.
-    pub(crate) fn note_unwant(&mut self, client: ClientId) {
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.live -= 1;
+            c.compacted = c.wanted.len();
         }
     }
 
@@ -493,7 +486,6 @@ impl Core {
         // Tasks the next slices of `settle` will examine.
         let unsettled: FxHashSet<TaskId> = self.dirty.iter().copied().collect();
         let activating = matches!(self.jobs.front(), Some(Job::Submit(j)) if j.activating());
-        let mut wanters: FxHashMap<ClientId, usize> = FxHashMap::default();
         for ((dep, id), n) in edges {
             assert_eq!(n, 0, "{dep} lists dependent {id} as often as {id} lists it");
         }
@@ -550,7 +542,6 @@ impl Core {
                     self.clients[c].wanted.contains(&id),
                     "{c} does not remember wanting {id}"
                 );
-                *wanters.entry(*c).or_default() += 1;
             }
         }
         for (w, worker) in &self.workers {
@@ -585,13 +576,6 @@ impl Core {
             }
         }
         assert!(self.reindex.is_empty(), "workers left to re-index");
-        for (c, state) in &self.clients {
-            assert_eq!(
-                state.live,
-                wanters.get(c).copied().unwrap_or(0),
-                "tasks wanted by {c}"
-            );
-        }
         self.index.check(&self.workers);
         self.tally
             .check(self.tasks.values().map(|t| (t.prefix, &t.state)));

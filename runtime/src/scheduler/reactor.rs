@@ -427,7 +427,6 @@ impl Core {
             };
             if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
                 task.wanted_by.swap_remove(pos);
-                self.note_unwant(client);
                 self.mark_dirty([id]);
             } // else stale: released since
         }
@@ -478,7 +477,6 @@ impl Core {
         let task = self.task_mut(id);
         if let Some(pos) = task.wanted_by.iter().position(|c| *c == client) {
             task.wanted_by.swap_remove(pos);
-            self.note_unwant(client);
             self.mark_dirty([id]);
         }
     }
@@ -561,7 +559,6 @@ impl Core {
         };
         let wanters = std::mem::take(&mut self.task_mut(id).wanted_by);
         for client in wanters {
-            self.note_unwant(client);
             comm.key_update(
                 client,
                 KeyUpdate {
