@@ -9,6 +9,10 @@
 //! worker and gains a new one every few rounds. `balance` runs once per round, as the
 //! server runs it on a timer.
 //!
+//! Each workload runs twice on the same core and workers (`"graph": "first"`, then
+//! `"again"`: a scheduler that has run a graph before, its tables grown). Each line also
+//! splits the core's time by the kind of call (`seconds_by_call`).
+//!
 //! Also measured: the time to register the W workers, and the scheduler's heap bytes
 //! per queued task (N independent tasks submitted to a core without workers, measured
 //! with a counting allocator).
@@ -18,17 +22,19 @@
 //! to profile one alone).
 
 use bytes::Bytes;
+use mimalloc::MiMalloc;
 use shoal_comm::ids::{ClientId, TaskId, WorkerId};
 use shoal_comm::message::{
     ComputeTask, ExecutorKind, KeyUpdate, Registration, TaskFinished, TaskSpec, ToClient, ToWorker,
 };
 use shoal_runtime::scheduler::{Comm, Core, CoreConfig};
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Counts live heap bytes, for the memory-per-task figure.
+/// Counts live heap bytes, for the memory-per-task figure, over mimalloc (the `shoal`
+/// binary's allocator).
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -36,19 +42,19 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
+        // SAFETY: forwarded unchanged to mimalloc.
+        unsafe { MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: forwarded unchanged to mimalloc.
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        // SAFETY: forwarded unchanged to mimalloc.
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -130,6 +136,8 @@ struct Clock {
     slowest: Duration,
     slowest_what: &'static str,
     calls: u64,
+    /// Time per kind of call, in the order first seen.
+    by_call: Vec<(&'static str, Duration)>,
 }
 
 impl Clock {
@@ -139,6 +147,10 @@ impl Clock {
         let took = start.elapsed();
         self.busy += took;
         self.calls += 1;
+        match self.by_call.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, total)) => *total += took,
+            None => self.by_call.push((what, took)),
+        }
         if took > self.slowest {
             self.slowest = took;
             self.slowest_what = what;
@@ -179,6 +191,7 @@ impl Sim {
                 slowest: Duration::ZERO,
                 slowest_what: "",
                 calls: 0,
+                by_call: Vec::new(),
             },
             workers: Vec::new(),
             now: Instant::now(),
@@ -200,8 +213,13 @@ impl Sim {
 
     /// Run the core's pending work to the end, one slice per call, as the server does.
     fn schedule(&mut self) {
+        self.schedule_as("schedule");
+    }
+
+    /// [`Sim::schedule`], timed under its own name.
+    fn schedule_as(&mut self, what: &'static str) {
         let (core, comm) = (&mut self.core, &mut self.comm);
-        while self.clock.time("schedule", || core.schedule(comm)) {}
+        while self.clock.time(what, || core.schedule(comm)) {}
     }
 
     /// Hand the computes sent so far to the simulated workers.
@@ -326,8 +344,10 @@ fn tree(leaves: usize) -> (Vec<TaskSpec>, Vec<String>) {
     (specs, level)
 }
 
+/// Register `workers` workers, then compute the graph twice on the same core: the first
+/// time as a fresh scheduler meets it (its tables and the workers' sets grow, its memory is
+/// new to the process), then again as a scheduler that has run graphs before. One line each.
 fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>) {
-    let n = specs.len();
     let mut sim = Sim::new(CoreConfig::default());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ workers as u64);
     let client = sim.core.on_client_added();
@@ -338,43 +358,77 @@ fn run(workload: &str, workers: usize, specs: Vec<TaskSpec>, wants: Vec<String>)
     }
     let registration = sim.clock.busy - reg_start;
     let slowest_registration = sim.clock.slowest;
-    sim.clock.slowest = Duration::ZERO;
-    let busy_start = sim.clock.busy;
-    let core = &mut sim.core;
-    let submitted = wants.clone();
-    sim.clock.time("submit", || {
-        core.on_submit_request(client, 1, specs, submitted, Vec::new())
-    });
-    sim.schedule();
-    assert_eq!(sim.comm.replies, 1, "the graph was accepted");
-    sim.deliver();
-    let mut rounds = 0u64;
-    while sim.comm.updates < wants.len() {
-        rounds += 1;
-        sim.round(&mut rng);
-        if rounds.is_multiple_of(CHURN_EVERY) && rounds / CHURN_EVERY <= CHURN_MAX {
-            sim.churn(&mut rng);
-        }
-        assert!(rounds < 10_000_000, "the simulation makes no progress");
+    for (request, graph) in [(1, "first"), (2, "again")] {
+        let figures = sim.compute(client, request, &mut rng, specs.clone(), wants.clone());
+        println!(
+            "{{\"workload\": \"{workload}\", \"graph\": \"{graph}\", \"workers\": {workers}, {figures}, \"registration_ms\": {:.3}, \"slowest_registration_ms\": {:.3}}}",
+            registration.as_secs_f64() * 1e3,
+            slowest_registration.as_secs_f64() * 1e3,
+        );
     }
-    let compute = sim.clock.busy - busy_start;
-    let (core, comm) = (&mut sim.core, &mut sim.comm);
-    sim.clock
-        .time("release", || core.on_release_keys(client, wants, comm));
-    sim.schedule();
-    assert!(sim.core.task_count() == 0, "everything released at the end");
-    let decisions = sim.comm.decisions;
-    println!(
-        "{{\"workload\": \"{workload}\", \"workers\": {workers}, \"tasks\": {n}, \"rounds\": {rounds}, \"core_seconds\": {:.4}, \"tasks_per_second\": {:.0}, \"decisions_per_second\": {:.0}, \"slowest_call_ms\": {:.3}, \"slowest_call\": \"{}\", \"registration_ms\": {:.3}, \"slowest_registration_ms\": {:.3}, \"calls\": {}}}",
-        compute.as_secs_f64(),
-        n as f64 / compute.as_secs_f64(),
-        decisions as f64 / compute.as_secs_f64(),
-        sim.clock.slowest.as_secs_f64() * 1e3,
-        sim.clock.slowest_what,
-        registration.as_secs_f64() * 1e3,
-        slowest_registration.as_secs_f64() * 1e3,
-        sim.clock.calls,
-    );
+}
+
+impl Sim {
+    /// Submit a graph, run it to the end and release it: its figures as JSON fields.
+    fn compute(
+        &mut self,
+        client: ClientId,
+        request: u64,
+        rng: &mut Rng,
+        specs: Vec<TaskSpec>,
+        wants: Vec<String>,
+    ) -> String {
+        let n = specs.len();
+        self.clock.slowest = Duration::ZERO;
+        self.clock.by_call.clear();
+        let (busy_start, calls_start) = (self.clock.busy, self.clock.calls);
+        let (decisions_start, updates_start) = (self.comm.decisions, self.comm.updates);
+        let core = &mut self.core;
+        let submitted = wants.clone();
+        self.clock.time("submit", || {
+            core.on_submit_request(client, request, specs, submitted, Vec::new())
+        });
+        // Accepting the graph in slices, and the first placements.
+        let replies = self.comm.replies;
+        self.schedule_as("accept");
+        assert_eq!(self.comm.replies, replies + 1, "the graph was accepted");
+        self.deliver();
+        let mut rounds = 0u64;
+        while self.comm.updates - updates_start < wants.len() {
+            rounds += 1;
+            self.round(rng);
+            if rounds.is_multiple_of(CHURN_EVERY) && rounds / CHURN_EVERY <= CHURN_MAX {
+                self.churn(rng);
+            }
+            assert!(rounds < 10_000_000, "the simulation makes no progress");
+        }
+        let compute = self.clock.busy - busy_start;
+        let calls = self.clock.calls - calls_start;
+        let decisions = self.comm.decisions - decisions_start;
+        let by_call: Vec<String> = self
+            .clock
+            .by_call
+            .iter()
+            .map(|(what, took)| format!("\"{what}\": {:.4}", took.as_secs_f64()))
+            .collect();
+        let (slowest, slowest_what) = (self.clock.slowest, self.clock.slowest_what);
+        let (core, comm) = (&mut self.core, &mut self.comm);
+        self.clock
+            .time("release", || core.on_release_keys(client, wants, comm));
+        self.schedule();
+        assert!(
+            self.core.task_count() == 0,
+            "everything released at the end"
+        );
+        format!(
+            "\"tasks\": {n}, \"rounds\": {rounds}, \"core_seconds\": {:.4}, \"tasks_per_second\": {:.0}, \"decisions_per_second\": {:.0}, \"slowest_call_ms\": {:.3}, \"slowest_call\": \"{slowest_what}\", \"calls\": {calls}, \"seconds_by_call\": {{{}}}",
+            compute.as_secs_f64(),
+            n as f64 / compute.as_secs_f64(),
+            decisions as f64 / compute.as_secs_f64(),
+            slowest.as_secs_f64() * 1e3,
+            by_call.join(", "),
+        )
+    }
 }
 
 /// Heap bytes the core holds per queued task: N independent tasks, no workers.

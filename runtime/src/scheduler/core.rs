@@ -208,38 +208,38 @@ impl Core {
 
     /// Move a task to a new state, keeping every derived count right.
     pub(crate) fn set_state(&mut self, id: TaskId, new: TaskState, comm: &mut impl Comm) {
-        let task = self.task_mut(id);
+        let task = self
+            .tasks
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("unknown task {id}"));
         let old = std::mem::replace(&mut task.state, new);
-        let prefix = task.prefix;
-        let was_unfinished = old.is_unfinished();
+        self.tally.moved(task.prefix, &old, &task.state);
+        let (old_worker, new_worker) = (old.assigned_worker(), task.state.assigned_worker());
         let now_unfinished = task.state.is_unfinished();
-        let new_worker = task.state.assigned_worker();
-        let is_ready = task.state == TaskState::Ready;
-        if let Some(t) = self.tasks.get(&id) {
-            self.tally.moved(prefix, &old, &t.state);
-        }
-        if let Some(w) = old.assigned_worker() {
-            if Some(w) != new_worker {
-                if let Some(worker) = self.workers.get_mut(&w) {
-                    worker.assigned.remove(&id);
-                    mark_reindex(&mut self.reindex, worker);
-                }
-                self.steals.remove(&id);
+        let is_ready = matches!(task.state, TaskState::Ready);
+        let in_memory = matches!(task.state, TaskState::Memory(_));
+        if old_worker != new_worker {
+            let slot = task.assigned_slot as usize;
+            if let Some(w) = old_worker {
+                self.unassign(w, id, slot);
             }
-        }
-        if let Some(w) = new_worker {
-            if let Some(worker) = self.workers.get_mut(&w) {
-                if worker.assigned.insert(id) {
+            if let Some(w) = new_worker {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    let slot = worker.assigned.len() as u32;
+                    worker.assigned.push(id);
                     mark_reindex(&mut self.reindex, worker);
+                    self.task_mut(id).assigned_slot = slot;
                 }
             }
         }
         if let TaskState::Memory(holders) = &old {
-            if !matches!(self.task(id).state, TaskState::Memory(_)) {
+            if !in_memory {
                 for &w in holders {
                     comm.release(w, id);
                     if let Some(worker) = self.workers.get_mut(&w) {
-                        worker.spilled.remove(&id);
+                        if !worker.spilled.is_empty() {
+                            worker.spilled.remove(&id);
+                        }
                         worker.holds.remove(&id);
                     }
                 }
@@ -256,7 +256,7 @@ impl Core {
                 }
             }
         }
-        if was_unfinished != now_unfinished {
+        if old.is_unfinished() != now_unfinished {
             // Borrow the inputs out of the task instead of cloning them.
             let deps = std::mem::take(&mut self.task_mut(id).deps);
             for dep in deps.iter() {
@@ -277,6 +277,22 @@ impl Core {
         }
         if !self.task(id).is_needed() {
             self.dirty.push(id);
+        }
+    }
+
+    /// `id`, at `slot` of worker `w`'s assigned list, is no longer assigned there: the last
+    /// entry takes its place.
+    fn unassign(&mut self, w: WorkerId, id: TaskId, slot: usize) {
+        if let Some(worker) = self.workers.get_mut(&w) {
+            debug_assert_eq!(worker.assigned.get(slot), Some(&id), "{w} assigned {id}");
+            worker.assigned.swap_remove(slot);
+            mark_reindex(&mut self.reindex, worker);
+            if let Some(&moved) = worker.assigned.get(slot) {
+                self.task_mut(moved).assigned_slot = slot as u32;
+            }
+        }
+        if !self.steals.is_empty() {
+            self.steals.remove(&id);
         }
     }
 
@@ -305,7 +321,7 @@ impl Core {
         let mut stack = std::mem::take(&mut self.revive_stack);
         stack.push(id);
         while let Some(id) = stack.pop() {
-            if self.task(id).state != TaskState::Released {
+            if !matches!(self.task(id).state, TaskState::Released) {
                 continue;
             }
             let (missing, erred) = self.tally_inputs(id, |d| stack.push(d));
@@ -376,7 +392,7 @@ impl Core {
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
             let task = self.task(id);
-            if !(task.state.is_unfinished() || task.state == TaskState::Released) {
+            if !(task.state.is_unfinished() || matches!(task.state, TaskState::Released)) {
                 continue;
             }
             let was_unfinished = task.state.is_unfinished();
@@ -499,7 +515,9 @@ impl Core {
             );
             for dep in task.deps.iter() {
                 let d = self.task(*dep);
-                if task.state.is_unfinished() && !(activating && d.state == TaskState::Released) {
+                if task.state.is_unfinished()
+                    && !(activating && matches!(d.state, TaskState::Released))
+                {
                     assert!(
                         d.state.is_unfinished() || matches!(d.state, TaskState::Memory(_)),
                         "unfinished {id} ({}) has input {dep} in state {:?}",
@@ -508,13 +526,17 @@ impl Core {
                     );
                 }
             }
-            if task.state == TaskState::Waiting {
+            if matches!(task.state, TaskState::Waiting) {
                 let missing = self.missing_inputs(id);
                 assert_eq!(task.missing_deps, missing, "missing deps of {id}");
                 assert!(missing > 0, "waiting task {id} has all inputs");
             }
             if let Some(w) = task.state.assigned_worker() {
-                assert!(self.workers[&w].assigned.contains(&id), "{w} assigned {id}");
+                assert_eq!(
+                    self.workers[&w].assigned.get(task.assigned_slot as usize),
+                    Some(&id),
+                    "{w} assigned {id} at its slot"
+                );
             }
             if let TaskState::Memory(holders) = &task.state {
                 assert!(!holders.is_empty(), "memory task {id} without holders");
@@ -545,11 +567,16 @@ impl Core {
             }
         }
         for (w, worker) in &self.workers {
-            for t in &worker.assigned {
+            for (slot, t) in worker.assigned.iter().enumerate() {
                 assert_eq!(
                     self.task(*t).state.assigned_worker(),
                     Some(*w),
                     "{w} assigned {t}"
+                );
+                assert_eq!(
+                    self.task(*t).assigned_slot as usize,
+                    slot,
+                    "{t} listed once, at its slot"
                 );
             }
             for t in &worker.holds {
@@ -589,7 +616,7 @@ impl Core {
             .chain(self.root_queue.iter())
             .collect();
         for (id, task) in self.tasks.iter() {
-            if task.state == TaskState::Ready {
+            if matches!(task.state, TaskState::Ready) {
                 assert!(
                     waiting.contains(&id),
                     "ready {id} ({}) is nowhere",

@@ -30,7 +30,7 @@ impl Core {
             let Some(task) = self.tasks.get(&id) else {
                 continue;
             };
-            if task.state != TaskState::Ready {
+            if !matches!(task.state, TaskState::Ready) {
                 continue;
             }
             if task.deps.is_empty() && task.constraints.is_none() {
@@ -117,7 +117,7 @@ impl Core {
     fn is_ready(&self, id: TaskId) -> bool {
         self.tasks
             .get(&id)
-            .is_some_and(|t| t.state == TaskState::Ready)
+            .is_some_and(|t| matches!(t.state, TaskState::Ready))
     }
 
     /// No current worker can run `id`. If none even has its executor kind, fail it now
@@ -168,7 +168,10 @@ impl Core {
             if let TaskState::Memory(holders) = &d.state {
                 for h in holders {
                     // A spilled input counts half: a holder with it in memory is better.
-                    let spilled = self.workers.get(h).is_some_and(|w| w.spilled.contains(dep));
+                    let spilled = self
+                        .workers
+                        .get(h)
+                        .is_some_and(|w| !w.spilled.is_empty() && w.spilled.contains(dep));
                     let bytes = d.size.max(1);
                     local_bytes.push((*h, if spilled { bytes / 2 } else { bytes }));
                 }
@@ -215,25 +218,20 @@ impl Core {
 
     /// Tell `worker` the address of `peer` unless it knows it already.
     pub(crate) fn introduce(&mut self, worker: WorkerId, peer: WorkerId, comm: &mut impl Comm) {
-        if worker == peer {
+        if worker == peer
+            || !self.workers.contains_key(&peer)
+            || !self
+                .workers
+                .get_mut(&worker)
+                .is_some_and(|w| w.knows.insert(peer))
+        {
             return;
         }
-        let Some(address) = self
-            .workers
-            .get(&peer)
-            .map(|p| p.registration.data_address.clone())
-        else {
+        let Some(p) = self.workers.get_mut(&peer) else {
             return;
         };
-        let Some(w) = self.workers.get_mut(&worker) else {
-            return;
-        };
-        if !w.knows.insert(peer) {
-            return;
-        }
-        if let Some(p) = self.workers.get_mut(&peer) {
-            p.known_by.insert(worker);
-        }
+        p.known_by.insert(worker);
+        let address = p.registration.data_address.clone();
         comm.send_worker(worker, ToWorker::PeerJoined(peer, address));
     }
 
@@ -274,7 +272,9 @@ impl Core {
     /// The holders of `id`, those with it in memory first (fetches go to them first).
     fn holders_memory_first(&self, id: TaskId, holders: &[WorkerId]) -> Vec<WorkerId> {
         let mut out = holders.to_vec();
-        out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.spilled.contains(&id)));
+        if out.len() > 1 {
+            out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.spilled.contains(&id)));
+        }
         out
     }
 
@@ -311,7 +311,7 @@ impl Core {
                 }
                 scanned += 1;
                 let task = self.task(t);
-                if task.state == TaskState::Queued(victim)
+                if matches!(task.state, TaskState::Queued(w) if w == victim)
                     && !self.steals.contains_key(&t)
                     && thief_state.can_run(task.kind, task.resources(), task.allowed_workers())
                 {

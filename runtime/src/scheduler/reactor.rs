@@ -170,7 +170,7 @@ impl Core {
     pub fn on_tasks_started(&mut self, worker: WorkerId, ids: &[TaskId], comm: &mut impl Comm) {
         for &id in ids {
             if let Some(task) = self.tasks.get(&id) {
-                if task.state == TaskState::Queued(worker) {
+                if matches!(task.state, TaskState::Queued(w) if w == worker) {
                     self.set_state(id, TaskState::Running(worker), comm);
                 }
             }
@@ -215,7 +215,7 @@ impl Core {
             let dependents = std::mem::take(&mut self.task_mut(f.id).dependents);
             for &d in &dependents {
                 let dt = self.task_mut(d);
-                if dt.state == TaskState::Waiting {
+                if matches!(dt.state, TaskState::Waiting) {
                     dt.missing_deps -= 1;
                     if dt.missing_deps == 0 {
                         self.set_state(d, TaskState::Ready, comm);
@@ -295,7 +295,7 @@ impl Core {
             let Some(task) = self.tasks.get(&id) else {
                 continue;
             };
-            if !handed_back || task.state != TaskState::Queued(victim) {
+            if !handed_back || !matches!(task.state, TaskState::Queued(w) if w == victim) {
                 continue;
             }
             if self.workers.contains_key(&thief) {
@@ -316,9 +316,9 @@ impl Core {
         w.retiring = true;
         self.index.update(w);
         tracing::info!(worker = %worker, name = %w.registration.name, "worker retiring");
-        let assigned: Vec<TaskId> = w.assigned.iter().copied().collect();
+        let assigned: Vec<TaskId> = w.assigned.to_vec();
         for id in assigned {
-            if self.task(id).state == TaskState::Queued(worker) {
+            if matches!(self.task(id).state, TaskState::Queued(w) if w == worker) {
                 comm.release(worker, id);
                 self.set_state(id, TaskState::Ready, comm);
             }

@@ -56,6 +56,9 @@ pub struct TaskTally {
     totals: StateCounts,
     finished: u64,
     failed: u64,
+    /// The prefix of the last task added: graphs list siblings together, so most keys
+    /// need no lookup.
+    last: Option<u32>,
 }
 
 impl TaskTally {
@@ -63,10 +66,14 @@ impl TaskTally {
     /// is inserted in).
     pub fn add(&mut self, key: &str) -> u32 {
         let name = key_prefix(key);
-        let id = match self.by_name.get(name) {
-            Some(&id) => id,
-            None => self.intern(name),
+        let id = match self.last {
+            Some(last) if *self.prefixes[last as usize].name == *name => last,
+            _ => match self.by_name.get(name) {
+                Some(&id) => id,
+                None => self.intern(name),
+            },
         };
+        self.last = Some(id);
         self.prefixes[id as usize].states[6] += 1;
         self.totals[6] += 1;
         id
@@ -160,37 +167,58 @@ impl TaskTally {
 }
 
 /// A key's prefix: the words of its name up to the first that is a number or a hash.
+/// One pass over the bytes (it runs for every submitted task).
 pub fn key_prefix(key: &str) -> &str {
     // Tuple keys as their string form: ('name-token', 0, 1).
     let name = key
         .strip_prefix("('")
         .or_else(|| key.strip_prefix("(\""))
-        .map_or(key, |rest| rest.split(['\'', '"']).next().unwrap_or(rest));
+        .map_or(key, |rest| {
+            let quote = rest.bytes().position(|b| b == b'\'' || b == b'"');
+            &rest[..quote.unwrap_or(rest.len())]
+        });
+    let bytes = name.as_bytes();
+    let word_end = |start: usize| {
+        bytes[start..]
+            .iter()
+            .position(|&b| b == b'-')
+            .map_or(bytes.len(), |p| start + p)
+    };
     let mut end = 0;
-    for word in name.split('-') {
+    let mut start = 0;
+    loop {
+        let stop = word_end(start);
+        let word = &bytes[start..stop];
         if word.is_empty() || is_identifier_part(word) {
             break;
         }
-        end += if end == 0 { word.len() } else { word.len() + 1 };
+        end = stop;
+        if stop == bytes.len() {
+            break;
+        }
+        start = stop + 1;
     }
     if end == 0 {
         // Nothing but numbers and hashes (or an empty key): the whole first word.
-        return name
-            .split('-')
-            .next()
-            .filter(|w| !w.is_empty())
-            .unwrap_or("unnamed");
+        let first = &name[..word_end(0)];
+        return if first.is_empty() { "unnamed" } else { first };
     }
     &name[..end]
 }
 
 /// A word that tells siblings apart: a number, or a hash (8+ hex digits with a digit).
-fn is_identifier_part(word: &str) -> bool {
-    let all_digits = word.bytes().all(|b| b.is_ascii_digit());
-    let hashlike = word.len() >= 8
-        && word.bytes().all(|b| b.is_ascii_hexdigit())
-        && word.bytes().any(|b| b.is_ascii_digit());
-    all_digits || hashlike
+fn is_identifier_part(word: &[u8]) -> bool {
+    let (mut digits, mut hex) = (0, 0);
+    for &b in word {
+        if b.is_ascii_digit() {
+            digits += 1;
+        } else if b.is_ascii_hexdigit() {
+            hex += 1;
+        } else {
+            return false;
+        }
+    }
+    hex == 0 || (word.len() >= 8 && digits > 0)
 }
 
 #[cfg(test)]
@@ -212,6 +240,15 @@ mod tests {
             ("12345", "12345"),
             ("", "unnamed"),
             ("mean_chunk-agg-abcdefgh", "mean_chunk-agg-abcdefgh"),
+            ("-5", "unnamed"),
+            ("a--b", "a"),
+            ("abc-", "abc"),
+            ("beef-12", "beef"),
+            ("add-deadbeef", "add-deadbeef"),
+            ("add-1234abcd-x", "add"),
+            ("('a-b', 1)", "a-b"),
+            ("('no-end", "no-end"),
+            ("t0-99", "t0"),
         ] {
             assert_eq!(key_prefix(key), prefix, "{key}");
         }

@@ -75,7 +75,7 @@ pub struct Task {
     /// Inputs in the order the executor receives them (duplicates allowed).
     pub deps: Box<[TaskId]>,
     /// Tasks that list this one among their inputs (once per occurrence).
-    pub dependents: Vec<TaskId>,
+    pub dependents: SmallVec<[TaskId; 2]>,
     /// Unfinished dependents (with multiplicity): while non-zero the result is needed.
     pub pending_dependents: u32,
     /// Inputs not in memory (with multiplicity); meaningful while waiting.
@@ -98,6 +98,9 @@ pub struct Task {
     pub constraints: Option<Box<Constraints>>,
     /// Its prefix in the core's [`super::tally::TaskTally`].
     pub prefix: u32,
+    /// Where the task is in its assigned worker's `assigned` list while it is queued or
+    /// running there (meaningless otherwise).
+    pub assigned_slot: u32,
 }
 
 impl Task {

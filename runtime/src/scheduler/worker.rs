@@ -13,8 +13,9 @@ pub struct WorkerState {
     pub id: WorkerId,
     /// What it registered with.
     pub registration: Registration,
-    /// Tasks queued on or running on this worker.
-    pub assigned: FxHashSet<TaskId>,
+    /// Tasks queued on or running on this worker, in no order. Each knows its position
+    /// (`Task::assigned_slot`), so the core adds and removes one in O(1) without hashing.
+    pub assigned: Vec<TaskId>,
     /// When it was last heard from.
     pub last_seen: Instant,
     /// Its figures from the latest heartbeat.
@@ -43,7 +44,7 @@ impl WorkerState {
         WorkerState {
             id,
             registration,
-            assigned: FxHashSet::default(),
+            assigned: Vec::new(),
             last_seen: now,
             metrics: WorkerMetrics::default(),
             finished: 0,

@@ -273,9 +273,10 @@ impl WorkerIndex {
 
     /// Re-index a worker after its load, pause or retirement changed: O(log W).
     pub fn update(&mut self, w: &WorkerState) {
-        let Some(old) = self.entries.get(&w.id).copied() else {
+        let Some(entry) = self.entries.get_mut(&w.id) else {
             return;
         };
+        let old = *entry;
         let accepting = w.accepts_work();
         let mut new = Entry {
             group: old.group,
@@ -306,9 +307,7 @@ impl WorkerIndex {
             new.victim_stale = true;
             self.victims_stale.push(w.id);
         }
-        if let Some(e) = self.entries.get_mut(&w.id) {
-            *e = new;
-        }
+        *entry = new;
     }
 
     /// The least loaded worker accepting work that has the executor kind and resources.

@@ -206,7 +206,7 @@ impl Core {
                 }
                 Phase::Want if i < job.wants.len() => {
                     let key = std::mem::take(&mut job.wants[i]);
-                    match job.find(&key) {
+                    match job.find_inserted(&self.tasks, &key) {
                         Some(j) if job.inserted_new(j) => {
                             let alive = self.clients.contains_key(&job.client);
                             let task = self.task_mut(job.ids[j]);
@@ -225,7 +225,7 @@ impl Core {
                     }
                     job.pos += 1;
                 }
-                Phase::Free if i < n => {
+                Phase::Free if i < n && !job.reused.is_empty() => {
                     job.specs[i].key = String::new();
                     job.pos += 1;
                 }
@@ -240,7 +240,9 @@ impl Core {
                 }
                 Phase::Unpin if i < job.pinned.len() => {
                     let id = job.pinned[i];
-                    if self.task(id).state == TaskState::Released && self.task(id).is_needed() {
+                    if matches!(self.task(id).state, TaskState::Released)
+                        && self.task(id).is_needed()
+                    {
                         self.revive(id, comm);
                     }
                     job.pos += 1;
@@ -389,12 +391,14 @@ impl Core {
         let payload = spec.payload.map(|p| job.frames[p as usize].clone());
         spec.deps = Vec::new(); // resolved: freed now rather than all at the end
         let prefix = self.tally.add(&spec.key);
+        // The key moves into the task (later phases compare keys through `job.ids`).
+        let key = std::mem::take(&mut spec.key).into_boxed_str();
         let id = self.tasks.insert(Task {
-            key: spec.key.as_str().into(),
+            key,
             prefix,
             state: TaskState::Released,
             deps,
-            dependents: Vec::new(),
+            dependents: SmallVec::new(),
             pending_dependents: 0,
             missing_deps: 0,
             wanted_by: SmallVec::new(),
@@ -403,6 +407,7 @@ impl Core {
             priority: spec.priority,
             retries_left: spec.retries,
             worker_deaths: 0,
+            assigned_slot: 0,
             size: 0,
             constraints,
         });
@@ -420,7 +425,7 @@ impl Core {
     /// Unless `ready_too`, a task with every input at hand is left for the ready pass.
     fn activate(&mut self, id: TaskId, ready_too: bool, comm: &mut impl Comm) {
         let task = self.task(id);
-        if task.state != TaskState::Released || !task.is_needed() {
+        if !matches!(task.state, TaskState::Released) || !task.is_needed() {
             return;
         }
         let (missing, erred) = self.tally_inputs(id, |_| {});

@@ -1,6 +1,7 @@
 //! A graph being accepted: the submitted specs, where the acceptance is, and the tables
 //! built on the way (key index, topological order, new dependents).
 
+use super::super::task_map::TaskMap;
 use super::GraphError;
 use bytes::Bytes;
 use hashbrown::HashTable;
@@ -30,8 +31,9 @@ pub(super) enum Phase {
     Insert,
     /// The client's wants recorded.
     Want,
-    /// The submitted keys freed, a few at a time (freeing millions of strings at once
-    /// would be a long step of its own).
+    /// The submitted keys not moved into new tasks (those already in the cluster) freed,
+    /// a few at a time (freeing millions of strings at once would be a long step of its
+    /// own).
     Free,
     /// New tasks that wait for inputs put on their way, dependents first.
     Activate,
@@ -129,6 +131,18 @@ impl Submission {
     pub(super) fn find(&self, key: &str) -> Option<usize> {
         self.index
             .find(key_hash(key), |&i| self.specs[i as usize].key == key)
+            .map(|&i| i as usize)
+    }
+
+    /// The spec index of a key of this submission once its specs are inserted (their keys
+    /// moved into the tasks `ids` names).
+    pub(super) fn find_inserted(&self, tasks: &TaskMap, key: &str) -> Option<usize> {
+        self.index
+            .find(key_hash(key), |&i| {
+                tasks
+                    .get(&self.ids[i as usize])
+                    .is_some_and(|t| &*t.key == key)
+            })
             .map(|&i| i as usize)
     }
 
