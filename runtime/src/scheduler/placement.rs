@@ -10,6 +10,13 @@ use shoal_comm::ids::{TaskId, WorkerId};
 use shoal_comm::message::{ComputeTask, ExecutorKind, Input, TaskError, ToWorker};
 use smallvec::SmallVec;
 
+/// An eligible worker holding inputs of a task being placed: input bytes it holds, and its
+/// load when asked.
+struct HolderBytes {
+    bytes: u64,
+    load: super::worker_index::LoadKey,
+}
+
 /// Most tasks one steal round moves to one idle worker.
 const MAX_STEAL_PER_WORKER: usize = 256;
 
@@ -21,7 +28,7 @@ impl Core {
         let mut budget = self.config.slice_budget.max(1);
         let mut more = self.settle_within(&mut budget, comm);
         more |= self.jobs_slice(&mut budget, comm);
-        let mut local_bytes: Vec<(WorkerId, u64)> = Vec::new();
+        let mut holders: Vec<HolderBytes> = Vec::new();
         while budget > 0 {
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -39,7 +46,7 @@ impl Core {
                 continue;
             }
             self.refresh_index();
-            match self.choose_worker(id, &mut local_bytes) {
+            match self.choose_worker(id, &mut holders) {
                 Some(w) => self.assign(id, w, comm),
                 None => self.no_worker_fits(id, comm),
             }
@@ -156,53 +163,50 @@ impl Core {
     /// the least loaded. `None` if no worker can run it. O(inputs · holders + log W):
     /// only holders are weighed; without an eligible holder the least loaded capable
     /// worker comes from the index.
-    fn choose_worker(
-        &self,
-        id: TaskId,
-        local_bytes: &mut Vec<(WorkerId, u64)>,
-    ) -> Option<WorkerId> {
+    fn choose_worker(&self, id: TaskId, holders: &mut Vec<HolderBytes>) -> Option<WorkerId> {
         let task = self.task(id);
-        local_bytes.clear();
-        for dep in task.deps.iter() {
-            let d = self.task(*dep);
-            if let TaskState::Memory(holders) = &d.state {
-                for h in holders {
-                    // A spilled input counts half: a holder with it in memory is better.
-                    let spilled = self
-                        .workers
-                        .get(h)
-                        .is_some_and(|w| !w.spilled.is_empty() && w.spilled.contains(dep));
-                    let bytes = d.size.max(1);
-                    local_bytes.push((*h, if spilled { bytes / 2 } else { bytes }));
-                }
-            }
-        }
-        // Bytes per holder: sorted by holder, runs summed in place (a few entries as a
-        // rule; a hash map per task cost more than the sort).
-        local_bytes.sort_unstable_by_key(|(w, _)| *w);
-        local_bytes.dedup_by(|later, first| {
-            let same = later.0 == first.0;
-            if same {
-                first.1 += later.1;
-            }
-            same
-        });
         let (resources, allowed) = (task.resources(), task.allowed_workers());
         let eligible = |w: &WorkerId| {
             self.workers
                 .get(w)
                 .filter(|w| w.accepts_work() && w.can_run(task.kind, resources, allowed))
         };
+        // Each eligible holder once per input it holds, with its load (one lookup each).
+        holders.clear();
+        for dep in task.deps.iter() {
+            let d = self.task(*dep);
+            if let TaskState::Memory(held_by) = &d.state {
+                for h in held_by {
+                    let Some(w) = eligible(h) else {
+                        continue;
+                    };
+                    // A spilled input counts half: a holder with it in memory is better.
+                    let spilled = !w.spilled.is_empty() && w.spilled.contains(dep);
+                    let bytes = d.size.max(1);
+                    holders.push(HolderBytes {
+                        bytes: if spilled { bytes / 2 } else { bytes },
+                        load: super::worker_index::LoadKey::of(w),
+                    });
+                }
+            }
+        }
+        // Bytes per holder: sorted by holder, runs summed in place (a few entries as a
+        // rule; a hash map per task cost more than the sort).
+        holders.sort_unstable_by_key(|h| h.load.id);
+        holders.dedup_by(|later, first| {
+            let same = later.load.id == first.load.id;
+            if same {
+                first.bytes += later.bytes;
+            }
+            same
+        });
         // Best holder: most bytes, then least loaded, then lowest id.
-        let best_holder = local_bytes
+        let best_holder = holders
             .iter()
-            .filter(|(_, bytes)| *bytes > 0)
-            .filter_map(|(w, bytes)| {
-                eligible(w).map(|w| (*bytes, super::worker_index::LoadKey::of(w)))
-            })
-            .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        if let Some((_, key)) = best_holder {
-            return Some(key.id);
+            .filter(|h| h.bytes > 0)
+            .min_by(|a, b| b.bytes.cmp(&a.bytes).then(a.load.cmp(&b.load)));
+        if let Some(h) = best_holder {
+            return Some(h.load.id);
         }
         if allowed.is_empty() {
             return self.index.least_loaded(task.kind, resources).map(|k| k.id);
