@@ -11,7 +11,7 @@
 //!
 //! Each workload runs twice on the same core and workers (`"graph": "first"`, then
 //! `"again"`: a scheduler that has run a graph before, its tables grown). Each line also
-//! splits the core's time by the kind of call (`seconds_by_call`).
+//! splits the core's time by the kind of call (`seconds_by_call`: seconds and calls).
 //!
 //! Also measured: the time to register the W workers, and the scheduler's heap bytes
 //! per queued task (N independent tasks submitted to a core without workers, measured
@@ -136,8 +136,8 @@ struct Clock {
     slowest: Duration,
     slowest_what: &'static str,
     calls: u64,
-    /// Time per kind of call, in the order first seen.
-    by_call: Vec<(&'static str, Duration)>,
+    /// Time and calls per kind of call, in the order first seen.
+    by_call: Vec<(&'static str, Duration, u64)>,
 }
 
 impl Clock {
@@ -147,9 +147,12 @@ impl Clock {
         let took = start.elapsed();
         self.busy += took;
         self.calls += 1;
-        match self.by_call.iter_mut().find(|(w, _)| *w == what) {
-            Some((_, total)) => *total += took,
-            None => self.by_call.push((what, took)),
+        match self.by_call.iter_mut().find(|(w, _, _)| *w == what) {
+            Some((_, total, calls)) => {
+                *total += took;
+                *calls += 1;
+            }
+            None => self.by_call.push((what, took, 1)),
         }
         if took > self.slowest {
             self.slowest = took;
@@ -409,7 +412,7 @@ impl Sim {
             .clock
             .by_call
             .iter()
-            .map(|(what, took)| format!("\"{what}\": {:.4}", took.as_secs_f64()))
+            .map(|(what, took, calls)| format!("\"{what}\": [{:.4}, {calls}]", took.as_secs_f64()))
             .collect();
         let (slowest, slowest_what) = (self.clock.slowest, self.clock.slowest_what);
         let (core, comm) = (&mut self.core, &mut self.comm);
