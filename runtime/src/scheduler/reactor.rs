@@ -184,6 +184,7 @@ impl Core {
         finished: &[TaskFinished],
         comm: &mut impl Comm,
     ) {
+        let mut finished_here = 0;
         for f in finished {
             let Some(task) = self.tasks.get_mut(&f.id) else {
                 comm.release(worker, f.id);
@@ -207,10 +208,7 @@ impl Core {
                 }
             }
             task.size = f.size;
-            self.finished_count += 1;
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.finished += 1;
-            }
+            finished_here += 1;
             self.set_state(f.id, TaskState::Memory(smallvec![worker]), comm);
             let dependents = std::mem::take(&mut self.task_mut(f.id).dependents);
             for &d in &dependents {
@@ -224,6 +222,10 @@ impl Core {
             }
             self.task_mut(f.id).dependents = dependents;
             self.notify_wanters(f.id, comm);
+        }
+        self.finished_count += finished_here;
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.finished += finished_here;
         }
         self.settle(comm);
     }
