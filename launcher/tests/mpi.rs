@@ -9,7 +9,7 @@ mod common;
 use common::SHOAL;
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -170,10 +170,14 @@ fn shutdown(file: &str) {
     );
 }
 
-fn wait_file(path: &Path) {
+fn wait_file(job: &MpiJob) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "scheduler file never appeared");
+    while !job.file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "scheduler file never appeared:\n{}",
+            job.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -207,7 +211,7 @@ fn two_four_and_eight_ranks_compute_and_exit_cleanly() {
 fn twenty_consecutive_launches_never_hang() {
     for i in 0..20 {
         let mut job = MpiJob::start(2, &[], &["--death-timeout", "5"]);
-        wait_file(&job.file);
+        wait_file(&job);
         shutdown(job.f());
         let status = job
             .wait(Duration::from_secs(10))
@@ -572,6 +576,16 @@ fn a_fetch_from_a_dying_rank_is_abandoned(transport: &str, over: &str) {
     assert!(
         job.log()
             .contains(&format!("fetching from peer over {over}")),
+        "{}",
+        job.log()
+    );
+    // Both surviving worker ranks heard of the loss (the one that never fetched from the
+    // dead rank has no other way to know), so neither waits long in MPI_Finalize.
+    assert_eq!(
+        job.log()
+            .matches("the scheduler rank lost a worker rank")
+            .count(),
+        2,
         "{}",
         job.log()
     );

@@ -14,6 +14,7 @@ use shoal_comm::transport::mpi::MpiFabric;
 use shoal_comm::Secret;
 use shoal_runtime::scheduler::server::Scheduler;
 use shoal_runtime::worker::{run_worker, SchedulerSource, WorkerExit};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Environment variables through which launchers announce the job size.
@@ -175,25 +176,34 @@ async fn start_scheduler(
 
 /// Tag of the message with which the scheduler rank ends the job.
 const STOP_TAG: i32 = 0x5707;
+/// Tag of the message with which the scheduler rank says a worker rank was lost: Open
+/// MPI's finalize may wait for the dead process, so the survivors bound their wait there
+/// by [`LOST_PEER_FINALIZE_TIMEOUT`] (a rank that never exchanged data with the dead one
+/// has no other way to know).
+const PEER_LOST_TAG: i32 = 0x5708;
 
 /// Tell the worker ranks that never registered that the cluster stopped, so they do not
 /// wait out their death timeout (registered workers were told over their connection; a
-/// message to a rank that died would stay pending and hold up MPI_Finalize). One byte per
-/// rank, sent without waiting.
+/// message to a rank that died would stay pending and hold up MPI_Finalize).
 fn send_stop(world: &SimpleCommunicator, ranks: &[i32]) {
+    send_notice(world, ranks, STOP_TAG);
+}
+
+/// One byte with `tag` to each of `ranks`, sent without waiting.
+fn send_notice(world: &SimpleCommunicator, ranks: &[i32], tag: i32) {
     use mpi::raw::AsRaw;
-    static STOP: u8 = 1;
+    static NOTICE: u8 = 1;
     for &rank in ranks {
         // SAFETY: the buffer is a static that outlives the send; the request is released at
         // once (MPI completes it in the background), which MPI_Request_free allows.
         unsafe {
             let mut request = std::mem::MaybeUninit::uninit();
             let sent = mpi::ffi::MPI_Isend(
-                std::ptr::from_ref(&STOP).cast(),
+                std::ptr::from_ref(&NOTICE).cast(),
                 1,
                 mpi::ffi::RSMPI_UINT8_T,
                 rank,
-                STOP_TAG,
+                tag,
                 world.as_raw(),
                 request.as_mut_ptr(),
             );
@@ -204,14 +214,21 @@ fn send_stop(world: &SimpleCommunicator, ranks: &[i32]) {
     }
 }
 
-/// Resolves when the scheduler rank says the cluster stopped, or on SIGINT/SIGTERM.
-async fn stopped(world: &SimpleCommunicator, scheduler_rank: Option<i32>) {
+/// Resolves when the scheduler rank says the cluster stopped, or on SIGINT/SIGTERM. Sets
+/// `peer_lost` when the scheduler rank says a worker rank was lost meanwhile.
+async fn stopped(world: &SimpleCommunicator, scheduler_rank: Option<i32>, peer_lost: &AtomicBool) {
     let from_mpi = async {
         let Some(root) = scheduler_rank else {
             return std::future::pending().await;
         };
         let process = world.process_at_rank(root);
         loop {
+            if process.immediate_probe_with_tag(PEER_LOST_TAG).is_some() {
+                let _: (u8, _) = process.receive_with_tag(PEER_LOST_TAG);
+                if !peer_lost.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the scheduler rank lost a worker rank: MPI_Finalize will not wait long for it");
+                }
+            }
             if process.immediate_probe_with_tag(STOP_TAG).is_some() {
                 let _: (u8, _) = process.receive_with_tag(STOP_TAG);
                 tracing::info!("the scheduler rank ended the job");
@@ -409,6 +426,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         return Ok(RankOutcome::Client { address, secret });
     }
 
+    let peer_lost = AtomicBool::new(false);
     let worker_future = async {
         if !runs_worker {
             return Ok(0u8);
@@ -440,7 +458,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
         )?;
         let scheduler_rank = (!args.no_scheduler).then_some(args.scheduler_rank);
         Ok(
-            match run_worker(options, stopped(&world, scheduler_rank)).await? {
+            match run_worker(options, stopped(&world, scheduler_rank, &peer_lost)).await? {
                 WorkerExit::Shutdown => 0,
                 WorkerExit::SchedulerLost(reason) => {
                     tracing::error!(%reason, "worker exits: scheduler lost");
@@ -451,9 +469,26 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     };
     let mut rank_lost = false;
     let code = match scheduler {
-        Some(s) => {
+        Some(mut s) => {
+            let mut losses = s.worker_losses();
+            // Each worker rank lost is announced to the other ranks as it happens.
+            let announce_losses = async {
+                let mut lost = Vec::new();
+                while let Some(name) = losses.recv().await {
+                    let Some(r) = rank_of_worker(&name, &args.name) else {
+                        continue; // a worker from outside this job
+                    };
+                    lost.push(r);
+                    let survivors: Vec<i32> = (0..size)
+                        .filter(|x| *x != rank && Some(*x) != args.client_rank)
+                        .filter(|x| !lost.contains(x))
+                        .collect();
+                    send_notice(&world, &survivors, PEER_LOST_TAG);
+                }
+            };
             let scheduler = async {
-                let summary = s.run(crate::signals::terminated()).await;
+                let (summary, ()) =
+                    tokio::join!(s.run(crate::signals::terminated()), announce_losses);
                 let rank_name = |r: i32| format!("{}-{r}", args.name);
                 let unseen: Vec<i32> = (0..size)
                     .filter(|r| *r != rank || runs_worker)
@@ -481,6 +516,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
             Err(e) => abort_job(&world, rank, &args, contact.as_ref(), &e),
         },
     };
+    rank_lost |= peer_lost.load(Ordering::Relaxed);
     rank_lost |= fabric.as_ref().is_some_and(|f| f.0.peer_lost());
     drop(fabric);
     drop(world);
@@ -493,6 +529,12 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     };
     finalize_within(universe, timeout, code);
     Ok(RankOutcome::Exited(code))
+}
+
+/// The rank of this job's worker named `name` (`{prefix}-{rank}`, as ranks name their
+/// workers), if it is one.
+fn rank_of_worker(name: &str, prefix: &str) -> Option<i32> {
+    name.strip_prefix(prefix)?.strip_prefix('-')?.parse().ok()
 }
 
 /// A worker rank that failed to start stops the whole job (no half-started cluster):
@@ -541,6 +583,15 @@ fn finalize_within(universe: mpi::environment::Universe, timeout: std::time::Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_names_give_their_rank_only_for_this_jobs_prefix() {
+        assert_eq!(rank_of_worker("shoal-mpi-3", "shoal-mpi"), Some(3));
+        assert_eq!(rank_of_worker("shoal-mpi-12", "shoal-mpi"), Some(12));
+        assert_eq!(rank_of_worker("other-3", "shoal-mpi"), None);
+        assert_eq!(rank_of_worker("shoal-mpi3", "shoal-mpi"), None);
+        assert_eq!(rank_of_worker("shoal-mpi-x", "shoal-mpi"), None);
+    }
 
     #[test]
     fn contact_round_trips() {

@@ -92,6 +92,8 @@ pub struct Scheduler {
     address: String,
     /// Publishes snapshots for a dashboard, once one subscribed.
     publisher: Option<Publisher>,
+    /// Told the name of each worker lost during the run, once someone asked.
+    losses: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl Scheduler {
@@ -126,7 +128,16 @@ impl Scheduler {
             id,
             address,
             publisher: None,
+            losses: None,
         })
+    }
+
+    /// The names of workers whose connection closes before the shutdown, as they go (an
+    /// MPI launcher tells the other ranks that a peer process may have died).
+    pub fn worker_losses(&mut self) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.losses = Some(tx);
+        rx
     }
 
     /// Snapshots of the cluster, published every [`snapshot::INTERVAL`] from now on (the
@@ -179,6 +190,7 @@ impl Scheduler {
             failed_starts: Default::default(),
             publisher: self.publisher,
             services: self.options.services.clone(),
+            losses: self.losses,
         };
         state
             .main_loop(events, shutdown, self.options.idle_timeout)
@@ -369,6 +381,8 @@ pub(super) struct ServerState {
     pub(super) publisher: Option<Publisher>,
     /// Other ports of this scheduler by service name.
     pub(super) services: Vec<(String, u16)>,
+    /// Where lost workers' names go as they are lost ([`Scheduler::worker_losses`]).
+    losses: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// Start failures kept for `shoal status`.
@@ -510,6 +524,9 @@ impl ServerState {
             Event::WorkerClosed(id, reason) => {
                 if let Some(worker) = self.core.worker(id) {
                     let name = worker.registration.name.clone();
+                    if let Some(losses) = &self.losses {
+                        let _ = losses.send(name.clone());
+                    }
                     self.summary.workers_lost.push(name);
                 }
                 self.core.on_worker_lost(id, &reason, &mut self.comm);
