@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a peer may take to complete the handshake.
@@ -104,7 +103,7 @@ impl Scheduler {
             address: options.listen,
             source,
         };
-        let listener = TcpListener::bind(options.listen)
+        let listener = shoal_comm::transport::tcp::bind(options.listen)
             .await
             .map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
