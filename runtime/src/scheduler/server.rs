@@ -370,6 +370,35 @@ pub(super) struct ServerState {
     pub(super) services: Vec<(String, u16)>,
 }
 
+/// Turns of the event loop at least this long are logged (at debug level).
+const SLOW_TURN: Duration = Duration::from_millis(50);
+
+/// What woke the event loop.
+enum Wake {
+    /// An event, or `None` once every sender is gone.
+    Event(Option<Event>),
+    /// The core has more slices of work.
+    Backlog,
+    /// A dashboard snapshot is due (since this instant).
+    Snapshot(Instant),
+    Balance,
+    Heartbeat,
+    Shutdown,
+}
+
+impl Wake {
+    fn name(&self) -> &'static str {
+        match self {
+            Wake::Event(_) => "events",
+            Wake::Backlog => "backlog",
+            Wake::Snapshot(_) => "snapshot",
+            Wake::Balance => "balance",
+            Wake::Heartbeat => "heartbeat",
+            Wake::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Start failures kept for `shoal status`.
 const MAX_FAILED_STARTS: usize = 32;
 
@@ -389,9 +418,19 @@ impl ServerState {
         // tasks): run one per turn of the loop, so events are answered in between.
         let mut backlog = false;
         while !self.stop {
-            tokio::select! {
-                event = events.recv() => {
-                    let Some(event) = event else { break };
+            let wake = tokio::select! {
+                event = events.recv() => Wake::Event(event),
+                () = tokio::task::yield_now(), if backlog => Wake::Backlog,
+                due = snapshot_tick.tick(), if self.publisher.is_some() => Wake::Snapshot(due.into_std()),
+                _ = balance.tick() => Wake::Balance,
+                _ = heartbeat.tick() => Wake::Heartbeat,
+                () = &mut shutdown => Wake::Shutdown,
+            };
+            let started = Instant::now();
+            let what = wake.name();
+            match wake {
+                Wake::Event(None) => break,
+                Wake::Event(Some(event)) => {
                     self.handle(event);
                     let mut handled = 1;
                     while handled < MAX_BATCH {
@@ -401,16 +440,10 @@ impl ServerState {
                     }
                     backlog = self.core.schedule(&mut self.comm);
                 }
-                () = tokio::task::yield_now(), if backlog => {
-                    backlog = self.core.schedule(&mut self.comm);
-                }
-                due = snapshot_tick.tick(), if self.publisher.is_some() => {
-                    self.publish_snapshot(due.into_std());
-                }
-                _ = balance.tick() => {
-                    self.core.balance(&mut self.comm);
-                }
-                _ = heartbeat.tick() => {
+                Wake::Backlog => backlog = self.core.schedule(&mut self.comm),
+                Wake::Snapshot(due) => self.publish_snapshot(due),
+                Wake::Balance => self.core.balance(&mut self.comm),
+                Wake::Heartbeat => {
                     let now = Instant::now();
                     self.core.on_tick(now, &mut self.comm);
                     backlog = self.core.schedule(&mut self.comm);
@@ -424,17 +457,27 @@ impl ServerState {
                         if self.core.is_busy(self.coord_holder) {
                             self.last_activity = now;
                         } else if now.duration_since(self.last_activity) >= limit {
-                            tracing::info!("no clients and no work for {limit:?} (--idle-timeout): stopping");
+                            tracing::info!(
+                                "no clients and no work for {limit:?} (--idle-timeout): stopping"
+                            );
                             self.stop = true;
                         }
                     }
                 }
-                () = &mut shutdown => {
+                Wake::Shutdown => {
                     tracing::info!("shutdown requested");
                     self.stop = true;
                 }
             }
             self.comm.flush();
+            let took = started.elapsed();
+            if took >= SLOW_TURN {
+                tracing::debug!(
+                    turn = what,
+                    ms = took.as_millis() as u64,
+                    "slow turn of the event loop: nobody was answered meanwhile"
+                );
+            }
         }
     }
 
