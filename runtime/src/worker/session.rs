@@ -28,7 +28,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// How a worker ended.
@@ -93,7 +92,7 @@ pub async fn run_worker(
         let host = host.to_owned();
         move |source| WorkerError::DataServer { host, source }
     };
-    let listener = TcpListener::bind((options.host.as_str(), 0))
+    let listener = shoal_comm::transport::tcp::bind((options.host.as_str(), 0))
         .await
         .map_err(data_server_error(&options.host))?;
     crate::sys::tune_c_allocator();
@@ -150,7 +149,7 @@ pub async fn run_worker(
                         h.abort();
                     }
                     let address = tcp_address.trim_start_matches("tcp://");
-                    let tcp = TcpListener::bind(address)
+                    let tcp = shoal_comm::transport::tcp::bind(address)
                         .await
                         .map_err(data_server_error(address))?;
                     Listener::new(tcp, &options.transports, Service::Data)
