@@ -442,7 +442,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
             }
         };
         let (host, _) = choose_host(None, args.interface.as_deref())?;
-        let name = format!("{}-{rank}", args.name);
+        let name = worker_name(&args.name, rank);
         if let Some(cpus) =
             crate::topology::bind_process(args.bind, local_rank as usize, on_node as usize)?
         {
@@ -489,7 +489,7 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
             let scheduler = async {
                 let (summary, ()) =
                     tokio::join!(s.run(crate::signals::terminated()), announce_losses);
-                let rank_name = |r: i32| format!("{}-{r}", args.name);
+                let rank_name = |r: i32| worker_name(&args.name, r);
                 let unseen: Vec<i32> = (0..size)
                     .filter(|r| *r != rank || runs_worker)
                     .filter(|r| Some(*r) != args.client_rank)
@@ -531,8 +531,12 @@ pub async fn run_rank(args: MpiArgs, hooks: &crate::Hooks) -> anyhow::Result<Ran
     Ok(RankOutcome::Exited(code))
 }
 
-/// The rank of this job's worker named `name` (`{prefix}-{rank}`, as ranks name their
-/// workers), if it is one.
+/// The name a rank gives its worker: `{prefix}-{rank}` (`--name` is the prefix).
+fn worker_name(prefix: &str, rank: i32) -> String {
+    format!("{prefix}-{rank}")
+}
+
+/// The rank of this job's worker named `name` ([`worker_name`]'s inverse), if it is one.
 fn rank_of_worker(name: &str, prefix: &str) -> Option<i32> {
     name.strip_prefix(prefix)?.strip_prefix('-')?.parse().ok()
 }

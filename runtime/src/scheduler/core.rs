@@ -237,10 +237,7 @@ impl Core {
                 for &w in holders {
                     comm.release(w, id);
                     if let Some(worker) = self.workers.get_mut(&w) {
-                        if !worker.spilled.is_empty() {
-                            worker.spilled.remove(&id);
-                        }
-                        worker.holds.remove(&id);
+                        worker.forget_result(id);
                     }
                 }
             }

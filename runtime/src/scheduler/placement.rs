@@ -181,7 +181,7 @@ impl Core {
                         continue;
                     };
                     // A spilled input counts half: a holder with it in memory is better.
-                    let spilled = !w.spilled.is_empty() && w.spilled.contains(dep);
+                    let spilled = w.is_spilled(*dep);
                     let bytes = d.size.max(1);
                     holders.push(HolderBytes {
                         bytes: if spilled { bytes / 2 } else { bytes },
@@ -276,9 +276,7 @@ impl Core {
     /// The holders of `id`, those with it in memory first (fetches go to them first).
     fn holders_memory_first(&self, id: TaskId, holders: &[WorkerId]) -> Vec<WorkerId> {
         let mut out = holders.to_vec();
-        if out.len() > 1 {
-            out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.spilled.contains(&id)));
-        }
+        out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.is_spilled(id)));
         out
     }
 
@@ -315,7 +313,7 @@ impl Core {
                 }
                 scanned += 1;
                 let task = self.task(t);
-                if matches!(task.state, TaskState::Queued(w) if w == victim)
+                if task.state.is_queued_on(victim)
                     && !self.steals.contains_key(&t)
                     && thief_state.can_run(task.kind, task.resources(), task.allowed_workers())
                 {

@@ -142,8 +142,7 @@ impl Core {
         holders.retain(|w| *w != worker);
         let lost = holders.is_empty();
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.holds.remove(&task_id);
-            w.spilled.remove(&task_id);
+            w.forget_result(task_id);
         }
         if !lost {
             return;
@@ -170,7 +169,7 @@ impl Core {
     pub fn on_tasks_started(&mut self, worker: WorkerId, ids: &[TaskId], comm: &mut impl Comm) {
         for &id in ids {
             if let Some(task) = self.tasks.get(&id) {
-                if matches!(task.state, TaskState::Queued(w) if w == worker) {
+                if task.state.is_queued_on(worker) {
                     self.set_state(id, TaskState::Running(worker), comm);
                 }
             }
@@ -297,7 +296,7 @@ impl Core {
             let Some(task) = self.tasks.get(&id) else {
                 continue;
             };
-            if !handed_back || !matches!(task.state, TaskState::Queued(w) if w == victim) {
+            if !handed_back || !task.state.is_queued_on(victim) {
                 continue;
             }
             if self.workers.contains_key(&thief) {
@@ -320,7 +319,7 @@ impl Core {
         tracing::info!(worker = %worker, name = %w.registration.name, "worker retiring");
         let assigned: Vec<TaskId> = w.assigned.to_vec();
         for id in assigned {
-            if matches!(self.task(id).state, TaskState::Queued(w) if w == worker) {
+            if self.task(id).state.is_queued_on(worker) {
                 comm.release(worker, id);
                 self.set_state(id, TaskState::Ready, comm);
             }

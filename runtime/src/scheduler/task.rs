@@ -34,6 +34,11 @@ impl TaskState {
         )
     }
 
+    /// Queued on `worker` and not started there yet.
+    pub fn is_queued_on(&self, worker: WorkerId) -> bool {
+        matches!(self, TaskState::Queued(w) if *w == worker)
+    }
+
     /// The worker a queued or running task is on.
     pub fn assigned_worker(&self) -> Option<WorkerId> {
         match self {

@@ -67,6 +67,20 @@ impl WorkerState {
         self.assigned.len() as f64 / self.nthreads() as f64
     }
 
+    /// It holds `id`'s result on disk, not in memory.
+    pub fn is_spilled(&self, id: TaskId) -> bool {
+        // Most workers never spill: no hashing then.
+        !self.spilled.is_empty() && self.spilled.contains(&id)
+    }
+
+    /// It no longer holds `id`'s result.
+    pub fn forget_result(&mut self, id: TaskId) {
+        self.holds.remove(&id);
+        if !self.spilled.is_empty() {
+            self.spilled.remove(&id);
+        }
+    }
+
     /// Fewer tasks than threads: it could start more now.
     pub fn is_idle(&self) -> bool {
         (self.assigned.len() as u64) < self.nthreads() as u64
