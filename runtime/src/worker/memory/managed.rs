@@ -213,19 +213,29 @@ impl ManagedStore {
 
     /// Encode and write one value, then drop it from memory if it is still the same
     /// value. `Ok(false)`: it changed or vanished meanwhile; nothing moved.
+    ///
+    /// Writers take turns on the disk lock, and each checks before writing that the value
+    /// is still the one in memory: an eviction round and [`ManagedStore::spill_one`] may
+    /// pick the same result, and the second must neither overwrite the first's record nor
+    /// remove it (the result would then be listed on disk and be nowhere).
     fn write_out(&self, id: TaskId, value: &Value, generation: u64) -> Result<bool, SpillFailure> {
         let started = Instant::now();
         let bytes = value.to_spill_bytes().map_err(SpillFailure::Encode)?;
         let Some(mut disk) = self.disk() else {
             return Err(SpillFailure::Disabled);
         };
+        let current = |s: &State| {
+            s.memory
+                .get(&id)
+                .is_some_and(|e| e.generation == generation)
+        };
+        if !current(&self.state()) {
+            return Ok(false);
+        }
         let on_disk = disk.write(id, &bytes)?;
         let mut s = self.state();
-        let same = s
-            .memory
-            .get(&id)
-            .is_some_and(|e| e.generation == generation);
-        if !same {
+        if !current(&s) {
+            // Replaced or removed while it was written: the record is this writer's own.
             disk.remove(id);
             return Ok(false);
         }
@@ -366,5 +376,28 @@ impl DataStore for ManagedStore {
         if let Some(mut disk) = self.disk() {
             disk.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An eviction round took the result before `spill_one` moved it to disk: its late
+    /// write must leave the moved result readable.
+    #[test]
+    fn a_second_writer_of_the_same_result_leaves_the_first_ones_record() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let store = ManagedStore::spilling(dir.path(), SpillOptions::default()).expect("store");
+        let id = TaskId(7);
+        let value = Value::Bytes(Bytes::from(vec![5u8; 4096]));
+        store.put(id, value.clone());
+        let generation = store.state().memory.get(&id).map(|e| e.generation);
+        store.spill_one(id).expect("spilled");
+        let late = store.write_out(id, &value, generation.expect("in memory"));
+        assert!(matches!(late, Ok(false)), "nothing moved the second time");
+        assert!(store.contains(id));
+        let back = store.get(id).expect("still readable from disk");
+        assert_eq!(back.to_spill_bytes().ok(), value.to_spill_bytes().ok());
     }
 }
