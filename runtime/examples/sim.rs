@@ -11,7 +11,9 @@
 //!
 //! Each workload runs twice on the same core and workers (`"graph": "first"`, then
 //! `"again"`: a scheduler that has run a graph before, its tables grown). Each line also
-//! splits the core's time by the kind of call (`seconds_by_call`: seconds and calls).
+//! splits the core's time by the kind of call (`seconds_by_call`: seconds and calls) and
+//! counts the inputs a worker had to fetch from another worker (`remote_inputs`:
+//! transfers, what placement's locality saves).
 //!
 //! Also measured: the time to register the W workers, and the scheduler's heap bytes
 //! per queued task (N independent tasks submitted to a core without workers, measured
@@ -88,6 +90,8 @@ struct SimComm {
     computes: Vec<(WorkerId, TaskId)>,
     /// Compute requests sent: the placement decisions.
     decisions: u64,
+    /// Inputs of those tasks that their worker had to fetch from another (transfers).
+    remote_inputs: u64,
     steals: Vec<(WorkerId, TaskId)>,
     updates: usize,
     messages: u64,
@@ -99,6 +103,11 @@ impl Comm for SimComm {
     fn compute(&mut self, worker: WorkerId, task: ComputeTask, _: Option<Bytes>) {
         self.computes.push((worker, task.id));
         self.decisions += 1;
+        self.remote_inputs += task
+            .inputs
+            .iter()
+            .filter(|i| !i.holders.contains(&worker))
+            .count() as u64;
     }
     fn release(&mut self, _: WorkerId, _: TaskId) {
         self.messages += 1;
@@ -386,6 +395,7 @@ impl Sim {
         self.clock.by_call.clear();
         let (busy_start, calls_start) = (self.clock.busy, self.clock.calls);
         let (decisions_start, updates_start) = (self.comm.decisions, self.comm.updates);
+        let remote_start = self.comm.remote_inputs;
         let core = &mut self.core;
         let submitted = wants.clone();
         self.clock.time("submit", || {
@@ -408,6 +418,7 @@ impl Sim {
         let compute = self.clock.busy - busy_start;
         let calls = self.clock.calls - calls_start;
         let decisions = self.comm.decisions - decisions_start;
+        let remote_inputs = self.comm.remote_inputs - remote_start;
         let by_call: Vec<String> = self
             .clock
             .by_call
@@ -424,7 +435,7 @@ impl Sim {
             "everything released at the end"
         );
         format!(
-            "\"tasks\": {n}, \"rounds\": {rounds}, \"core_seconds\": {:.4}, \"tasks_per_second\": {:.0}, \"decisions_per_second\": {:.0}, \"slowest_call_ms\": {:.3}, \"slowest_call\": \"{slowest_what}\", \"calls\": {calls}, \"seconds_by_call\": {{{}}}",
+            "\"tasks\": {n}, \"rounds\": {rounds}, \"core_seconds\": {:.4}, \"tasks_per_second\": {:.0}, \"decisions_per_second\": {:.0}, \"slowest_call_ms\": {:.3}, \"slowest_call\": \"{slowest_what}\", \"remote_inputs\": {remote_inputs}, \"calls\": {calls}, \"seconds_by_call\": {{{}}}",
             compute.as_secs_f64(),
             n as f64 / compute.as_secs_f64(),
             decisions as f64 / compute.as_secs_f64(),

@@ -7,79 +7,9 @@
 //! The sorted list of non-empty counts changes only when a bucket empties or fills (and
 //! holds a few counts as a rule: workers' loads stay close to one another).
 
+use super::id_set::IdSet;
 use rustc_hash::FxHashMap;
 use shoal_comm::ids::WorkerId;
-
-/// A set of worker ids as a bitset, with the index of its lowest non-zero word.
-#[derive(Debug, Default)]
-struct IdSet {
-    words: Vec<u64>,
-    len: u32,
-    /// No bit is set in the words below this one.
-    first_word: usize,
-}
-
-impl IdSet {
-    fn insert(&mut self, id: u32) {
-        let (word, bit) = (id as usize / 64, id % 64);
-        if word >= self.words.len() {
-            self.words.resize(word + 1, 0);
-        }
-        debug_assert!(self.words[word] & (1 << bit) == 0, "worker {id} twice");
-        self.words[word] |= 1 << bit;
-        if self.len == 0 || word < self.first_word {
-            self.first_word = word;
-        }
-        self.len += 1;
-    }
-
-    /// Remove `id` (present); returns whether the set is empty now.
-    fn remove(&mut self, id: u32) -> bool {
-        let (word, bit) = (id as usize / 64, id % 64);
-        debug_assert!(self.words[word] & (1 << bit) != 0, "worker {id} missing");
-        self.words[word] &= !(1 << bit);
-        self.len -= 1;
-        if self.len > 0 && word == self.first_word && self.words[word] == 0 {
-            self.first_word = self.next_word_from(word + 1).unwrap_or(self.words.len());
-        }
-        self.len == 0
-    }
-
-    fn contains(&self, id: u32) -> bool {
-        let (word, bit) = (id as usize / 64, id % 64);
-        self.words.get(word).is_some_and(|w| w & (1 << bit) != 0)
-    }
-
-    fn next_word_from(&self, start: usize) -> Option<usize> {
-        (start..self.words.len()).find(|&w| self.words[w] != 0)
-    }
-
-    /// The lowest id at or above `from`.
-    fn first_from(&self, from: u32) -> Option<u32> {
-        let mut word = (from as usize / 64).max(self.first_word);
-        if word >= self.words.len() {
-            return None;
-        }
-        let mut bits = self.words[word];
-        if word == from as usize / 64 {
-            bits &= u64::MAX << (from % 64);
-        }
-        loop {
-            if bits != 0 {
-                return Some(word as u32 * 64 + bits.trailing_zeros());
-            }
-            word = self.next_word_from(word + 1)?;
-            bits = self.words[word];
-        }
-    }
-
-    /// Empty it, keeping the allocation for reuse.
-    fn clear(&mut self) {
-        self.words.iter_mut().for_each(|w| *w = 0);
-        self.len = 0;
-        self.first_word = 0;
-    }
-}
 
 /// A worker's place in the order: its assigned count and id.
 pub type Place = (u32, WorkerId);

@@ -9,6 +9,7 @@
 //! - [`placement`]: placing ready tasks; stealing for idle workers.
 //! - [`worker_index`]: workers by load, signature, idleness and name, kept incrementally.
 //! - `load_order`: the index's workers of one thread count by load, O(1) per change.
+//! - `id_set`: a bitset of worker ids, the index's sets.
 //! - [`root_queue`]: ready tasks without inputs waiting for a free worker slot.
 //! - [`retry`]: computing failed keys again.
 //! - [`retirement`]: retiring workers without losing their results.
@@ -29,6 +30,7 @@ pub mod coordination;
 pub mod core;
 mod dispatch;
 pub mod graph;
+mod id_set;
 pub mod jobs;
 mod load_order;
 pub mod placement;

@@ -71,9 +71,13 @@ impl Core {
     /// Send queued root tasks to the least loaded workers while they are below their
     /// saturation limit. Returns whether the budget ran out with work left.
     ///
-    /// The least loaded worker takes tasks until it is no longer below the runner-up, so
-    /// the index moves it once per run instead of once per task (the same choices as
-    /// asking the index after every task).
+    /// Roots go out in runs: the least loaded worker takes the next roots in priority
+    /// order, at least as many as it has threads (fewer only when it fills up or the
+    /// queue empties), then more while it is still below the runner-up. Neighbours in
+    /// priority order are the roots a reduction combines first (Dask orders a graph that
+    /// way), so a run lets their dependent start where both inputs are, with no
+    /// transfer; one task at a time to the least loaded would deal neighbours out to
+    /// different workers. The index moves a worker once per run, not once per task.
     fn release_roots(&mut self, budget: &mut usize, comm: &mut impl Comm) -> bool {
         let kinds: SmallVec<[ExecutorKind; 4]> = self.root_queue.kinds().collect();
         for kind in kinds {
@@ -95,11 +99,15 @@ impl Core {
                     break; // capable workers exist but are paused or retiring
                 };
                 let limit = self.saturation_limit(least.nthreads);
+                let mut run = 0;
                 loop {
-                    if runner_up.is_some_and(|r| r < least) {
+                    if run >= least.nthreads && runner_up.is_some_and(|r| r < least) {
                         continue 'runs; // the runner-up is the least loaded now
                     }
                     if least.assigned >= limit {
+                        if run > 0 {
+                            continue 'runs; // it filled up before the run ended
+                        }
                         break 'runs; // the least loaded is full, so all are
                     }
                     let Some(id) = self.root_queue.peek(kind) else {
@@ -113,6 +121,7 @@ impl Core {
                     if self.is_ready(id) {
                         self.assign(id, least.id, comm);
                         least.assigned += 1;
+                        run += 1;
                     }
                 }
             }

@@ -15,6 +15,7 @@
 //! [`WorkerIndex::update`] recomputes one worker's entries from its state; `Core`
 //! calls it wherever a worker's assigned set, pause or retirement changes.
 
+use super::id_set::IdSet;
 use super::load_order::{LoadOrder, Place};
 use super::worker::WorkerState;
 use rustc_hash::FxHashMap;
@@ -175,7 +176,7 @@ struct Entry {
 pub struct WorkerIndex {
     groups: Vec<Group>,
     entries: FxHashMap<WorkerId, Entry>,
-    idle: BTreeSet<WorkerId>,
+    idle: IdSet,
     victims: BTreeSet<VictimKey>,
     /// Workers whose victim entry is out of date.
     victims_stale: Vec<WorkerId>,
@@ -264,7 +265,7 @@ impl WorkerIndex {
             self.groups[entry.group].remove(entry.key);
         }
         if entry.idle {
-            self.idle.remove(&entry.key.id);
+            self.idle.remove(entry.key.id.0);
         }
         if let Some(key) = entry.victim {
             self.victims.remove(&VictimKey(key));
@@ -297,9 +298,9 @@ impl WorkerIndex {
         }
         if old.idle != new.idle {
             if new.idle {
-                self.idle.insert(w.id);
+                self.idle.insert(w.id.0);
             } else {
-                self.idle.remove(&w.id);
+                self.idle.remove(w.id.0);
             }
         }
         let victim_now = new.wants_victim.then_some(new.key);
@@ -352,7 +353,7 @@ impl WorkerIndex {
 
     /// Idle workers accepting work, by id.
     pub fn idle(&self) -> impl Iterator<Item = WorkerId> + '_ {
-        self.idle.iter().copied()
+        self.idle.iter().map(WorkerId)
     }
 
     /// Workers with queued work beyond what they run, most loaded first (ties: lowest
@@ -396,7 +397,7 @@ impl WorkerIndex {
                 "{id} accepting"
             );
             assert_eq!(
-                self.idle.contains(id),
+                self.idle.contains(id.0),
                 accepting && w.is_idle(),
                 "{id} idle"
             );

@@ -242,11 +242,15 @@ fn a_huge_submission_is_accepted_in_slices_between_other_events() {
 }
 
 #[test]
-fn each_root_task_goes_to_the_least_loaded_worker_of_that_moment() {
-    // Workers of 1, 2 and 4 threads; root tasks are handed out in runs, and every one must
-    // still land on the worker least loaded (tasks per thread, then lowest id) when it was
-    // sent, up to the saturation limits.
-    let mut env = Env::new();
+fn root_tasks_go_out_in_runs_of_a_workers_threads_to_the_least_loaded() {
+    // Workers of 1, 2 and 4 threads. The least loaded worker (tasks per thread, then
+    // lowest id) takes the next roots in order: as many as it has threads, then more
+    // while it stays the least loaded, up to its saturation limit. Slices big enough
+    // that no run is cut by the slice budget.
+    let mut env = Env::with_config(CoreConfig {
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
     let threads = [
         (env.worker("a", 1), 1u32),
         (env.worker("b", 2), 2),
@@ -256,29 +260,99 @@ fn each_root_task_goes_to_the_least_loaded_worker_of_that_moment() {
     let specs = keys.iter().map(|k| t(k, &[])).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     env.submit(specs, &refs).unwrap();
-    let mut load: Vec<(WorkerId, u32, u32)> = threads.iter().map(|&(w, n)| (w, n, 0)).collect();
-    let computes = env.take_computes();
-    for (w, key) in &computes {
-        let least = load
-            .iter()
-            .min_by(|a, b| {
-                (u64::from(a.2) * u64::from(b.1))
-                    .cmp(&(u64::from(b.2) * u64::from(a.1)))
+    // The rule, replayed: (worker, tasks held, threads, limit).
+    let mut load: Vec<(WorkerId, u32, u32, u32)> = threads
+        .iter()
+        .map(|&(w, n)| (w, 0, n, env.core.saturation_limit(n)))
+        .collect();
+    let least = |load: &[(WorkerId, u32, u32, u32)]| {
+        load.iter()
+            .enumerate()
+            .filter(|(_, l)| l.1 < l.3)
+            .min_by(|(_, a), (_, b)| {
+                (u64::from(a.1) * u64::from(b.2))
+                    .cmp(&(u64::from(b.1) * u64::from(a.2)))
                     .then(a.0.cmp(&b.0))
             })
-            .map(|l| l.0);
-        assert_eq!(least, Some(*w), "{key} went to {w}, not the least loaded");
-        load.iter_mut().find(|l| l.0 == *w).expect("a worker").2 += 1;
+            .map(|(i, _)| i)
+    };
+    let mut expected = Vec::new();
+    let mut queue = keys.iter();
+    'runs: while let Some(i) = least(&load) {
+        let mut run = 0;
+        while load[i].1 < load[i].3 && (run < load[i].2 || least(&load) == Some(i)) {
+            let Some(key) = queue.next() else {
+                break 'runs;
+            };
+            expected.push((load[i].0, key.clone()));
+            load[i].1 += 1;
+            run += 1;
+        }
     }
-    for &(w, n) in &threads {
-        assert_eq!(
-            held(&env, w),
-            env.core.saturation_limit(n) as usize,
-            "{w} full"
-        );
+    assert_eq!(env.take_computes(), expected);
+    assert_eq!(expected.len(), 2 + 4 + 8, "every worker full");
+    assert_eq!(
+        &expected[..7].iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+        &[
+            threads[0].0,
+            threads[1].0,
+            threads[1].0,
+            threads[2].0,
+            threads[2].0,
+            threads[2].0,
+            threads[2].0
+        ],
+        "the first runs: one, two and four roots"
+    );
+    assert_eq!(env.core.root_queue.len(), 40 - expected.len());
+}
+
+#[test]
+fn neighbouring_roots_share_a_worker_so_their_reduction_needs_no_transfer() {
+    // Two workers of 4 threads, a binary tree over 16 leaves: each run of 4 consecutive
+    // leaves lands on one worker, so the first two levels of the reduction read only
+    // inputs their worker holds.
+    let mut env = Env::with_config(CoreConfig {
+        min_worker_queue: 0,
+        ..CoreConfig::default()
+    });
+    env.worker("a", 4);
+    env.worker("b", 4);
+    let mut specs: Vec<TaskSpec> = (0..16).map(|i| t(&format!("l{i}"), &[])).collect();
+    for i in 0..8 {
+        let (x, y) = (format!("l{}", 2 * i), format!("l{}", 2 * i + 1));
+        specs.push(t(&format!("m{i}"), &[&x, &y]));
     }
-    assert_eq!(computes.len(), 2 + 4 + 8);
-    assert_eq!(env.core.root_queue.len(), 40 - computes.len());
+    for i in 0..4 {
+        let (x, y) = (format!("m{}", 2 * i), format!("m{}", 2 * i + 1));
+        specs.push(t(&format!("n{i}"), &[&x, &y]));
+    }
+    let wants: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
+    let refs: Vec<&str> = wants.iter().map(String::as_str).collect();
+    env.submit(specs, &refs).unwrap();
+    let mut remote = 0;
+    let mut placed = 0;
+    loop {
+        let computes: Vec<(WorkerId, ComputeTask)> = env
+            .comm
+            .computes
+            .drain(..)
+            .map(|(w, c, _)| (w, c))
+            .collect();
+        if computes.is_empty() {
+            break;
+        }
+        for (w, c) in &computes {
+            placed += 1;
+            remote += c.inputs.iter().filter(|i| !i.holders.contains(w)).count();
+        }
+        for (w, c) in computes {
+            let key = env.core.task(c.id).key.to_string();
+            env.finish(w, &key, 8);
+        }
+    }
+    assert_eq!(placed, 16 + 8 + 4, "every task ran");
+    assert_eq!(remote, 0, "no input was fetched from the other worker");
 }
 
 #[test]
