@@ -45,8 +45,13 @@ impl Core {
                 self.root_queue.push(kind, priority, id);
                 continue;
             }
-            self.refresh_index();
-            match self.choose_worker(id, &mut holders) {
+            // Where its inputs are; else the least loaded capable worker, from the index
+            // (brought up to date only then: O(log W), and not once per placement).
+            let worker = self.best_holder(id, &mut holders).or_else(|| {
+                self.refresh_index();
+                self.least_loaded_capable(id)
+            });
+            match worker {
                 Some(w) => self.assign(id, w, comm),
                 None => self.no_worker_fits(id, comm),
             }
@@ -169,24 +174,18 @@ impl Core {
     }
 
     /// The worker holding most input bytes among those that can run the task; ties go to
-    /// the least loaded. `None` if no worker can run it. O(inputs · holders + log W):
-    /// only holders are weighed; without an eligible holder the least loaded capable
-    /// worker comes from the index.
-    fn choose_worker(&self, id: TaskId, holders: &mut Vec<HolderBytes>) -> Option<WorkerId> {
+    /// the least loaded (its load read from the worker itself, so the index need not be
+    /// current). `None` if no eligible worker holds an input. O(inputs · holders).
+    fn best_holder(&self, id: TaskId, holders: &mut Vec<HolderBytes>) -> Option<WorkerId> {
         let task = self.task(id);
         let (resources, allowed) = (task.resources(), task.allowed_workers());
-        let eligible = |w: &WorkerId| {
-            self.workers
-                .get(w)
-                .filter(|w| w.accepts_work() && w.can_run(task.kind, resources, allowed))
-        };
         // Each eligible holder once per input it holds, with its load (one lookup each).
         holders.clear();
         for dep in task.deps.iter() {
             let d = self.task(*dep);
             if let TaskState::Memory(held_by) = &d.state {
                 for h in held_by {
-                    let Some(w) = eligible(h) else {
+                    let Some(w) = self.eligible(*h, task.kind, resources, allowed) else {
                         continue;
                     };
                     // A spilled input counts half: a holder with it in memory is better.
@@ -210,23 +209,41 @@ impl Core {
             same
         });
         // Best holder: most bytes, then least loaded, then lowest id.
-        let best_holder = holders
+        holders
             .iter()
             .filter(|h| h.bytes > 0)
-            .min_by(|a, b| b.bytes.cmp(&a.bytes).then(a.load.cmp(&b.load)));
-        if let Some(h) = best_holder {
-            return Some(h.load.id);
-        }
+            .min_by(|a, b| b.bytes.cmp(&a.bytes).then(a.load.cmp(&b.load)))
+            .map(|h| h.load.id)
+    }
+
+    /// The least loaded worker that can run `id` (among those its `workers=` restriction
+    /// names, if any), from an up-to-date index. `None` if no worker can run it.
+    fn least_loaded_capable(&self, id: TaskId) -> Option<WorkerId> {
+        let task = self.task(id);
+        let (resources, allowed) = (task.resources(), task.allowed_workers());
         if allowed.is_empty() {
             return self.index.least_loaded(task.kind, resources).map(|k| k.id);
         }
         allowed
             .iter()
             .flat_map(|name| self.index.named(name))
-            .filter_map(eligible)
+            .filter_map(|w| self.eligible(*w, task.kind, resources, allowed))
             .map(super::worker_index::LoadKey::of)
             .min()
             .map(|k| k.id)
+    }
+
+    /// Worker `w`, if it accepts work and can run a task with these needs.
+    fn eligible(
+        &self,
+        w: WorkerId,
+        kind: ExecutorKind,
+        resources: &[shoal_comm::message::Resource],
+        allowed: &[String],
+    ) -> Option<&super::worker::WorkerState> {
+        self.workers
+            .get(&w)
+            .filter(|w| w.accepts_work() && w.can_run(kind, resources, allowed))
     }
 
     /// Tell `worker` the address of `peer` unless it knows it already.
@@ -285,7 +302,9 @@ impl Core {
     /// The holders of `id`, those with it in memory first (fetches go to them first).
     fn holders_memory_first(&self, id: TaskId, holders: &[WorkerId]) -> Vec<WorkerId> {
         let mut out = holders.to_vec();
-        out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.is_spilled(id)));
+        if out.len() > 1 {
+            out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.is_spilled(id)));
+        }
         out
     }
 
