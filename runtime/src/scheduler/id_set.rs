@@ -1,6 +1,8 @@
 //! A set of worker ids as a bitset: insert, remove and membership in O(1), the lowest
 //! member from any id in a few word reads (workers' ids are dense: handed out in order).
 
+use shoal_comm::ids::WorkerId;
+
 /// A set of worker ids as a bitset, with the index of its lowest non-zero word.
 #[derive(Debug, Default)]
 pub struct IdSet {
@@ -12,7 +14,7 @@ pub struct IdSet {
 
 impl IdSet {
     /// Add `id` (absent).
-    pub fn insert(&mut self, id: u32) {
+    pub fn insert(&mut self, WorkerId(id): WorkerId) {
         let (word, bit) = (id as usize / 64, id % 64);
         if word >= self.words.len() {
             self.words.resize(word + 1, 0);
@@ -26,7 +28,7 @@ impl IdSet {
     }
 
     /// Remove `id` (present); returns whether the set is empty now.
-    pub fn remove(&mut self, id: u32) -> bool {
+    pub fn remove(&mut self, WorkerId(id): WorkerId) -> bool {
         let (word, bit) = (id as usize / 64, id % 64);
         debug_assert!(self.words[word] & (1 << bit) != 0, "worker {id} missing");
         self.words[word] &= !(1 << bit);
@@ -38,7 +40,7 @@ impl IdSet {
     }
 
     /// `id` is in the set.
-    pub fn contains(&self, id: u32) -> bool {
+    pub fn contains(&self, WorkerId(id): WorkerId) -> bool {
         let (word, bit) = (id as usize / 64, id % 64);
         self.words.get(word).is_some_and(|w| w & (1 << bit) != 0)
     }
@@ -48,7 +50,7 @@ impl IdSet {
     }
 
     /// The lowest id at or above `from`.
-    pub fn first_from(&self, from: u32) -> Option<u32> {
+    fn first_from(&self, from: u32) -> Option<u32> {
         let mut word = (from as usize / 64).max(self.first_word);
         if word >= self.words.len() {
             return None;
@@ -66,14 +68,21 @@ impl IdSet {
         }
     }
 
+    /// The lowest member.
+    pub fn first(&self) -> Option<WorkerId> {
+        self.first_from(0).map(WorkerId)
+    }
+
+    /// The lowest member above `id`.
+    pub fn next_after(&self, WorkerId(id): WorkerId) -> Option<WorkerId> {
+        id.checked_add(1)
+            .and_then(|from| self.first_from(from))
+            .map(WorkerId)
+    }
+
     /// Members in ascending order.
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        let mut next = self.first_from(0);
-        std::iter::from_fn(move || {
-            let id = next?;
-            next = id.checked_add(1).and_then(|from| self.first_from(from));
-            Some(id)
-        })
+    pub fn iter(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        std::iter::successors(self.first(), |&id| self.next_after(id))
     }
 
     /// How many ids are in the set.

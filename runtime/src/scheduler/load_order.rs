@@ -34,7 +34,7 @@ impl LoadOrder {
             }
             self.spare.pop().unwrap_or_default()
         });
-        bucket.insert(id.0);
+        bucket.insert(id);
         self.len += 1;
     }
 
@@ -45,7 +45,7 @@ impl LoadOrder {
             return;
         };
         self.len -= 1;
-        if bucket.remove(id.0) {
+        if bucket.remove(id) {
             if let Some(mut empty) = self.buckets.remove(&assigned) {
                 empty.clear();
                 self.spare.push(empty);
@@ -58,9 +58,7 @@ impl LoadOrder {
 
     /// The worker is present with `assigned` tasks.
     pub fn contains(&self, assigned: u32, id: WorkerId) -> bool {
-        self.buckets
-            .get(&assigned)
-            .is_some_and(|b| b.contains(id.0))
+        self.buckets.get(&assigned).is_some_and(|b| b.contains(id))
     }
 
     /// Workers present.
@@ -75,26 +73,22 @@ impl LoadOrder {
             return (None, None);
         };
         let bucket = &self.buckets[&low];
-        let Some(first) = bucket.first_from(0) else {
+        let Some(first) = bucket.first() else {
             return (None, None);
         };
-        let second = match bucket.first_from(first + 1) {
-            Some(id) => Some((low, WorkerId(id))),
-            None => loads.next().and_then(|&next| {
-                self.buckets[&next]
-                    .first_from(0)
-                    .map(|id| (next, WorkerId(id)))
-            }),
+        let second = match bucket.next_after(first) {
+            Some(id) => Some((low, id)),
+            None => loads
+                .next()
+                .and_then(|&next| self.buckets[&next].first().map(|id| (next, id))),
         };
-        (Some((low, WorkerId(first))), second)
+        (Some((low, first)), second)
     }
 
     /// The first worker in (assigned, id) order.
     pub fn first(&self) -> Option<Place> {
         let &low = self.loads.first()?;
-        self.buckets[&low]
-            .first_from(0)
-            .map(|id| (low, WorkerId(id)))
+        self.buckets[&low].first().map(|id| (low, id))
     }
 }
 

@@ -6,15 +6,17 @@
 use super::comm::Comm;
 use super::core::Core;
 use super::task::TaskState;
+use super::worker::WorkerState;
+use super::worker_index::LoadKey;
 use shoal_comm::ids::{TaskId, WorkerId};
-use shoal_comm::message::{ComputeTask, ExecutorKind, Input, TaskError, ToWorker};
+use shoal_comm::message::{ComputeTask, ExecutorKind, Input, Resource, TaskError, ToWorker};
 use smallvec::SmallVec;
 
 /// An eligible worker holding inputs of a task being placed: input bytes it holds, and its
 /// load when asked.
 struct HolderBytes {
     bytes: u64,
-    load: super::worker_index::LoadKey,
+    load: LoadKey,
 }
 
 /// Most tasks one steal round moves to one idle worker.
@@ -193,7 +195,7 @@ impl Core {
                     let bytes = d.size.max(1);
                     holders.push(HolderBytes {
                         bytes: if spilled { bytes / 2 } else { bytes },
-                        load: super::worker_index::LoadKey::of(w),
+                        load: LoadKey::of(w),
                     });
                 }
             }
@@ -228,7 +230,7 @@ impl Core {
             .iter()
             .flat_map(|name| self.index.named(name))
             .filter_map(|w| self.eligible(*w, task.kind, resources, allowed))
-            .map(super::worker_index::LoadKey::of)
+            .map(LoadKey::of)
             .min()
             .map(|k| k.id)
     }
@@ -238,9 +240,9 @@ impl Core {
         &self,
         w: WorkerId,
         kind: ExecutorKind,
-        resources: &[shoal_comm::message::Resource],
+        resources: &[Resource],
         allowed: &[String],
-    ) -> Option<&super::worker::WorkerState> {
+    ) -> Option<&WorkerState> {
         self.workers
             .get(&w)
             .filter(|w| w.accepts_work() && w.can_run(kind, resources, allowed))
@@ -302,9 +304,7 @@ impl Core {
     /// The holders of `id`, those with it in memory first (fetches go to them first).
     fn holders_memory_first(&self, id: TaskId, holders: &[WorkerId]) -> Vec<WorkerId> {
         let mut out = holders.to_vec();
-        if out.len() > 1 {
-            out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.is_spilled(id)));
-        }
+        out.sort_by_key(|h| self.workers.get(h).is_some_and(|w| w.is_spilled(id)));
         out
     }
 

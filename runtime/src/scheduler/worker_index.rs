@@ -265,7 +265,7 @@ impl WorkerIndex {
             self.groups[entry.group].remove(entry.key);
         }
         if entry.idle {
-            self.idle.remove(entry.key.id.0);
+            self.idle.remove(entry.key.id);
         }
         if let Some(key) = entry.victim {
             self.victims.remove(&VictimKey(key));
@@ -298,9 +298,9 @@ impl WorkerIndex {
         }
         if old.idle != new.idle {
             if new.idle {
-                self.idle.insert(w.id.0);
+                self.idle.insert(w.id);
             } else {
-                self.idle.remove(w.id.0);
+                self.idle.remove(w.id);
             }
         }
         let victim_now = new.wants_victim.then_some(new.key);
@@ -353,7 +353,7 @@ impl WorkerIndex {
 
     /// Idle workers accepting work, by id.
     pub fn idle(&self) -> impl Iterator<Item = WorkerId> + '_ {
-        self.idle.iter().map(WorkerId)
+        self.idle.iter()
     }
 
     /// Workers with queued work beyond what they run, most loaded first (ties: lowest
@@ -397,7 +397,7 @@ impl WorkerIndex {
                 "{id} accepting"
             );
             assert_eq!(
-                self.idle.contains(id.0),
+                self.idle.contains(*id),
                 accepting && w.is_idle(),
                 "{id} idle"
             );
