@@ -73,6 +73,7 @@ def pytest_addoption(parser):
     group.addoption("--route-resume", action="store_true",
                     help="skip the tests --route-results already has a result for")
     group.addoption("--route-workers", type=int, default=2, help="worker processes (default 2)")
+    group.addoption("--route-threads", type=int, default=1, help="threads per worker (default 1)")
 
 
 class _Backend:
@@ -80,8 +81,9 @@ class _Backend:
 
     name = "none"
 
-    def __init__(self, workers: int, pgid_file: str | None = None):
+    def __init__(self, workers: int, threads: int = 1, pgid_file: str | None = None):
         self.workers = workers
+        self.threads = threads
         self.pgid_file = pgid_file
         self.client = None
         self.proc = None
@@ -155,12 +157,12 @@ class _Backend:
 
 
 class _Shoal(_Backend):
-    """``python -m shoal local --workers N --nthreads 1``."""
+    """``python -m shoal local --workers N --nthreads T``."""
 
     name = "shoal"
 
     def command(self, ready_file):
-        return [sys.executable, "-m", "shoal", "local", "--workers", str(self.workers), "--nthreads", "1",
+        return [sys.executable, "-m", "shoal", "local", "--workers", str(self.workers), "--nthreads", str(self.threads),
                 "--memory-limit", "0", "--scheduler-file", ready_file,
                 # Gone by itself a minute after its client, should pytest die (a segfault).
                 "--idle-timeout", "60"]
@@ -172,14 +174,14 @@ class _Shoal(_Backend):
 
 
 class _Distributed(_Backend):
-    """A ``distributed.LocalCluster`` (N worker processes x 1 thread) in its own process."""
+    """A ``distributed.LocalCluster`` (N worker processes x T threads) in its own process."""
 
     name = "distributed"
 
     def command(self, ready_file):
         here = os.path.dirname(os.path.abspath(__file__))
         return [sys.executable, os.path.join(here, "distributed_cluster.py"), ready_file, str(self.workers),
-                str(os.getpid())]
+                str(os.getpid()), str(self.threads)]
 
     def connect(self, ready_file):
         import distributed
@@ -293,9 +295,9 @@ def pytest_configure(config):
     _STATE["results"] = open(path, "a") if path else None
     if route == "none":
         return
-    workers = config.getoption("--route-workers")
+    workers, threads = config.getoption("--route-workers"), config.getoption("--route-threads")
     pgid_file = f"{path}.pgid" if path else None
-    backend = (_Shoal if route == "shoal" else _Distributed)(workers, pgid_file)
+    backend = (_Shoal if route == "shoal" else _Distributed)(workers, threads, pgid_file)
     _STATE["backend"] = backend
     try:
         backend.start()

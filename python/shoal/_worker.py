@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+import threading
 import traceback
 
 import cloudpickle
@@ -90,6 +91,20 @@ class _plugins:
 
 
 _functions: dict = {}
+
+#: Held while a task's payload, function or inputs are unpickled. Unpickling imports the
+#: modules a value names; two threads importing a package with circular imports at once
+#: (dask.dataframe the first time) can each see the other's module half initialized and
+#: fail with ImportError. distributed decodes tasks on one thread for the same reason.
+#: Reentrant: unpickling a value may decode another on the same thread.
+_unpickling = threading.RLock()
+
+
+def _locked_loads(data):
+    with _unpickling:
+        return cloudpickle.loads(data)
+
+
 #: For the native runner's compact calls (``python/src/worker.rs``): the function of a
 #: payload, worker plugins set up once, and the size of a simple result.
 load_function = cloudpickle.loads
@@ -111,7 +126,7 @@ def _function(data: bytes):
     if fn is None:
         if len(_functions) > 1000:
             _functions.clear()
-        fn = _functions[data] = cloudpickle.loads(data)
+        fn = _functions[data] = _locked_loads(data)
     return fn
 
 
@@ -143,10 +158,11 @@ def run_payload(payload, inputs):
     head = payload[:1]
     if head == MAPPED:  # the native runner decodes and runs these (python/src/worker.rs)
         raise ValueError(f"a compact call payload of {len(payload)} bytes the native runner could not parse")
-    if head == FUTURE_REFS:
-        spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
-    else:
-        spec = pickle.loads(payload)
+    with _unpickling:
+        if head == FUTURE_REFS:
+            spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
+        else:
+            spec = pickle.loads(payload)
     kind = spec[0]
     if kind == CALL:
         _, fn, args, kwargs, has_deps = spec
@@ -182,7 +198,8 @@ def execute(payload, inputs):
         if not _plugins.checked:
             _plugins.ensure()
         if inputs:
-            inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
+            with _unpickling:
+                inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
         result = run_payload(payload, inputs)
         return True, result, (sys.getsizeof(result) if type(result) in PLAIN else sizeof(result))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the client
