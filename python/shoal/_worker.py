@@ -96,18 +96,18 @@ _functions: dict = {}
 #: modules a value names; two threads importing a package with circular imports at once
 #: (dask.dataframe the first time) can each see the other's module half initialized and
 #: fail with ImportError. distributed decodes tasks on one thread for the same reason.
-#: Reentrant: unpickling a value may decode another on the same thread.
-_unpickling = threading.RLock()
+#: Reentrant: unpickling a value may decode another on the same thread. The native runner
+#: holds it too while it decodes a compact call (``python/src/worker.rs``).
+unpickling = threading.RLock()
 
 
 def _locked_loads(data):
-    with _unpickling:
+    with unpickling:
         return cloudpickle.loads(data)
 
 
-#: For the native runner's compact calls (``python/src/worker.rs``): the function of a
-#: payload, worker plugins set up once, and the size of a simple result.
-load_function = cloudpickle.loads
+#: For the native runner's compact calls (``python/src/worker.rs``): worker plugins set
+#: up once, and the size of a simple result.
 simple_size = sys.getsizeof
 
 
@@ -158,7 +158,7 @@ def run_payload(payload, inputs):
     head = payload[:1]
     if head == MAPPED:  # the native runner decodes and runs these (python/src/worker.rs)
         raise ValueError(f"a compact call payload of {len(payload)} bytes the native runner could not parse")
-    with _unpickling:
+    with unpickling:
         if head == FUTURE_REFS:
             spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
         else:
@@ -198,7 +198,7 @@ def execute(payload, inputs):
         if not _plugins.checked:
             _plugins.ensure()
         if inputs:
-            with _unpickling:
+            with unpickling:
                 inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
         result = run_payload(payload, inputs)
         return True, result, (sys.getsizeof(result) if type(result) in PLAIN else sizeof(result))

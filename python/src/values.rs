@@ -68,13 +68,17 @@ pub fn encode_simple(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
 /// The value of a frame without out-of-band buffers, or `None` for any other frame
 /// (buffers, an error frame, not a value frame: Python decodes those and says why).
 pub fn decode_plain(py: Python<'_>, frame: &[u8]) -> Option<PyResult<Py<PyAny>>> {
+    plain_pickle_of(frame).map(|data| unpickle(py, data).map(Bound::unbind))
+}
+
+/// The pickle inside a frame without out-of-band buffers, or `None` for any other frame.
+pub fn plain_pickle_of(frame: &[u8]) -> Option<&[u8]> {
     let head = frame.get(..HEAD)?;
     if &head[..4] != MAGIC || head[4..8] != [0; 4] {
         return None;
     }
     let len = u64::from_le_bytes(head[8..16].try_into().ok()?);
-    let data = frame.get(HEAD..HEAD.checked_add(usize::try_from(len).ok()?)?)?;
-    Some(unpickle(py, data).map(Bound::unbind))
+    frame.get(HEAD..HEAD.checked_add(usize::try_from(len).ok()?)?)
 }
 
 /// `pickle.loads(data)`.

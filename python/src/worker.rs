@@ -150,7 +150,10 @@ pub fn run(job: &Job) -> Result<Value, TaskError> {
 /// digest of the function | u32 length | function (cloudpickle) | args (pickled tuple)`.
 const MAPPED: u8 = b'M';
 
-/// Functions of compact calls, decoded once per worker, by digest.
+/// Functions of compact calls, decoded once per worker, by digest. Held only to look up
+/// or store an entry, never while Python runs: a thread decoding a function may let
+/// another thread run (an import does), and that thread, holding the interpreter, would
+/// wait here for ever.
 static MAPPED_FUNCTIONS: Mutex<Option<FxHashMap<[u8; 16], Py<PyAny>>>> = Mutex::new(None);
 
 /// Set once worker plugins were set up (`shoal._worker._plugins.ensure`).
@@ -167,22 +170,49 @@ fn mapped_parts(payload: &[u8]) -> Option<([u8; 16], &[u8], &[u8])> {
     Some((digest, function, &rest[20 + len..]))
 }
 
+/// The function of a compact call: from the cache, else decoded (under
+/// `shoal._worker`'s unpickling lock, as every task's parts are) and cached. Two threads
+/// meeting a new function at once both decode it; the first to finish is kept.
 fn mapped_function<'py>(
     py: Python<'py>,
     digest: [u8; 16],
     data: &[u8],
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut cache = MAPPED_FUNCTIONS.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = cache.get_or_insert_with(FxHashMap::default);
-    if let Some(f) = cache.get(&digest) {
+    let cache = || MAPPED_FUNCTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = cache().as_ref().and_then(|c| c.get(&digest)) {
         return Ok(f.bind(py).clone());
     }
-    let f = helper(py, "load_function")?.call1((PyBytes::new(py, data),))?;
-    if cache.len() > 1000 {
-        cache.clear();
-    }
-    cache.insert(digest, f.clone().unbind());
+    let decoded = locked_loads(py, data)?;
+    let (f, evicted) = {
+        let mut guard = cache();
+        let functions = guard.get_or_insert_with(FxHashMap::default);
+        let evicted = if functions.len() > 1000 {
+            std::mem::take(functions)
+        } else {
+            FxHashMap::default()
+        };
+        let f = functions
+            .entry(digest)
+            .or_insert_with(|| decoded.unbind())
+            .bind(py)
+            .clone();
+        (f, evicted)
+    };
+    drop(evicted); // outside the lock: dropping a function may run Python
     Ok(f)
+}
+
+/// `data` unpickled while holding `shoal._worker.unpickling`, the lock a worker's threads
+/// decode task parts under (unpickling imports modules; see the lock's comment there).
+fn locked_loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    static LOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let lock = LOCK
+        .get_or_try_init(py, || helper(py, "unpickling").map(Bound::unbind))?
+        .bind(py);
+    lock.call_method0("acquire")?;
+    let value = values::unpickle(py, data);
+    lock.call_method0("release")?;
+    value
 }
 
 /// A compact call without inputs, run without `shoal._worker.execute`'s Python frames;
@@ -199,7 +229,7 @@ fn run_mapped(py: Python<'_>, job: &Job) -> Option<PyResult<Result<Value, TaskEr
         }
         // Failures to decode the function or its arguments are the task's, as in Python.
         let call = mapped_function(py, digest, function).and_then(|f| {
-            let args = values::unpickle(py, args)?.cast_into::<PyTuple>()?;
+            let args = locked_loads(py, args)?.cast_into::<PyTuple>()?;
             f.call1(args)
         });
         match call {
@@ -247,7 +277,7 @@ fn run_python(py: Python<'_>, job: &Job) -> PyResult<Result<Value, TaskError>> {
             },
             // A plain value from a peer is decoded here; Python decodes the rest and
             // reports what it cannot decode as the task's failure.
-            Value::Bytes(b) => match values::decode_plain(py, b) {
+            Value::Bytes(b) => match values::plain_pickle_of(b).map(|p| locked_loads(py, p)) {
                 Some(Ok(value)) => inputs.append(value)?,
                 _ => inputs.append(Frame::shared(b.clone()))?,
             },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 # Run in a fresh interpreter: dask.dataframe must not be imported yet, as in a worker that
 # just started.
@@ -45,3 +46,23 @@ def test_threads_decoding_dataframe_tasks_at_once_in_a_fresh_worker_all_succeed(
     out = subprocess.run([sys.executable, "-c", _DECODE_AT_ONCE], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "all decoded", out.stdout
+
+
+def test_two_threads_loading_one_function_whose_import_is_slow_both_finish(tmp_path):
+    # A worker of 2 threads gets two compact calls of a function it has not decoded yet.
+    # Decoding it imports its module, which lets the other thread run meanwhile. Both
+    # threads decode at once; neither may wait for the other while holding what the other
+    # needs (the interpreter's lock on one side, the worker's cache of functions on the
+    # other): that hung the worker for good.
+    import shoal
+    from conftest import local_cluster
+
+    import slow_import
+
+    with local_cluster(tmp_path, "--workers", "1", "--nthreads", "2", "--memory-limit", "0") as scheduler_file:
+        with shoal.Client(scheduler_file=scheduler_file, timeout=10) as c:
+            c.wait_for_workers(1, timeout=30)
+            first = c.submit(slow_import.double, 1)
+            time.sleep(0.3)  # the first thread is importing the module now
+            second = c.submit(slow_import.double, 2)
+            assert [f.result(timeout=20) for f in (first, second)] == [2, 4]
