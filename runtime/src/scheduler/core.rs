@@ -108,9 +108,9 @@ pub struct Core {
     /// Tasks whose need or references changed; examined by `settle`.
     dirty: Vec<TaskId>,
     /// Workers whose load changed since the index last saw them (each once, flagged by
-    /// [`WorkerState::reindex`]): re-indexed before the index is read and when the event
-    /// settles, so a batch of finished tasks moves a worker in the index once, not once
-    /// per task.
+    /// [`WorkerState::reindex`]): re-indexed only before the index is read (placing a
+    /// task without local inputs, releasing roots, balancing), so a worker whose load
+    /// changes at every event moves in the index once per read, not once per event.
     reindex: Vec<WorkerId>,
     /// Scratch stack reused by `revive`.
     revive_stack: Vec<TaskId>,
@@ -415,7 +415,7 @@ impl Core {
     }
 
     /// Bring the worker index up to date with every load change so far: called before
-    /// the index is read and when an event settles.
+    /// the index is read.
     pub(crate) fn refresh_index(&mut self) {
         for id in self.reindex.drain(..) {
             if let Some(w) = self.workers.get_mut(&id) {
@@ -449,7 +449,6 @@ impl Core {
                 self.forget(id);
             }
         }
-        self.refresh_index();
         !self.dirty.is_empty()
     }
 
@@ -599,8 +598,19 @@ impl Core {
                 }
             }
         }
-        assert!(self.reindex.is_empty(), "workers left to re-index");
-        self.index.check(&self.workers);
+        // The index is brought up to date before it is read: check it as it will be then.
+        for (id, w) in &self.workers {
+            assert_eq!(
+                w.reindex,
+                self.reindex.contains(id),
+                "{id} queued for re-indexing"
+            );
+        }
+        let mut index = self.index.clone();
+        for w in self.reindex.iter().filter_map(|id| self.workers.get(id)) {
+            index.update(w);
+        }
+        index.check(&self.workers);
         self.tally
             .check(self.tasks.values().map(|t| (t.prefix, &t.state)));
         // Every ready task is on its way to a worker: in the ready list, the root queue

@@ -4,7 +4,7 @@
 use shoal_comm::ids::WorkerId;
 
 /// A set of worker ids as a bitset, with the index of its lowest non-zero word.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct IdSet {
     words: Vec<u64>,
     len: u32,

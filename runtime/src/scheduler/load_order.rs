@@ -15,7 +15,7 @@ use shoal_comm::ids::WorkerId;
 pub type Place = (u32, WorkerId);
 
 /// Workers (of one thread count) by assigned count, then id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LoadOrder {
     buckets: FxHashMap<u32, IdSet>,
     /// Assigned counts with a non-empty bucket, ascending.

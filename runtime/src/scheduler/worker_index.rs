@@ -86,7 +86,7 @@ impl PartialOrd for VictimKey {
 }
 
 /// Workers of one signature that accept work, by thread count, then load.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Group {
     executors: Vec<ExecutorKind>,
     resources: Vec<Resource>,
@@ -172,7 +172,7 @@ struct Entry {
 }
 
 /// The indexes; see the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct WorkerIndex {
     groups: Vec<Group>,
     entries: FxHashMap<WorkerId, Entry>,
