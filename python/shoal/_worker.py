@@ -84,10 +84,12 @@ class _plugins:
 
     @classmethod
     def ensure(cls):
-        cls.checked = True
         from .plugins import ensure_installed
 
+        # Marked only once they are set up: a second thread starting its first task
+        # meanwhile waits in ensure_installed instead of running without them.
         ensure_installed()
+        cls.checked = True
 
 
 _functions: dict = {}

@@ -131,14 +131,18 @@ def ensure_installed() -> None:
     with _lock:
         if _checked:
             return
-        _checked = True
-        if not _native.worker_has_plugins():
-            return
-        from .coordination import _call
-        from .worker_context import get_client
+        try:
+            if not _native.worker_has_plugins():
+                return
+            from .coordination import _call
+            from .worker_context import get_client
 
-        client = get_client()
-        for full in _call(client, "dataset_list")[1]:
-            if full.startswith(PREFIX):
-                data = client.get_dataset(full)
-                _setup(full[len(PREFIX):], data)
+            client = get_client()
+            for full in _call(client, "dataset_list")[1]:
+                if full.startswith(PREFIX):
+                    data = client.get_dataset(full)
+                    _setup(full[len(PREFIX):], data)
+        finally:
+            # Set once the setup is over (even a failed one: it is not retried before
+            # every task), so that other threads wait for it above rather than pass.
+            _checked = True

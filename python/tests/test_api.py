@@ -566,6 +566,50 @@ def test_upload_file_and_plugins_reach_a_worker_that_joins_later(tmp_path):
                 late.wait(timeout=20)
 
 
+class SlowMarker(_MarkerMixin, importlib.import_module("shoal").WorkerPlugin):
+    """The marker plugin, whose setup takes a second (as one that installs or downloads)."""
+
+    name = "slow-marker"
+
+    def setup(self, worker):
+        time.sleep(1.0)
+        super().setup(worker)
+
+
+def test_every_thread_of_a_worker_that_joins_later_runs_its_first_task_after_plugin_setup(tmp_path):
+    # shoal only: a worker of 2 threads started after the plugin was registered. Its
+    # second thread starts its first task while the first thread is still setting the
+    # plugin up: it must wait for that setup, not run without the plugin (it did).
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import shoal
+    from conftest import local_cluster
+
+    with local_cluster(tmp_path, "--workers", "1", "--nthreads", "1", "--memory-limit", "0") as sf:
+        with shoal.Client(scheduler_file=sf) as c:
+            c.wait_for_workers(1, timeout=30)
+            c.register_plugin(SlowMarker())
+            here = os.path.dirname(os.path.abspath(__file__))
+            env = dict(os.environ, PYTHONPATH=here)
+            env.pop("SHOAL_TEST_MARKER", None)
+            late = subprocess.Popen([sys.executable, "-m", "shoal", "worker", "--scheduler-file", str(sf),
+                                     "--nthreads", "2", "--memory-limit", "0", "--name", "late"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            try:
+                c.wait_for_workers(2, timeout=30)
+                first = c.submit(read_marker, 1, workers=["late"], pure=False)
+                time.sleep(0.3)  # the first thread is setting the plugin up now
+                second = c.submit(read_marker, 2, workers=["late"], pure=False)
+                assert [f.result(timeout=30) for f in (first, second)] == ["set", "set"]
+            finally:
+                os.killpg(late.pid, signal.SIGTERM)
+                late.wait(timeout=20)
+
+
 def hold_semaphore(name, seconds):
     import shoal
 
