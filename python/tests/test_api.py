@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib
 import time
 
@@ -532,13 +533,32 @@ def test_get_task_stream_and_performance_report(own_backend, tmp_path):
     assert len(c.get_task_stream()) >= 4
 
 
-def test_upload_file_and_plugins_reach_a_worker_that_joins_later(tmp_path):
-    # shoal only: a third worker process started after the upload.
+@contextlib.contextmanager
+def late_worker(client, scheduler_file, nthreads):
+    """A `shoal worker` process named "late" joining the cluster now (no plugin marker in
+    its environment), stopped by its process group on exit."""
     import os
     import signal
     import subprocess
     import sys
 
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=here)
+    env.pop("SHOAL_TEST_MARKER", None)
+    late = subprocess.Popen([sys.executable, "-m", "shoal", "worker", "--scheduler-file", str(scheduler_file),
+                             "--nthreads", str(nthreads), "--memory-limit", "0", "--name", "late"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    try:
+        client.wait_for_workers(len(client.scheduler_info()["workers"]) + 1, timeout=30)
+        yield
+    finally:
+        os.killpg(late.pid, signal.SIGTERM)
+        late.wait(timeout=20)
+
+
+def test_upload_file_and_plugins_reach_a_worker_that_joins_later(tmp_path):
+    # shoal only: a third worker process started after the upload.
     import shoal
     from conftest import local_cluster
 
@@ -550,20 +570,9 @@ def test_upload_file_and_plugins_reach_a_worker_that_joins_later(tmp_path):
             path.write_text(UPLOADED.format(value=7))
             c.upload_file(str(path))
             c.register_plugin(ShoalMarker())
-            here = os.path.dirname(os.path.abspath(__file__))
-            env = dict(os.environ, PYTHONPATH=here)
-            env.pop("SHOAL_TEST_MARKER", None)
-            late = subprocess.Popen([sys.executable, "-m", "shoal", "worker", "--scheduler-file", str(sf),
-                                     "--nthreads", "1", "--memory-limit", "0", "--name", "late"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
-            try:
-                c.wait_for_workers(2, timeout=30)
+            with late_worker(c, sf, nthreads=1):
                 assert c.submit(call_uploaded, name, workers=["late"], pure=False).result(timeout=30) == 7
                 assert c.submit(read_marker, workers=["late"], pure=False).result(timeout=30) == "set"
-            finally:
-                os.killpg(late.pid, signal.SIGTERM)
-                late.wait(timeout=20)
 
 
 class SlowMarker(_MarkerMixin, importlib.import_module("shoal").WorkerPlugin):
@@ -580,11 +589,6 @@ def test_every_thread_of_a_worker_that_joins_later_runs_its_first_task_after_plu
     # shoal only: a worker of 2 threads started after the plugin was registered. Its
     # second thread starts its first task while the first thread is still setting the
     # plugin up: it must wait for that setup, not run without the plugin (it did).
-    import os
-    import signal
-    import subprocess
-    import sys
-
     import shoal
     from conftest import local_cluster
 
@@ -592,22 +596,11 @@ def test_every_thread_of_a_worker_that_joins_later_runs_its_first_task_after_plu
         with shoal.Client(scheduler_file=sf) as c:
             c.wait_for_workers(1, timeout=30)
             c.register_plugin(SlowMarker())
-            here = os.path.dirname(os.path.abspath(__file__))
-            env = dict(os.environ, PYTHONPATH=here)
-            env.pop("SHOAL_TEST_MARKER", None)
-            late = subprocess.Popen([sys.executable, "-m", "shoal", "worker", "--scheduler-file", str(sf),
-                                     "--nthreads", "2", "--memory-limit", "0", "--name", "late"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
-            try:
-                c.wait_for_workers(2, timeout=30)
+            with late_worker(c, sf, nthreads=2):
                 first = c.submit(read_marker, 1, workers=["late"], pure=False)
                 time.sleep(0.3)  # the first thread is setting the plugin up now
                 second = c.submit(read_marker, 2, workers=["late"], pure=False)
                 assert [f.result(timeout=30) for f in (first, second)] == ["set", "set"]
-            finally:
-                os.killpg(late.pid, signal.SIGTERM)
-                late.wait(timeout=20)
 
 
 def hold_semaphore(name, seconds):
