@@ -31,6 +31,7 @@ import cloudpickle
 
 from . import _native
 from ._serialize import dumps, loads, sizeof
+from .plugins import ensure_installed as ensure_plugins
 
 __all__ = ["execute", "dumps", "Dep", "Inputs", "CALL", "DASK", "DATA"]
 
@@ -77,21 +78,6 @@ class Inputs:
         return f"Inputs({self.start}, {self.stop})"
 
 
-class _plugins:
-    """Worker plugins are set up before the first task (see :mod:`shoal.plugins`)."""
-
-    checked = False
-
-    @classmethod
-    def ensure(cls):
-        from .plugins import ensure_installed
-
-        # Marked only once they are set up: a second thread starting its first task
-        # meanwhile waits in ensure_installed instead of running without them.
-        ensure_installed()
-        cls.checked = True
-
-
 _functions: dict = {}
 
 #: Held while a task's payload, function or inputs are unpickled. Unpickling imports the
@@ -102,33 +88,23 @@ _functions: dict = {}
 #: holds it too while it decodes a compact call (``python/src/worker.rs``).
 unpickling = threading.RLock()
 
-
-def _locked_loads(data):
-    with unpickling:
-        return cloudpickle.loads(data)
-
-
-#: For the native runner's compact calls (``python/src/worker.rs``): worker plugins set
-#: up once, and the size of a simple result.
+#: For the native runner's compact calls (``python/src/worker.rs``): the size of a simple
+#: result. (It sets plugins up with ``ensure_plugins``, imported above.)
 simple_size = sys.getsizeof
 
 
 def warm_up() -> None:
-    """Import what the first task needs (the worker calls this while it starts)."""
-    from . import plugins  # noqa: F401 - imported for the first task's plugin check
-
-
-def ensure_plugins() -> None:
-    if not _plugins.checked:
-        _plugins.ensure()
+    """Called while the worker starts: importing this module (and with it what the first
+    task needs, plugins included) is the warm-up."""
 
 
 def _function(data: bytes):
+    """The function pickled in ``data``, decoded once (called under ``unpickling``)."""
     fn = _functions.get(data)
     if fn is None:
         if len(_functions) > 1000:
             _functions.clear()
-        fn = _functions[data] = _locked_loads(data)
+        fn = _functions[data] = cloudpickle.loads(data)
     return fn
 
 
@@ -160,18 +136,21 @@ def run_payload(payload, inputs):
     head = payload[:1]
     if head == MAPPED:  # the native runner decodes and runs these (python/src/worker.rs)
         raise ValueError(f"a compact call payload of {len(payload)} bytes the native runner could not parse")
-    with unpickling:
+    with unpickling:  # the inputs, the payload and a call's function, in one go
+        if inputs:
+            inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
         if head == FUTURE_REFS:
             spec = _RefUnpickler(memoryview(payload)[1:], inputs).load()
         else:
             spec = pickle.loads(payload)
-    kind = spec[0]
+        kind = spec[0]
+        fn = _function(spec[1]) if kind == CALL else None
     if kind == CALL:
-        _, fn, args, kwargs, has_deps = spec
+        _, _, args, kwargs, has_deps = spec
         if has_deps:
             args = substitute(args, inputs)
             kwargs = substitute(kwargs, inputs)
-        return _function(fn)(*args, **kwargs)
+        return fn(*args, **kwargs)
     if kind == DASK:
         _, node, dep_keys = spec
         return node(dict(zip(dep_keys, inputs)))
@@ -197,11 +176,7 @@ def error_info(e: BaseException):
 def execute(payload, inputs):
     """Run one task: ``(True, result, size)`` or ``(False, error_info, 0)``."""
     try:
-        if not _plugins.checked:
-            _plugins.ensure()
-        if inputs:
-            with unpickling:
-                inputs = [loads(x) if type(x) is _native.Frame else x for x in inputs]
+        ensure_plugins()
         result = run_payload(payload, inputs)
         return True, result, (sys.getsizeof(result) if type(result) in PLAIN else sizeof(result))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the client

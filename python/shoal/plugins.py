@@ -123,8 +123,9 @@ def unregister(client, name: str) -> dict:
 
 
 def ensure_installed() -> None:
-    """Before this worker's first task: set up the plugins the scheduler keeps, if it
-    said there are any (workers that joined after a plugin was registered)."""
+    """Before each task of this worker (``shoal._worker``): the first time, set up the
+    plugins the scheduler keeps, if it said there are any (workers that joined after a
+    plugin was registered); threads starting tasks meanwhile wait for that setup."""
     global _checked
     if _checked:
         return

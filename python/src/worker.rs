@@ -4,6 +4,7 @@
 use crate::frame::Frame;
 use crate::values;
 use bytes::Bytes;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -156,7 +157,7 @@ const MAPPED: u8 = b'M';
 /// wait here for ever.
 static MAPPED_FUNCTIONS: Mutex<Option<FxHashMap<[u8; 16], Py<PyAny>>>> = Mutex::new(None);
 
-/// Set once worker plugins were set up (`shoal._worker._plugins.ensure`).
+/// Set once worker plugins were set up (`shoal._worker.ensure_plugins` returned).
 static PLUGINS_CHECKED: AtomicBool = AtomicBool::new(false);
 
 /// The parts of a compact call payload: (digest, function bytes, argument bytes).
@@ -183,22 +184,16 @@ fn mapped_function<'py>(
         return Ok(f.bind(py).clone());
     }
     let decoded = locked_loads(py, data)?;
-    let (f, evicted) = {
-        let mut guard = cache();
-        let functions = guard.get_or_insert_with(FxHashMap::default);
-        let evicted = if functions.len() > 1000 {
-            std::mem::take(functions)
-        } else {
-            FxHashMap::default()
-        };
-        let f = functions
-            .entry(digest)
-            .or_insert_with(|| decoded.unbind())
-            .bind(py)
-            .clone();
-        (f, evicted)
-    };
-    drop(evicted); // outside the lock: dropping a function may run Python
+    let mut guard = cache();
+    let functions = guard.get_or_insert_with(FxHashMap::default);
+    let evicted = (functions.len() > 1000).then(|| std::mem::take(functions));
+    let f = functions
+        .entry(digest)
+        .or_insert_with(|| decoded.unbind())
+        .bind(py)
+        .clone();
+    drop(guard);
+    drop(evicted); // after the lock: dropping a function may run Python
     Ok(f)
 }
 
@@ -209,9 +204,9 @@ fn locked_loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>
     let lock = LOCK
         .get_or_try_init(py, || helper(py, "unpickling").map(Bound::unbind))?
         .bind(py);
-    lock.call_method0("acquire")?;
+    lock.call_method0(intern!(py, "acquire"))?;
     let value = values::unpickle(py, data);
-    lock.call_method0("release")?;
+    lock.call_method0(intern!(py, "release"))?;
     value
 }
 
